@@ -1,0 +1,732 @@
+"""Throughput, latency and memory benchmark for lenet5, optionally next to PyTorch.
+
+Run after installing the project (``pip install .``)::
+
+    python benches/throughput.py                     # lenet5 alone
+    python benches/throughput.py --vs torch          # lenet5 and PyTorch, same run
+    python benches/throughput.py --quick             # fast smoke run
+    python benches/throughput.py --vs torch --json results.json
+
+See benches/README.md for what each figure means.  This is a script, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import gzip
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_DATA_DIR = "/usr/share/datasets/fashion-mnist"
+N_TRAIN_FULL = 60_000
+N_TRAIN_QUICK = 10_000
+N_INFER = 10_000
+INFER_BATCH = 1_000
+LATENCY_CALLS = 200
+LATENCY_WARMUP = 20
+LEARNING_RATE = 0.01
+MOMENTUM = 0.9
+SEED = 0
+PAUSE = 0.3  # seconds of quiet between measurements, so idle worker threads settle
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------
+# Data
+
+
+def read_idx_gz(path: Path) -> np.ndarray:
+    """Read an IDX file of unsigned bytes (optionally gzipped) into a numpy array."""
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == b"\x1f\x8b"
+    with (gzip.open if gzipped else open)(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise ValueError(f"{path}: not an IDX file")
+    if raw[2] != 0x08:
+        raise ValueError(f"{path}: IDX element type {raw[2]:#x} is not unsigned byte")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    shape = tuple(
+        int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
+    )
+    count = int(np.prod(shape, dtype=np.int64))
+    if len(raw) != header + count:
+        raise ValueError(f"{path}: size does not match the header {shape}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def load_data(args: argparse.Namespace, need_test: bool = True) -> dict:
+    """Training and test images (uint8, (n, 28, 28)) and labels (int64).
+
+    Real Fashion-MNIST when its IDX files are found, random bytes of the same shape otherwise.
+    """
+    n_train = args.n_train
+    data_dir = Path(args.data_dir)
+    files = {
+        "x_train": "train-images-idx3-ubyte.gz",
+        "y_train": "train-labels-idx1-ubyte.gz",
+        "x_test": "t10k-images-idx3-ubyte.gz",
+        "y_test": "t10k-labels-idx1-ubyte.gz",
+    }
+    if not need_test:
+        del files["x_test"], files["y_test"]
+    if not args.synthetic and all(
+        (data_dir / name).is_file() for name in files.values()
+    ):
+        out = {key: read_idx_gz(data_dir / name) for key, name in files.items()}
+        out["x_train"] = np.ascontiguousarray(out["x_train"][:n_train])
+        out["y_train"] = out["y_train"][:n_train].astype(np.int64)
+        if need_test:
+            out["x_test"] = np.ascontiguousarray(out["x_test"][:N_INFER])
+            out["y_test"] = out["y_test"][:N_INFER].astype(np.int64)
+        out["source"] = f"Fashion-MNIST from {data_dir}"
+        out["real"] = True
+        return out
+    rng = np.random.default_rng(SEED)
+    out = {
+        "x_train": rng.integers(0, 256, size=(n_train, 28, 28), dtype=np.uint8),
+        "y_train": rng.integers(0, 10, size=n_train, dtype=np.int64),
+    }
+    if need_test:
+        out["x_test"] = rng.integers(0, 256, size=(N_INFER, 28, 28), dtype=np.uint8)
+        out["y_test"] = rng.integers(0, 10, size=N_INFER, dtype=np.int64)
+    reason = (
+        "--synthetic" if args.synthetic else f"no Fashion-MNIST IDX files in {data_dir}"
+    )
+    out["source"] = f"random uint8 images of the Fashion-MNIST shape ({reason})"
+    out["real"] = False
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# One adapter per framework.  Each adapter does the framework's own work only:
+#   prepare_train(x, y) -> data   untimed conversion into what train() takes
+#   prepare_infer(x) -> data      untimed conversion into what predict() takes
+#   train(data, batch_size, threads) -> model    timed: build a fresh model, train one epoch
+#   predict(model, x, threads) -> np.ndarray     timed: class indices for the images in x
+# The timing code below is shared, so both frameworks are measured the same way.
+
+
+class Lenet5Adapter:
+    name = "lenet5"
+
+    def __init__(self, api: str, arch: str) -> None:
+        import lenet5
+
+        self.lenet5 = lenet5
+        self.native = getattr(lenet5, "_lenet5", None)
+        if self.native is None:
+            import importlib
+
+            self.native = importlib.import_module("lenet5._lenet5")
+        has_estimator = hasattr(lenet5, "LeNet5")
+        if api == "auto":
+            api = "estimator" if has_estimator else "native"
+        if api == "estimator" and not has_estimator:
+            raise RuntimeError("lenet5.LeNet5 is not available (try --api native)")
+        self.api = api
+        # "paper": the library defaults (trainable subsampling, Table I C3 map).
+        # "peer": the same architecture as the PyTorch peer (average pooling, full C3).
+        self.arch = arch
+        self.arch_kwargs = {} if arch == "paper" else {"pooling": "avg", "c3": "full"}
+
+    def version(self) -> str:
+        version = getattr(self.lenet5, "__version__", None) or getattr(
+            self.native, "__version__", "unknown"
+        )
+        return f"{version} ({self.api} API, {self.arch} architecture)"
+
+    def prepare_train(self, x: np.ndarray, y: np.ndarray):
+        if self.api == "estimator":
+            return (
+                x,
+                y,
+            )  # the estimator takes uint8 images directly; its copy is timed
+        return self.native.Dataset(x, y)
+
+    def prepare_infer(self, x: np.ndarray):
+        return x
+
+    def train(self, data, batch_size: int, threads: int):
+        if self.api == "estimator":
+            model = self.lenet5.LeNet5(
+                epochs=1,
+                batch_size=batch_size,
+                learning_rate=LEARNING_RATE,
+                optimizer="sgd",
+                momentum=MOMENTUM,
+                n_jobs=threads,
+                random_state=SEED,
+                verbose=0,
+                **self.arch_kwargs,
+            )
+            model.fit(*data)
+            return model
+        net = self.native.Network(10, seed=SEED, **self.arch_kwargs)
+        net.reset_optimizer("sgd", LEARNING_RATE, MOMENTUM, seed=SEED)
+        net.train_epoch(data, batch_size, n_jobs=threads)
+        return net
+
+    def predict(self, model, x, threads: int) -> np.ndarray:
+        if self.api == "estimator":
+            # The estimator keeps its n_jobs from construction (the thread count it trained with).
+            return np.asarray(model.predict(x))
+        return model.predict(x, n_jobs=threads)
+
+
+class TorchAdapter:
+    name = "torch"
+
+    def __init__(self) -> None:
+        import torch
+
+        self.torch = torch
+        nn = torch.nn
+
+        class ScaledTanh(nn.Module):
+            def forward(self, a):
+                return 1.7159 * torch.tanh(a * (2.0 / 3.0))
+
+        def build():
+            return nn.Sequential(
+                nn.Conv2d(1, 6, 5),  # C1 -> 6x28x28
+                ScaledTanh(),
+                nn.AvgPool2d(2),  # S2 -> 6x14x14
+                nn.Conv2d(6, 16, 5),  # C3 (all 6 inputs) -> 16x10x10
+                ScaledTanh(),
+                nn.AvgPool2d(2),  # S4 -> 16x5x5
+                nn.Conv2d(16, 120, 5),  # C5 -> 120x1x1
+                ScaledTanh(),
+                nn.Flatten(),
+                nn.Linear(120, 84),  # F6
+                ScaledTanh(),
+                nn.Linear(84, 10),  # output logits; softmax is inside cross_entropy
+            )
+
+        self.build = build
+
+    def version(self) -> str:
+        return self.torch.__version__
+
+    def to_tensor(self, x: np.ndarray):
+        """uint8 (n,28,28) -> float32 (n,1,32,32), same pixel mapping and padding as lenet5."""
+        out = np.full((len(x), 1, 32, 32), -0.1, dtype=np.float32)
+        scale, offset = np.float32(1.275 / 255.0), np.float32(0.1)
+        for start in range(0, len(x), 10_000):  # in chunks: no full-size temporary
+            chunk = x[start : start + 10_000]
+            out[start : start + len(chunk), 0, 2:30, 2:30] = chunk * scale - offset
+        return self.torch.from_numpy(out)
+
+    def prepare_train(self, x: np.ndarray, y: np.ndarray):
+        return self.to_tensor(x), self.torch.from_numpy(
+            np.ascontiguousarray(y, dtype=np.int64)
+        )
+
+    def prepare_infer(self, x: np.ndarray):
+        return self.to_tensor(x)
+
+    def train(self, data, batch_size: int, threads: int):
+        torch = self.torch
+        torch.set_num_threads(threads)
+        x, y = data
+        torch.manual_seed(SEED)
+        model = self.build()
+        model.train()
+        opt = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
+        order = torch.randperm(len(x))
+        for start in range(0, len(x), batch_size):
+            idx = order[start : start + batch_size]
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+            loss.backward()
+            opt.step()
+        model.eval()
+        return model
+
+    def predict(self, model, x, threads: int) -> np.ndarray:
+        torch = self.torch
+        torch.set_num_threads(threads)
+        with torch.inference_mode():
+            return model(x).argmax(1).numpy()
+
+
+def make_adapter(name: str, args: argparse.Namespace):
+    if name == "lenet5":
+        return Lenet5Adapter(args.api, args.lenet5_arch)
+    if name == "torch":
+        return TorchAdapter()
+    raise ValueError(name)
+
+
+# --------------------------------------------------------------------------------------
+# Shared measurements
+
+
+def settle() -> None:
+    gc.collect()
+    time.sleep(PAUSE)
+
+
+def measure_train(fw, data, n: int, batch_size: int, threads: int):
+    settle()
+    t0 = time.perf_counter()
+    model = fw.train(data, batch_size, threads)
+    elapsed = time.perf_counter() - t0
+    return n / elapsed, model
+
+
+def measure_infer(fw, model, x, n: int, threads: int):
+    settle()
+    preds = []
+    t0 = time.perf_counter()
+    for start in range(0, n, INFER_BATCH):
+        preds.append(fw.predict(model, x[start : start + INFER_BATCH], threads))
+    elapsed = time.perf_counter() - t0
+    return n / elapsed, np.concatenate(preds)
+
+
+def measure_latency(fw, model, x, threads: int) -> float:
+    """Median seconds of one predict call on a single image (a (1, ...) slice)."""
+    settle()
+    singles = [x[i : i + 1] for i in range(min(LATENCY_CALLS, len(x)))]
+    for i in range(LATENCY_WARMUP):
+        fw.predict(model, singles[i % len(singles)], threads)
+    times = []
+    for i in range(LATENCY_CALLS):
+        one = singles[i % len(singles)]
+        t0 = time.perf_counter_ns()
+        fw.predict(model, one, threads)
+        times.append(time.perf_counter_ns() - t0)
+    return statistics.median(times) * 1e-9
+
+
+def measure_rss(fw_name: str, threads: int, args: argparse.Namespace) -> float:
+    """Peak RSS (MiB) of a fresh process that loads the data and trains one epoch (batch 64)."""
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--_rss",
+        fw_name,
+        "--_threads",
+        str(threads),
+        "--n-train",
+        str(args.n_train),
+        "--data-dir",
+        args.data_dir,
+        "--api",
+        args.api,
+        "--lenet5-arch",
+        args.lenet5_arch,
+    ]
+    if args.synthetic:
+        cmd.append("--synthetic")
+    settle()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"peak-RSS child failed:\n{proc.stderr.strip()}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])["maxrss_mib"]
+
+
+def rss_child(args: argparse.Namespace) -> None:
+    """Body of the fresh process used by measure_rss; prints one JSON line."""
+    fw = make_adapter(args._rss, args)
+    data = load_data(args, need_test=False)
+    train = fw.prepare_train(data["x_train"], data["y_train"])
+    del data
+    fw.train(train, 64, args._threads)
+    # ru_maxrss (KiB on Linux) survives execve: a child started from a big parent would report
+    # the parent's peak. VmHWM is the peak of this process's own address space, so it wins.
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    hwm = vm_hwm_mib()
+    print(
+        json.dumps(
+            {"maxrss_mib": hwm if hwm is not None else maxrss, "ru_maxrss_mib": maxrss}
+        )
+    )
+
+
+def vm_hwm_mib() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# Report
+
+FIGURES = [
+    # key, label, unit, higher is better
+    ("train_b64", "training, batch 64", "img/s", True),
+    ("train_b256", "training, batch 256", "img/s", True),
+    ("infer", "inference, batches of 1,000", "img/s", True),
+    ("latency", "single-image predict latency", "ms", False),
+    ("rss", "peak RSS, fresh process, 1 epoch b64", "MiB", False),
+    ("accuracy", "test accuracy, 1 epoch b64", "", True),
+]
+
+
+AMD_FAMILIES = {"23": "Zen/Zen 2", "25": "Zen 3/Zen 4", "26": "Zen 5"}
+
+
+def machine_info() -> dict:
+    info = {"cpu": platform.processor() or platform.machine()}
+    try:
+        fields = {}
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key, value = key.strip(), value.strip()
+            if key and key not in fields:
+                fields[key] = value
+        info["cpu"] = fields.get("model name", info["cpu"])
+        if "cpu family" in fields:
+            family = fields["cpu family"]
+            info["cpu"] += f" (family {family}, model {fields.get('model', '?')}"
+            if fields.get("vendor_id") == "AuthenticAMD" and family in AMD_FAMILIES:
+                info["cpu"] += f", {AMD_FAMILIES[family]}"
+            info["cpu"] += ")"
+        flags = fields.get("flags", "").split()
+        info["simd"] = " ".join(
+            f for f in ("avx2", "fma", "avx512f", "amx_tile") if f in flags
+        )
+    except OSError:
+        pass
+    info["logical_cpus"] = os.cpu_count()
+    try:
+        info["usable_cpus"] = len(os.sched_getaffinity(0))
+    except AttributeError:
+        info["usable_cpus"] = os.cpu_count()
+    info["os"] = platform.platform()
+    info["python"] = platform.python_version()
+    info["numpy"] = np.__version__
+    return info
+
+
+def fmt_value(key: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if key == "latency":
+        return f"{value * 1e3:.3f}"
+    if key == "rss":
+        return f"{value:,.0f}"
+    if key == "accuracy":
+        return f"{value:.3f}"
+    return f"{value:,.0f}"
+
+
+def fmt_cell(key: str, samples: list[float] | None) -> str:
+    if not samples:
+        return "-"
+    med = statistics.median(samples)
+    text = fmt_value(key, med)
+    if len(samples) > 1 and med and key != "accuracy":
+        spread = (max(samples) - min(samples)) / 2 / abs(med) * 100
+        text += f" ±{spread:.0f}%"
+    return text
+
+
+def advantage(
+    key: str, mine: list[float] | None, theirs: list[float] | None
+) -> float | None:
+    """How many times better lenet5 is (>1: lenet5 better)."""
+    if not mine or not theirs or key == "accuracy":
+        return None
+    a, b = statistics.median(mine), statistics.median(theirs)
+    higher_is_better = next(f[3] for f in FIGURES if f[0] == key)
+    return a / b if higher_is_better else b / a
+
+
+def print_table(results: dict, frameworks: list[str], thread_counts: list[int]) -> None:
+    header = ["figure", "threads"] + frameworks
+    if "torch" in frameworks and "lenet5" in frameworks:
+        header.append("lenet5 advantage")
+    rows = []
+    for key, label, unit, _ in FIGURES:
+        if not any(key in results.get(fw, {}) for fw in frameworks):
+            continue
+        full = f"{label} ({unit})" if unit else label
+        for k in thread_counts:
+            row = [full, str(k)]
+            per_fw = [results.get(fw, {}).get(key, {}).get(str(k)) for fw in frameworks]
+            row += [fmt_cell(key, s) for s in per_fw]
+            if len(header) > len(row):
+                adv = advantage(key, per_fw[0], per_fw[1])
+                row.append(f"{adv:.2f}x" if adv is not None else "-")
+            rows.append(row)
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+
+    def line(cells):
+        first = cells[0].ljust(widths[0])
+        rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:])]
+        return "  ".join([first] + rest)
+
+    print(line(header))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print(line(r))
+
+
+# --------------------------------------------------------------------------------------
+# Driver
+
+
+def run(args: argparse.Namespace) -> int:
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    frameworks = []
+    adapters = {}
+    errors = {}
+    wanted = ["lenet5"] + (["torch"] if args.vs == "torch" else [])
+    for name in wanted:
+        try:
+            adapters[name] = make_adapter(name, args)
+            frameworks.append(name)
+        except Exception as exc:  # noqa: BLE001 - report and go on with the others
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            log(f"warning: {name} unavailable: {errors[name]}")
+    if not frameworks:
+        log("nothing to measure")
+        return 1
+
+    data = load_data(args)
+    n_train = len(data["x_train"])
+    log(
+        f"data: {data['source']}, {n_train} training and {len(data['x_test'])} test images"
+    )
+
+    prepared = {}
+    for name, fw in adapters.items():
+        prepared[name] = {
+            "train": fw.prepare_train(data["x_train"], data["y_train"]),
+            "test": fw.prepare_infer(data["x_test"]),
+        }
+
+    # Warm-up: first-call costs (thread pools, lazy initialisation) stay out of the figures.
+    for name, fw in list(adapters.items()):
+        small_x, small_y = data["x_train"][:1024], data["y_train"][:1024]
+        try:
+            for k in thread_counts:
+                model = fw.train(fw.prepare_train(small_x, small_y), 64, k)
+                fw.predict(model, prepared[name]["test"][:INFER_BATCH], k)
+        except Exception as exc:  # noqa: BLE001
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            log(f"warning: {name} failed during warm-up, left out: {errors[name]}")
+            del adapters[name]
+            frameworks.remove(name)
+    if not frameworks:
+        return 1
+
+    results = {name: {} for name in frameworks}
+
+    def record(name, key, k, value):
+        results[name].setdefault(key, {}).setdefault(str(k), []).append(value)
+
+    models = {}  # (name, k) -> model trained at batch 64, used for inference and latency
+    for k in thread_counts:
+        for batch_size, key in ((64, "train_b64"), (256, "train_b256")):
+            for rep in range(args.repeats):
+                for name in frameworks:
+                    fw = adapters[name]
+                    ips, model = measure_train(
+                        fw, prepared[name]["train"], n_train, batch_size, k
+                    )
+                    record(name, key, k, ips)
+                    if batch_size == 64 and rep == 0:
+                        models[(name, k)] = model
+                    log(
+                        f"  {name:7s} {key:10s} threads={k} rep={rep + 1}: {ips:,.0f} img/s"
+                    )
+        for rep in range(args.repeats):
+            for name in frameworks:
+                fw = adapters[name]
+                ips, preds = measure_infer(
+                    fw, models[(name, k)], prepared[name]["test"], N_INFER, k
+                )
+                record(name, "infer", k, ips)
+                if rep == 0 and data["real"]:
+                    record(name, "accuracy", k, float(np.mean(preds == data["y_test"])))
+                log(
+                    f"  {name:7s} infer      threads={k} rep={rep + 1}: {ips:,.0f} img/s"
+                )
+        for rep in range(args.repeats):
+            for name in frameworks:
+                fw = adapters[name]
+                sec = measure_latency(fw, models[(name, k)], prepared[name]["test"], k)
+                record(name, "latency", k, sec)
+                log(
+                    f"  {name:7s} latency    threads={k} rep={rep + 1}: {sec * 1e3:.3f} ms"
+                )
+        if not args.no_rss:
+            for rep in range(args.repeats):
+                for name in frameworks:
+                    try:
+                        mib = measure_rss(name, k, args)
+                    except Exception as exc:  # noqa: BLE001
+                        log(f"warning: {name} peak RSS failed: {exc}")
+                        continue
+                    record(name, "rss", k, mib)
+                    log(
+                        f"  {name:7s} rss        threads={k} rep={rep + 1}: {mib:,.0f} MiB"
+                    )
+
+    machine = machine_info()
+    versions = {name: adapters[name].version() for name in frameworks}
+    date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    print()
+    print(f"date:     {date}")
+    print(
+        f"machine:  {machine['cpu']}, {machine['logical_cpus']} logical CPUs "
+        f"({machine['usable_cpus']} usable), SIMD: {machine.get('simd', '?')}"
+    )
+    print(
+        f"          {machine['os']}, Python {machine['python']}, numpy {machine['numpy']}"
+    )
+    for name in frameworks:
+        print(f"{name + ':':9s} {versions[name]}")
+    print(f"data:     {data['source']}")
+    print(
+        f"setup:    training on {n_train:,} images (one epoch), SGD lr {LEARNING_RATE} "
+        f"momentum {MOMENTUM}; inference on {N_INFER:,} images in batches of {INFER_BATCH:,}; "
+        f"latency = median of {LATENCY_CALLS} single-image calls"
+    )
+    times = (
+        "1 run"
+        if args.repeats == 1
+        else f"medians of {args.repeats} runs (± half the min-max range)"
+    )
+    print(f"          {times}")
+    print()
+    print_table(results, frameworks, thread_counts)
+    if "torch" in frameworks and "lenet5" in frameworks:
+        print()
+        print(
+            "lenet5 advantage: lenet5/torch for img/s, torch/lenet5 for latency and RSS "
+            "(above 1 = lenet5 better)"
+        )
+    for name, err in errors.items():
+        print(f"note: {name} not measured: {err}")
+
+    if args.json:
+        doc = {
+            "date": date,
+            "machine": machine,
+            "versions": versions,
+            "data": data["source"],
+            "config": {
+                "n_train": n_train,
+                "n_infer": N_INFER,
+                "infer_batch": INFER_BATCH,
+                "latency_calls": LATENCY_CALLS,
+                "repeats": args.repeats,
+                "threads": thread_counts,
+                "lenet5_arch": args.lenet5_arch,
+                "learning_rate": LEARNING_RATE,
+                "momentum": MOMENTUM,
+            },
+            "units": {key: unit or "fraction" for key, _, unit, _ in FIGURES},
+            "samples": results,
+            "medians": {
+                name: {
+                    key: {k: statistics.median(v) for k, v in by_k.items()}
+                    for key, by_k in figs.items()
+                }
+                for name, figs in results.items()
+            },
+            "errors": errors,
+        }
+        if "torch" in frameworks and "lenet5" in frameworks:
+            doc["lenet5_advantage"] = {
+                key: {
+                    str(k): advantage(
+                        key,
+                        results["lenet5"].get(key, {}).get(str(k)),
+                        results["torch"].get(key, {}).get(str(k)),
+                    )
+                    for k in thread_counts
+                }
+                for key, _, _, _ in FIGURES
+                if key != "accuracy"
+            }
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+        log(f"wrote {args.json}")
+    return 0
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--vs", choices=["torch"], help="also measure the PyTorch peer in the same run"
+    )
+    p.add_argument(
+        "--repeats", type=int, help="repeats per figure (default 3, 1 with --quick)"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="10,000 training images, 1 repeat"
+    )
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument(
+        "--threads", default="1,2", help="comma-separated thread counts (default 1,2)"
+    )
+    p.add_argument(
+        "--data-dir", default=DEFAULT_DATA_DIR, help="folder with the IDX .gz files"
+    )
+    p.add_argument(
+        "--synthetic", action="store_true", help="use random images even if real exist"
+    )
+    p.add_argument(
+        "--n-train", type=int, help="training images (default 60,000; 10,000 quick)"
+    )
+    p.add_argument(
+        "--api",
+        choices=["auto", "estimator", "native"],
+        default="auto",
+        help="lenet5 API: the LeNet5 class or the native layer (default: the class if present)",
+    )
+    p.add_argument(
+        "--lenet5-arch",
+        choices=["paper", "peer"],
+        default="paper",
+        help="lenet5 architecture: library defaults (paper) or avg pooling + full C3 like torch",
+    )
+    p.add_argument(
+        "--no-rss", action="store_true", help="skip the peak-RSS subprocesses"
+    )
+    p.add_argument("--_rss", help=argparse.SUPPRESS)
+    p.add_argument("--_threads", type=int, default=1, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
+    if args.repeats < 1:
+        p.error("--repeats must be at least 1")
+    if args.n_train is None:
+        args.n_train = N_TRAIN_QUICK if args.quick else N_TRAIN_FULL
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args._rss:
+        rss_child(args)
+        return 0
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

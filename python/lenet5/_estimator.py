@@ -1,0 +1,1136 @@
+"""The ``LeNet5`` estimator: scikit-learn's classifier contract around the native network."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+import numbers
+import os
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import numpy as np
+
+from . import _lenet5
+from ._progress import EpochProgress, say
+from ._validation import (
+    NotFittedError,
+    check_bool,
+    check_choice,
+    check_float,
+    check_images,
+    check_int,
+    check_labels,
+    encode_labels,
+    labels_to_indices,
+)
+
+__all__ = ["LeNet5"]
+
+# Allowed values of the string hyperparameters (the first is the default).
+OPTIMIZERS = ("sgd", "adam")
+ACTIVATIONS = ("tanh", "relu")
+POOLINGS = ("sub", "avg", "max")
+C3_CONNECTIONS = ("table", "full")
+OUTPUTS = ("softmax",)
+INITS = ("lecun",)
+LR_SCHEDULES = ("constant", "cosine")
+
+#: Network constructor keywords that define the architecture (checked on warm starts).
+ARCHITECTURE = ("activation", "pooling", "c3", "output", "init")
+
+#: Seconds between two progress reports from the native training loop.
+PROGRESS_INTERVAL = 0.2
+
+#: Keys of ``history_``, in order.
+HISTORY_KEYS = (
+    "epoch",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "learning_rate",
+    "seconds",
+)
+
+# Serialises the lazy creation of the per-model fit locks.
+_LOCK_CREATION = threading.Lock()
+
+
+def _cpu_count() -> int:
+    """Cores this process may use (the affinity mask where the platform has one)."""
+    counter = getattr(os, "process_cpu_count", None)  # Python 3.13+
+    if counter is not None:
+        return counter() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def _resolve_n_jobs(n_jobs: Any) -> int:
+    if n_jobs is None or (isinstance(n_jobs, numbers.Integral) and n_jobs == -1):
+        return _cpu_count()
+    if (
+        isinstance(n_jobs, numbers.Integral)
+        and not isinstance(n_jobs, (bool, np.bool_))
+        and n_jobs >= 1
+    ):
+        return int(n_jobs)
+    raise ValueError(
+        f"n_jobs must be None or -1 (all cores) or a positive integer; got {n_jobs!r}"
+    )
+
+
+def _seed_sequence(random_state: Any) -> np.random.SeedSequence:
+    """A SeedSequence from None, a non-negative int, a RandomState or a Generator."""
+    if random_state is None:
+        return np.random.SeedSequence()
+    if isinstance(random_state, numbers.Integral) and not isinstance(
+        random_state, (bool, np.bool_)
+    ):
+        if random_state < 0:
+            raise ValueError(f"random_state must be a non-negative integer; got {random_state!r}")
+        return np.random.SeedSequence(int(random_state))
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.SeedSequence(
+            [int(v) for v in random_state.randint(0, 2**32, size=4, dtype=np.uint64)]
+        )
+    if isinstance(random_state, np.random.Generator):
+        return np.random.SeedSequence(
+            [int(v) for v in random_state.integers(0, 2**63, size=2, dtype=np.uint64)]
+        )
+    raise ValueError(
+        "random_state must be None, a non-negative integer, a numpy.random.RandomState or a "
+        f"numpy.random.Generator; got {random_state!r}"
+    )
+
+
+def _draw_seeds(random_state: Any) -> tuple[int, int, int]:
+    """Seeds for (initialisation, shuffling, validation split), each below 2**63."""
+    state = _seed_sequence(random_state).generate_state(3, dtype=np.uint64)
+    init, shuffle, split = (int(s) & (2**63 - 1) for s in state)
+    return init, shuffle, split
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Whether a hyperparameter value equals its default (for ``repr``)."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
+
+
+class LeNet5:
+    """LeNet-5 (LeCun et al., 1998) as a scikit-learn-style classifier.
+
+    The network (C1 convolution, S2 subsampling, C3 convolution with the paper's Table I
+    connections, S4 subsampling, C5 convolution, F6 and a softmax output layer) runs in a
+    native Rust core; this class adds the estimator contract: hyperparameters in
+    ``__init__``, ``fit`` / ``partial_fit`` / ``predict`` / ``predict_proba`` / ``score``,
+    validation, early stopping, callbacks, progress output and pickling. scikit-learn is
+    not a dependency, but ``clone``, ``Pipeline``, ``GridSearchCV`` and
+    ``cross_val_score`` work with it.
+
+    Parameters
+    ----------
+    epochs : int, default=20
+        Passes over the training data in ``fit``. ``partial_fit`` always makes one.
+    batch_size : int, default=64
+        Images per mini-batch (the last batch of an epoch may be smaller).
+    learning_rate : float, default=0.01
+        Step size of the optimizer (the start value when ``lr_schedule`` varies it).
+    optimizer : {"sgd", "adam"}, default="sgd"
+        Mini-batch SGD (with ``momentum``, ``nesterov``, ``weight_decay``) or Adam
+        (with ``beta_1``, ``beta_2``, ``epsilon``, ``weight_decay``).
+    momentum : float, default=0.9
+        SGD momentum, in [0, 1).
+    nesterov : bool, default=False
+        Use Nesterov momentum (SGD only).
+    weight_decay : float, default=0.0
+        L2 penalty coefficient added to the gradient of every weight.
+    beta_1, beta_2 : float, default=0.9, 0.999
+        Adam's decay rates of the first and second moment estimates, in [0, 1).
+    epsilon : float, default=1e-8
+        Adam's numerical stability term.
+    lr_schedule : {"constant", "cosine"} or callable, default="constant"
+        Learning rate per epoch. ``"cosine"`` decays it from ``learning_rate`` towards 0 as
+        half a cosine over ``epochs``. A callable is called as
+        ``lr_schedule(epoch_index, learning_rate)`` with the 0-based epoch index of the
+        current ``fit`` (for ``partial_fit``: the number of epochs trained so far) and must
+        return a positive learning rate.
+    activation : {"tanh", "relu"}, default="tanh"
+        ``"tanh"`` is the paper's scaled tanh ``1.7159 * tanh(2a/3)``.
+    pooling : {"sub", "avg", "max"}, default="sub"
+        ``"sub"`` is the paper's trainable subsampling (sum of each 2x2 block, times a
+        trainable coefficient, plus a trainable bias, then the activation); ``"avg"`` and
+        ``"max"`` have no parameters and no activation.
+    c3 : {"table", "full"}, default="table"
+        Connections from S2 to C3: the paper's Table I (60 of 96 pairs) or all of them.
+    output : {"softmax"}, default="softmax"
+        Output layer and loss (softmax with cross-entropy).
+    init : {"lecun"}, default="lecun"
+        Weight initialisation: uniform in +-2.4 / fan-in, as in the paper.
+    early_stopping : bool, default=False
+        Stop when the validation loss has not improved by more than ``min_delta`` for
+        ``patience`` epochs, and restore the weights of the best epoch whenever training
+        ends (out of epochs, stopped by a callback, interrupted, or diverged). Without
+        ``validation_data`` passed to ``fit``, ``validation_fraction`` of the training data
+        (0.1 when it is None) is held out.
+    validation_fraction : float or None, default=None
+        Fraction of the training data held out (stratified by class) to compute the
+        validation loss and accuracy after each epoch. Ignored when ``fit`` gets
+        ``validation_data``.
+    patience : int, default=5
+        Epochs without improvement before early stopping.
+    min_delta : float, default=0.0
+        Smallest decrease of the validation loss that counts as an improvement.
+    callbacks : callable or list of callables, default=None
+        Called after every epoch as ``callback(epoch, logs)`` with the 1-based epoch number
+        (counting all epochs of this model, as ``n_iter_``) and a dict of that epoch's
+        figures (the keys of ``history_`` without ``"epoch"``). A callback returning
+        ``False`` stops training after that epoch; any other return value continues.
+    warm_start : bool, default=False
+        When True and the model is already fitted, ``fit`` continues from the current
+        weights (with a fresh optimizer state) and appends to ``history_``; the classes
+        and the architecture must not change.
+    random_state : int, numpy.random.RandomState, numpy.random.Generator or None, default=None
+        Seeds the initial weights, the shuffling and the validation split. With the same
+        integer, training gives bit-identical weights at any ``n_jobs`` on the same
+        machine. None draws a fresh seed at every ``fit``.
+    n_jobs : int or None, default=None
+        Threads for training and prediction. None or -1 use all cores available.
+    verbose : int, default=1
+        0: silent. 1: a progress bar per epoch (a widget in Jupyter). 2: one line per epoch.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels (sorted, as ``np.unique``), in the order of ``predict_proba``'s
+        columns.
+    n_iter_ : int
+        Number of epochs trained (completed ones; all ``fit`` and ``partial_fit`` calls
+        on a warm model add up).
+    history_ : dict of lists
+        Per epoch: ``"epoch"``, ``"loss"`` and ``"accuracy"`` (training, measured during
+        the epoch), ``"val_loss"`` and ``"val_accuracy"`` (NaN without validation data),
+        ``"learning_rate"`` and ``"seconds"``.
+    loss_curve_ : list of float
+        Training loss per epoch (``history_["loss"]``).
+    validation_scores_ : list of float or None
+        Validation accuracy per epoch when training used validation data, else None.
+    best_epoch_ : int or None
+        With early stopping, the epoch whose weights the model holds; else None.
+    n_params_ : int
+        Number of trainable parameters (60,850 for 10 classes and the defaults).
+
+    Notes
+    -----
+    **Ctrl-C.** A KeyboardInterrupt during ``fit`` or ``partial_fit`` stops training
+    within a fraction of a second. The model keeps the weights of the last completed
+    mini-batch (or, with early stopping, of the best epoch), ``history_`` and ``n_iter_``
+    cover the completed epochs, a :class:`UserWarning` says that training was interrupted,
+    and the method **returns the model** instead of re-raising, so a notebook cell or a
+    script goes on with a usable model.
+
+    **Divergence.** A non-finite loss raises :class:`FloatingPointError` naming the epoch;
+    the model keeps the last finite weights (with early stopping, the best epoch's).
+
+    **Threads.** Training and prediction release the GIL. ``predict`` may be called from
+    other threads while ``fit`` runs; a second ``fit`` or ``partial_fit`` on the same
+    model while one runs raises :class:`RuntimeError`.
+
+    **Failed calls.** Bad input or hyperparameters raise before anything changes: the
+    model stays as it was.
+
+    Examples
+    --------
+    >>> from lenet5 import LeNet5
+    >>> from lenet5.datasets import load_mnist
+    >>> (x_train, y_train), (x_test, y_test) = load_mnist()
+    >>> model = LeNet5(epochs=1, random_state=0, verbose=0)
+    >>> model.fit(x_train[:500], y_train[:500])
+    LeNet5(epochs=1, random_state=0, verbose=0)
+    >>> model.predict(x_test[:3]).shape
+    (3,)
+    >>> model.n_params_
+    60850
+    """
+
+    # Read by scikit-learn versions before 1.6 (is_classifier).
+    _estimator_type = "classifier"
+
+    def __init__(
+        self,
+        *,
+        epochs: int = 20,
+        batch_size: int = 64,
+        learning_rate: float = 0.01,
+        optimizer: str = "sgd",
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        lr_schedule: str | Callable[[int, float], float] = "constant",
+        activation: str = "tanh",
+        pooling: str = "sub",
+        c3: str = "table",
+        output: str = "softmax",
+        init: str = "lecun",
+        early_stopping: bool = False,
+        validation_fraction: float | None = None,
+        patience: int = 5,
+        min_delta: float = 0.0,
+        callbacks: Any = None,
+        warm_start: bool = False,
+        random_state: Any = None,
+        n_jobs: int | None = None,
+        verbose: int = 1,
+    ) -> None:
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.optimizer = optimizer
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.weight_decay = weight_decay
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.lr_schedule = lr_schedule
+        self.activation = activation
+        self.pooling = pooling
+        self.c3 = c3
+        self.output = output
+        self.init = init
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.min_delta = min_delta
+        self.callbacks = callbacks
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ parameters
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [p.name for p in signature.parameters.values() if p.kind == p.KEYWORD_ONLY]
+
+    @classmethod
+    def _param_defaults(cls) -> dict[str, Any]:
+        signature = inspect.signature(cls.__init__)
+        return {
+            p.name: p.default
+            for p in signature.parameters.values()
+            if p.kind == p.KEYWORD_ONLY
+        }
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Hyperparameters as a dict (the ``__init__`` keywords).
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Accepted for scikit-learn compatibility; there are no nested estimators.
+
+        Returns
+        -------
+        dict
+
+        Examples
+        --------
+        >>> from lenet5 import LeNet5
+        >>> LeNet5(epochs=3).get_params()["epochs"]
+        3
+        """
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> LeNet5:
+        """Set hyperparameters; values are checked at the next ``fit``.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            For a name that is not a hyperparameter (nothing is changed then).
+
+        Examples
+        --------
+        >>> from lenet5 import LeNet5
+        >>> LeNet5().set_params(epochs=5, verbose=0)
+        LeNet5(epochs=5, verbose=0)
+        """
+        valid = self._param_names()
+        for name in params:
+            if name not in valid:
+                raise ValueError(
+                    f"Invalid parameter {name!r} for estimator {type(self).__name__}. "
+                    f"Valid parameters are: {sorted(valid)!r}."
+                )
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = self._param_defaults()
+        shown = [
+            f"{name}={getattr(self, name)!r}"
+            for name in defaults
+            if not _same_value(getattr(self, name), defaults[name])
+        ]
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    def _checked_params(self) -> dict[str, Any]:
+        """All hyperparameters validated and normalised; raises ValueError naming the first
+        bad one and its allowed values."""
+        p: dict[str, Any] = {}
+        p["epochs"] = check_int(self.epochs, "epochs", low=1)
+        p["batch_size"] = check_int(self.batch_size, "batch_size", low=1)
+        p["learning_rate"] = check_float(
+            self.learning_rate, "learning_rate", low=0.0, low_open=True
+        )
+        p["optimizer"] = check_choice(self.optimizer, "optimizer", OPTIMIZERS)
+        p["momentum"] = check_float(self.momentum, "momentum", low=0.0, high=1.0, high_open=True)
+        p["nesterov"] = check_bool(self.nesterov, "nesterov")
+        p["weight_decay"] = check_float(self.weight_decay, "weight_decay", low=0.0)
+        p["beta_1"] = check_float(self.beta_1, "beta_1", low=0.0, high=1.0, high_open=True)
+        p["beta_2"] = check_float(self.beta_2, "beta_2", low=0.0, high=1.0, high_open=True)
+        p["epsilon"] = check_float(self.epsilon, "epsilon", low=0.0, low_open=True)
+        if callable(self.lr_schedule):
+            p["lr_schedule"] = self.lr_schedule
+        elif isinstance(self.lr_schedule, str) and self.lr_schedule in LR_SCHEDULES:
+            p["lr_schedule"] = self.lr_schedule
+        else:
+            raise ValueError(
+                "lr_schedule must be one of 'constant', 'cosine' or a callable "
+                f"lr_schedule(epoch_index, learning_rate); got {self.lr_schedule!r}"
+            )
+        p["activation"] = check_choice(self.activation, "activation", ACTIVATIONS)
+        p["pooling"] = check_choice(self.pooling, "pooling", POOLINGS)
+        p["c3"] = check_choice(self.c3, "c3", C3_CONNECTIONS)
+        p["output"] = check_choice(self.output, "output", OUTPUTS)
+        p["init"] = check_choice(self.init, "init", INITS)
+        p["early_stopping"] = check_bool(self.early_stopping, "early_stopping")
+        if self.validation_fraction is None:
+            p["validation_fraction"] = None
+        else:
+            p["validation_fraction"] = check_float(
+                self.validation_fraction,
+                "validation_fraction",
+                low=0.0,
+                high=1.0,
+                low_open=True,
+                high_open=True,
+            )
+        p["patience"] = check_int(self.patience, "patience", low=1)
+        p["min_delta"] = check_float(self.min_delta, "min_delta", low=0.0)
+        p["callbacks"] = self._checked_callbacks()
+        p["warm_start"] = check_bool(self.warm_start, "warm_start")
+        if not (
+            self.random_state is None
+            or isinstance(self.random_state, (np.random.RandomState, np.random.Generator))
+            or (
+                isinstance(self.random_state, numbers.Integral)
+                and not isinstance(self.random_state, (bool, np.bool_))
+                and self.random_state >= 0
+            )
+        ):
+            raise ValueError(
+                "random_state must be None, a non-negative integer, a "
+                f"numpy.random.RandomState or a numpy.random.Generator; got {self.random_state!r}"
+            )
+        p["n_jobs"] = _resolve_n_jobs(self.n_jobs)
+        p["verbose"] = check_int(self.verbose, "verbose", low=0)
+        # A callable schedule is checked on the first epoch it is used for.
+        if callable(p["lr_schedule"]):
+            _learning_rate_at(p, 0)
+        return p
+
+    def _checked_callbacks(self) -> list[Callable[..., Any]]:
+        cbs = self.callbacks
+        if cbs is None:
+            return []
+        if callable(cbs):
+            return [cbs]
+        if isinstance(cbs, (list, tuple)) and all(callable(c) for c in cbs):
+            return list(cbs)
+        raise ValueError(
+            "callbacks must be None, a callable or a list of callables called as "
+            f"callback(epoch, logs); got {cbs!r:.80}"
+        )
+
+    # ------------------------------------------------------------------ fitted state
+
+    def _is_fitted(self) -> bool:
+        return "_net" in self.__dict__
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return self._is_fitted()
+
+    def _fitted_net(self) -> Any:
+        net = self.__dict__.get("_net")
+        if net is None:
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet; call fit (or "
+                "partial_fit) with training data first."
+            )
+        return net
+
+    @property
+    def loss_curve_(self) -> list[float]:
+        self._fitted_net()
+        return list(self.history_["loss"])
+
+    @property
+    def validation_scores_(self) -> list[float] | None:
+        self._fitted_net()
+        scores = list(self.history_["val_accuracy"])
+        if all(math.isnan(s) for s in scores):
+            return None
+        return scores
+
+    def _commit_new_network(self, net: Any, classes: np.ndarray) -> None:
+        """Install a freshly built network and reset the fitted state."""
+        self.classes_ = classes
+        self.n_iter_ = 0
+        self.history_ = {key: [] for key in HISTORY_KEYS}
+        self.best_epoch_ = None
+        self.n_params_ = int(net.n_params)
+        self._optimizer_key = None
+        self._net = net
+
+    # ------------------------------------------------------------------ locking
+
+    def _fit_lock(self) -> threading.Lock:
+        lock = self.__dict__.get("_lock")
+        if lock is None:
+            with _LOCK_CREATION:
+                lock = self.__dict__.get("_lock")
+                if lock is None:
+                    lock = threading.Lock()
+                    self.__dict__["_lock"] = lock
+        return lock
+
+    @contextlib.contextmanager
+    def _exclusive(self, method: str) -> Iterator[None]:
+        lock = self._fit_lock()
+        if not lock.acquire(blocking=False):
+            raise RuntimeError(
+                f"{method} was called while another fit or partial_fit is running on this "
+                "model; wait for it to finish (predict may run meanwhile) or train a copy "
+                "(copy.deepcopy(model))"
+            )
+        try:
+            yield
+        finally:
+            lock.release()
+
+    # ------------------------------------------------------------------ training
+
+    def fit(self, x: Any, y: Any, validation_data: Any = None) -> LeNet5:
+        """Train the network on images ``x`` with labels ``y``.
+
+        Parameters
+        ----------
+        x : array-like
+            Images of shape ``(n, 28, 28)``, ``(n, 32, 32)``, ``(n, 1, 28, 28)``,
+            ``(n, 1, 32, 32)``, ``(n, 28, 28, 1)``, ``(n, 32, 32, 1)``, ``(n, 784)`` or
+            ``(n, 1024)``: integers in 0..255 (white ink on black, as MNIST) or floats in
+            [0, 1]. 28x28 images are padded to 32x32 as in the paper.
+        y : array-like of shape (n,)
+            Class labels: integers, strings, bools or integral floats; at least 2 classes.
+        validation_data : tuple (x_val, y_val), optional
+            Evaluated after every epoch (``val_loss``, ``val_accuracy`` in ``history_``);
+            used by early stopping. Its labels must be among those of ``y``.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        TypeError, ValueError
+            For bad input or hyperparameters; the model is left unchanged.
+        FloatingPointError
+            When the loss becomes non-finite (the model keeps the last finite weights).
+        RuntimeError
+            When another ``fit`` or ``partial_fit`` is running on this model.
+
+        Notes
+        -----
+        A KeyboardInterrupt (Ctrl-C) does not propagate: training stops, the model keeps
+        the weights of the last completed mini-batch (or the best epoch's with early
+        stopping), a :class:`UserWarning` is issued and ``self`` is returned.
+
+        Examples
+        --------
+        >>> from lenet5 import LeNet5
+        >>> from lenet5.datasets import load_mnist
+        >>> (x, y), (x_test, y_test) = load_mnist()
+        >>> model = LeNet5(epochs=2, random_state=0, verbose=0)
+        >>> model = model.fit(x[:1000], y[:1000], validation_data=(x_test, y_test))
+        >>> model.n_iter_, len(model.history_["val_accuracy"])
+        (2, 2)
+        """
+        with self._exclusive("fit"):
+            p = self._checked_params()
+            x3 = check_images(x, "x")
+            y_arr = check_labels(y, x3.shape[0], "y")
+            classes, y_idx = encode_labels(y_arr, "y")
+            warm = p["warm_start"] and self._is_fitted()
+            if warm:
+                self._check_warm_start(p, classes)
+            val = None
+            if validation_data is not None:
+                val = _check_validation_data(validation_data, classes)
+            init_seed, shuffle_seed, split_seed = _draw_seeds(self.random_state)
+            fraction = p["validation_fraction"]
+            if val is None and fraction is None and p["early_stopping"]:
+                fraction = 0.1
+            if val is None and fraction is not None:
+                x3, y_idx, val = _stratified_split(x3, y_idx, len(classes), fraction, split_seed)
+            train_set = _lenet5.Dataset(x3, y_idx)
+            if warm:
+                net = self._net
+            else:
+                net = _lenet5.Network(
+                    len(classes), **{k: p[k] for k in ARCHITECTURE}, seed=init_seed
+                )
+            # Everything is checked: from here on the model changes.
+            if not warm:
+                self._commit_new_network(net, classes)
+            self._reset_optimizer(net, p, shuffle_seed)
+            self._train(
+                net, train_set, p, n_epochs=p["epochs"], val=val, schedule_start=None
+            )
+        return self
+
+    def partial_fit(self, x: Any, y: Any, classes: Any = None) -> LeNet5:
+        """Train one epoch on ``x``, ``y``, continuing from the current state.
+
+        The first call builds the network (``classes`` lists every label that will ever
+        come; by default the labels of this ``y``). Later calls keep the weights and the
+        optimizer state (momentum, Adam moments, shuffling stream), so two calls equal a
+        two-epoch ``fit`` on the same data with the same ``random_state``. Validation data,
+        early stopping and ``epochs`` do not apply; callbacks and progress output do.
+
+        Parameters
+        ----------
+        x : array-like
+            Images, as for :meth:`fit`.
+        y : array-like of shape (n,)
+            Labels; they must be among ``classes_`` once fitted.
+        classes : array-like, optional
+            All class labels. Needed on the first call when this ``y`` does not contain
+            every class; on later calls it must equal ``classes_``.
+
+        Returns
+        -------
+        self
+
+        Examples
+        --------
+        >>> from lenet5 import LeNet5
+        >>> from lenet5.datasets import load_mnist
+        >>> (x, y), _ = load_mnist()
+        >>> model = LeNet5(random_state=0, verbose=0)
+        >>> for start in (0, 500):
+        ...     model = model.partial_fit(x[start:start + 500], y[start:start + 500],
+        ...                               classes=range(10))
+        >>> model.n_iter_
+        2
+        """
+        with self._exclusive("partial_fit"):
+            p = self._checked_params()
+            x3 = check_images(x, "x")
+            y_arr = check_labels(y, x3.shape[0], "y")
+            given = None
+            if classes is not None:
+                given, _ = encode_labels(check_labels(classes, None, "classes"), "classes")
+                if len(given) != len(np.asarray(classes).reshape(-1)):
+                    raise ValueError("classes has repeated labels; list each class once")
+            fitted = self._is_fitted()
+            if fitted:
+                if given is not None and not _same_classes(given, self.classes_):
+                    raise ValueError(
+                        f"classes {given.tolist()!r:.80} differ from the classes_ the model "
+                        f"was fitted with, {self.classes_.tolist()!r:.80}"
+                    )
+                new_classes = self.classes_
+                y_idx = labels_to_indices(y_arr, new_classes, "y")
+                # A fresh optimizer only when there is none or its settings changed.
+                needs_optimizer = self.__dict__.get("_optimizer_key") != _optimizer_key(p)
+            elif given is None:
+                new_classes, y_idx = encode_labels(y_arr, "y")
+                needs_optimizer = True
+            else:
+                new_classes = given
+                y_idx = labels_to_indices(y_arr, new_classes, "y")
+                needs_optimizer = True
+            train_set = _lenet5.Dataset(x3, y_idx)
+            init_seed, shuffle_seed, _ = _draw_seeds(self.random_state)
+            if fitted:
+                net = self._net
+            else:
+                net = _lenet5.Network(
+                    len(new_classes), **{k: p[k] for k in ARCHITECTURE}, seed=init_seed
+                )
+            # Everything is checked: from here on the model changes.
+            if not fitted:
+                self._commit_new_network(net, new_classes)
+            if needs_optimizer:
+                self._reset_optimizer(net, p, shuffle_seed)
+            self._train(net, train_set, p, n_epochs=1, val=None, schedule_start=self.n_iter_)
+        return self
+
+    def _check_warm_start(self, p: dict[str, Any], classes: np.ndarray) -> None:
+        if not _same_classes(classes, self.classes_):
+            raise ValueError(
+                f"warm_start=True but y has the classes {classes.tolist()!r:.80} while the "
+                f"model was fitted with {self.classes_.tolist()!r:.80}; set "
+                "warm_start=False to train a new network"
+            )
+        config = self._net.config()
+        for key in ARCHITECTURE:
+            if key in config and config[key] != p[key]:
+                raise ValueError(
+                    f"warm_start=True cannot change {key} from {config[key]!r} to {p[key]!r}; "
+                    "set warm_start=False to train a new network"
+                )
+
+    def _reset_optimizer(self, net: Any, p: dict[str, Any], seed: int) -> None:
+        net.reset_optimizer(
+            optimizer=p["optimizer"],
+            learning_rate=p["learning_rate"],
+            momentum=p["momentum"],
+            weight_decay=p["weight_decay"],
+            nesterov=p["nesterov"],
+            beta1=p["beta_1"],
+            beta2=p["beta_2"],
+            epsilon=p["epsilon"],
+            seed=seed,
+        )
+        self._optimizer_key = _optimizer_key(p)
+
+    def _train(
+        self,
+        net: Any,
+        train_set: Any,
+        p: dict[str, Any],
+        *,
+        n_epochs: int,
+        val: tuple[np.ndarray, np.ndarray] | None,
+        schedule_start: int | None,
+    ) -> None:
+        """The epoch loop: progress, validation, history, callbacks, early stopping."""
+        verbose = p["verbose"]
+        n_samples = len(train_set)
+        early = p["early_stopping"] and val is not None
+        best_loss = math.inf
+        best_weights = None
+        stale = 0
+        interrupted_in = None
+        self.best_epoch_ = None
+        try:
+            for i in range(n_epochs):
+                epoch_no = self.n_iter_ + 1
+                index = i if schedule_start is None else schedule_start
+                lr = _learning_rate_at(p, index)
+                net.set_learning_rate(lr)
+                if schedule_start is None:
+                    label = f"Epoch {i + 1}/{n_epochs}"
+                else:
+                    label = f"Epoch {epoch_no}"
+                start = time.perf_counter()
+                with EpochProgress(verbose, label, n_samples) as progress:
+                    try:
+                        stats = net.train_epoch(
+                            train_set,
+                            p["batch_size"],
+                            p["n_jobs"],
+                            callback=progress.update,
+                            interval=PROGRESS_INTERVAL,
+                        )
+                    except FloatingPointError as err:
+                        raise FloatingPointError(
+                            f"training diverged in epoch {epoch_no} (learning_rate={lr:g}): "
+                            f"{err}. The model keeps the last finite weights; try a smaller "
+                            "learning_rate."
+                        ) from err
+                    val_loss = val_acc = math.nan
+                    if val is not None:
+                        val_loss, val_acc = _evaluate(net, val, p["n_jobs"])
+                    logs = {
+                        "loss": float(stats["loss"]),
+                        "accuracy": float(stats["accuracy"]),
+                        "val_loss": val_loss,
+                        "val_accuracy": val_acc,
+                        "learning_rate": lr,
+                        "seconds": time.perf_counter() - start,
+                    }
+                    progress.finish(logs)
+                for key in HISTORY_KEYS:
+                    self.history_[key].append(epoch_no if key == "epoch" else logs[key])
+                self.n_iter_ = epoch_no
+                stop = False
+                if early:
+                    if val_loss < best_loss - p["min_delta"]:
+                        best_loss = val_loss
+                        best_weights = net.get_weights()
+                        self.best_epoch_ = epoch_no
+                        stale = 0
+                    else:
+                        stale += 1
+                        if stale >= p["patience"]:
+                            say(
+                                verbose,
+                                f"Early stopping after epoch {epoch_no}: val_loss has not "
+                                f"improved for {stale} epochs; keeping the weights of epoch "
+                                f"{self.best_epoch_} (val_loss {best_loss:.4f}).",
+                            )
+                            stop = True
+                for callback in p["callbacks"]:
+                    if callback(epoch_no, dict(logs)) is False:
+                        say(verbose, f"Training stopped by a callback after epoch {epoch_no}.")
+                        stop = True
+                if stop:
+                    break
+        except KeyboardInterrupt:
+            interrupted_in = self.n_iter_ + 1
+        finally:
+            # Whatever ended training, early stopping leaves the best epoch's weights.
+            if best_weights is not None:
+                net.set_weights(best_weights)
+        if interrupted_in is not None:
+            kept = (
+                f"the weights of epoch {self.best_epoch_} (best validation loss)"
+                if best_weights is not None
+                else "the weights of the last completed mini-batch"
+            )
+            warnings.warn(
+                f"Training was interrupted (KeyboardInterrupt) in epoch {interrupted_in}; "
+                f"the model keeps {kept} and history_ covers the {self.n_iter_} completed "
+                "epochs.",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    # ------------------------------------------------------------------ inference
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        """Class probabilities.
+
+        Parameters
+        ----------
+        x : array-like
+            Images as for :meth:`fit`, or one image of shape ``(28, 28)`` or ``(32, 32)``
+            (treated as a batch of one).
+
+        Returns
+        -------
+        ndarray of shape (n, n_classes), float32
+            Rows sum to 1; columns follow ``classes_``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lenet5 import LeNet5
+        >>> from lenet5.datasets import load_mnist
+        >>> (x, y), _ = load_mnist()
+        >>> model = LeNet5(epochs=1, random_state=0, verbose=0).fit(x[:500], y[:500])
+        >>> proba = model.predict_proba(x[:4])
+        >>> proba.shape, proba.dtype, bool(np.allclose(proba.sum(axis=1), 1, atol=1e-5))
+        ((4, 10), dtype('float32'), True)
+        """
+        net = self._fitted_net()
+        x3 = check_images(x, "x", allow_single=True)
+        return net.predict_proba(x3, _resolve_n_jobs(self.n_jobs))
+
+    def predict(self, x: Any) -> np.ndarray:
+        """Predicted class labels (values from ``classes_``).
+
+        Parameters
+        ----------
+        x : array-like
+            Images as for :meth:`predict_proba`.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+
+        Examples
+        --------
+        >>> from lenet5 import LeNet5
+        >>> from lenet5.datasets import load_mnist
+        >>> (x, y), _ = load_mnist()
+        >>> names = ["even", "odd"]
+        >>> model = LeNet5(epochs=1, random_state=0, verbose=0)
+        >>> model = model.fit(x[:500], [names[d % 2] for d in y[:500]])
+        >>> model.classes_.tolist()
+        ['even', 'odd']
+        >>> model.predict(x[0]).shape
+        (1,)
+        """
+        net = self._fitted_net()
+        x3 = check_images(x, "x", allow_single=True)
+        indices = net.predict(x3, _resolve_n_jobs(self.n_jobs))
+        return self.classes_[indices]
+
+    def score(self, x: Any, y: Any, sample_weight: Any = None) -> float:
+        """Mean accuracy of ``predict(x)`` against ``y``.
+
+        Parameters
+        ----------
+        x : array-like
+            Images as for :meth:`fit`.
+        y : array-like of shape (n,)
+            True labels; labels unknown to the model count as errors.
+        sample_weight : array-like of shape (n,), optional
+            Non-negative weights of the samples.
+
+        Returns
+        -------
+        float
+
+        Examples
+        --------
+        >>> from lenet5 import LeNet5
+        >>> from lenet5.datasets import load_mnist
+        >>> (x, y), (x_test, y_test) = load_mnist()
+        >>> model = LeNet5(epochs=1, random_state=0, verbose=0).fit(x[:1000], y[:1000])
+        >>> 0.5 < model.score(x_test, y_test) <= 1.0
+        True
+        """
+        net = self._fitted_net()
+        x3 = check_images(x, "x")
+        y_arr = check_labels(y, x3.shape[0], "y")
+        weights = None
+        if sample_weight is not None:
+            weights = np.asarray(sample_weight, dtype=np.float64)
+            if weights.shape != y_arr.shape or not np.isfinite(weights).all() or (
+                weights < 0
+            ).any():
+                raise ValueError(
+                    f"sample_weight must be {y_arr.shape[0]} finite non-negative numbers; "
+                    f"got shape {weights.shape}"
+                )
+        predicted = self.classes_[net.predict(x3, _resolve_n_jobs(self.n_jobs))]
+        correct = np.asarray(predicted == y_arr)
+        if correct.shape != y_arr.shape:  # labels of a type never equal to the classes
+            correct = np.zeros(y_arr.shape, dtype=bool)
+        return float(np.average(correct, weights=weights))
+
+    def activations(self, x: Any) -> dict[str, np.ndarray]:
+        """Outputs of every layer, for teaching and debugging.
+
+        Parameters
+        ----------
+        x : array-like
+            Images as for :meth:`predict_proba`.
+
+        Returns
+        -------
+        dict
+            ``"c1"`` (n, 6, 28, 28), ``"s2"`` (n, 6, 14, 14), ``"c3"`` (n, 16, 10, 10),
+            ``"s4"`` (n, 16, 5, 5), ``"c5"`` (n, 120), ``"f6"`` (n, 84) and ``"output"``
+            (n, n_classes, the logits before the softmax), float32.
+
+        Examples
+        --------
+        >>> from lenet5 import LeNet5
+        >>> from lenet5.datasets import load_mnist
+        >>> (x, y), _ = load_mnist()
+        >>> model = LeNet5(epochs=1, random_state=0, verbose=0).fit(x[:300], y[:300])
+        >>> model.activations(x[:2])["c3"].shape
+        (2, 16, 10, 10)
+        """
+        net = self._fitted_net()
+        x3 = check_images(x, "x", allow_single=True)
+        return net.activations(x3, _resolve_n_jobs(self.n_jobs))
+
+    # ------------------------------------------------------------------ weights
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        """Copies of the trainable parameters, PyTorch ``state_dict`` names and layout.
+
+        Returns
+        -------
+        dict of str to ndarray (float32)
+            ``c1.weight`` (6, 1, 5, 5), ``c1.bias`` (6,), ``s2.weight`` (6,), ``s2.bias``,
+            ``c3.weight`` (16, 6, 5, 5; zero where Table I has no connection),
+            ``c3.bias``, ``s4.weight`` (16,), ``s4.bias``, ``c5.weight`` (120, 16, 5, 5),
+            ``c5.bias``, ``f6.weight`` (84, 120), ``f6.bias``, ``output.weight``
+            (n_classes, 84), ``output.bias``. The ``s2.*`` and ``s4.*`` entries exist only
+            for ``pooling="sub"``.
+
+        Examples
+        --------
+        >>> from lenet5 import LeNet5
+        >>> from lenet5.datasets import load_mnist
+        >>> (x, y), _ = load_mnist()
+        >>> model = LeNet5(epochs=1, random_state=0, verbose=0).fit(x[:300], y[:300])
+        >>> model.get_weights()["c1.weight"].shape
+        (6, 1, 5, 5)
+        """
+        return self._fitted_net().get_weights()
+
+    def set_weights(self, weights: dict[str, Any]) -> None:
+        """Replace all trainable parameters.
+
+        Parameters
+        ----------
+        weights : dict
+            Exactly the names and shapes of :meth:`get_weights`, float32-convertible,
+            finite. All or nothing: on error no weight changes.
+
+        Examples
+        --------
+        >>> from lenet5 import LeNet5
+        >>> from lenet5.datasets import load_mnist
+        >>> (x, y), _ = load_mnist()
+        >>> a = LeNet5(epochs=1, random_state=0, verbose=0).fit(x[:300], y[:300])
+        >>> b = LeNet5(epochs=1, random_state=1, verbose=0).fit(x[:300], y[:300])
+        >>> b.set_weights(a.get_weights())
+        >>> bool((a.predict(x[:50]) == b.predict(x[:50])).all())
+        True
+        """
+        self._fitted_net().set_weights(weights)
+
+    # ------------------------------------------------------------------ pickling
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_net", "_lock")}
+        net = self.__dict__.get("_net")
+        if net is not None:
+            state["_weights"] = net.get_weights()
+            config = net.config()
+            state["_architecture"] = {k: config[k] for k in ARCHITECTURE if k in config}
+        # Optimizer state lives in the native object and is not saved.
+        state.pop("_optimizer_key", None)
+        state["_lenet5_version"] = _lenet5.__version__
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        weights = state.pop("_weights", None)
+        architecture = state.pop("_architecture", None)
+        state.pop("_lenet5_version", None)
+        self.__dict__.update(state)
+        if weights is not None:
+            net = _lenet5.Network(len(self.classes_), **(architecture or {}), seed=0)
+            net.set_weights(weights)
+            self._optimizer_key = None
+            self._net = net
+
+    def __sklearn_tags__(self) -> Any:
+        # Only scikit-learn calls this, so importing it here adds no dependency.
+        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
+
+        return Tags(
+            estimator_type="classifier",
+            target_tags=TargetTags(required=True),
+            classifier_tags=ClassifierTags(multi_class=True),
+            input_tags=InputTags(two_d_array=True, three_d_array=True),
+        )
+
+
+def _optimizer_key(p: dict[str, Any]) -> tuple[Any, ...]:
+    """The optimizer settings whose change requires a fresh optimizer state."""
+    return (
+        p["optimizer"],
+        p["momentum"],
+        p["weight_decay"],
+        p["nesterov"],
+        p["beta_1"],
+        p["beta_2"],
+        p["epsilon"],
+    )
+
+
+def _learning_rate_at(p: dict[str, Any], index: int) -> float:
+    """The learning rate of the epoch with 0-based ``index``."""
+    lr0 = p["learning_rate"]
+    schedule = p["lr_schedule"]
+    if schedule == "constant":
+        return lr0
+    if schedule == "cosine":
+        epochs = p["epochs"]
+        t = min(index, epochs - 1) / epochs
+        return lr0 * 0.5 * (1.0 + math.cos(math.pi * t))
+    lr = schedule(index, lr0)
+    if (
+        isinstance(lr, (bool, np.bool_))
+        or not isinstance(lr, numbers.Real)
+        or not math.isfinite(lr)
+        or lr <= 0
+    ):
+        raise ValueError(
+            f"lr_schedule({index}, {lr0!r}) returned {lr!r}; it must return a positive finite "
+            "learning rate"
+        )
+    return float(lr)
+
+
+def _same_classes(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.shape != b.shape:
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        same = np.asarray(a == b)
+    return same.shape == a.shape and bool(same.all())
+
+
+def _check_validation_data(data: Any, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise ValueError(
+            f"validation_data must be a tuple (x_val, y_val); got {type(data).__name__}"
+        )
+    x_val = check_images(data[0], "validation_data[0]")
+    y_val = check_labels(data[1], x_val.shape[0], "validation_data[1]")
+    return x_val, labels_to_indices(y_val, classes, "validation_data[1]")
+
+
+def _stratified_split(
+    x3: np.ndarray, y_idx: np.ndarray, n_classes: int, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Hold out ``fraction`` of every class (at least one sample stays for training)."""
+    rng = np.random.default_rng(seed)
+    held = np.zeros(y_idx.shape[0], dtype=bool)
+    for k in range(n_classes):
+        members = np.flatnonzero(y_idx == k)
+        count = min(round(fraction * members.shape[0]), members.shape[0] - 1)
+        if count > 0:
+            held[rng.permutation(members)[:count]] = True
+    if not held.any():
+        raise ValueError(
+            f"validation_fraction={fraction:g} of {y_idx.shape[0]} samples leaves no "
+            "validation samples; use a larger fraction or pass validation_data"
+        )
+    return x3[~held], y_idx[~held], (x3[held], y_idx[held])
+
+
+def _evaluate(net: Any, val: tuple[np.ndarray, np.ndarray], n_jobs: int) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy on validation data."""
+    x_val, y_val = val
+    proba = net.predict_proba(x_val, n_jobs)
+    picked = proba[np.arange(y_val.shape[0]), y_val].astype(np.float64)
+    # float32 probabilities can underflow to 0; clip at float32's smallest normal number
+    loss = float(-np.mean(np.log(np.maximum(picked, np.finfo(np.float32).tiny))))
+    accuracy = float(np.mean(np.argmax(proba, axis=1) == y_val))
+    return loss, accuracy

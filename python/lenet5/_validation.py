@@ -1,0 +1,342 @@
+"""Input checks and conversions shared by the estimator and the data loaders.
+
+Everything here runs before the native layer sees an array, so that a wrong input gets a
+message saying what was expected and what came, and so that the native layer only ever
+receives the three layouts it accepts: ``(n, 28, 28)`` or ``(n, 32, 32)`` images of dtype
+uint8, float32 or float64 in native byte order.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+__all__ = ["NotFittedError", "check_images", "check_labels", "encode_labels"]
+
+#: Image shapes accepted per sample (besides the flat forms 784 and 1024).
+IMAGE_SIDES = (28, 32)
+
+_SHAPES_TEXT = (
+    "(n, 28, 28), (n, 32, 32), (n, 1, 28, 28), (n, 1, 32, 32), (n, 28, 28, 1), "
+    "(n, 32, 32, 1), (n, 784) or (n, 1024)"
+)
+
+
+class NotFittedError(ValueError, AttributeError):
+    """Raised when a model is used before it has been fitted.
+
+    It derives from both :class:`ValueError` and :class:`AttributeError`, as
+    scikit-learn's exception of the same name, so ``hasattr(model, "classes_")``
+    is False on an unfitted model and code written for scikit-learn catches it.
+
+    Examples
+    --------
+    >>> from lenet5 import LeNet5, NotFittedError
+    >>> try:
+    ...     LeNet5().predict([[0.0] * 784])
+    ... except NotFittedError as err:
+    ...     print(type(err).__name__)
+    NotFittedError
+    """
+
+
+def _describe(obj: Any) -> str:
+    """A short description of an object for error messages."""
+    if isinstance(obj, np.ndarray):
+        return f"an array of shape {obj.shape} and dtype {obj.dtype}"
+    return f"{type(obj).__name__}"
+
+
+def _as_array(obj: Any, name: str, what: str) -> np.ndarray:
+    """``np.asarray`` with messages that name the argument."""
+    if obj is None:
+        raise TypeError(f"{name} must be {what}; got None")
+    if isinstance(obj, (str, bytes)):
+        raise TypeError(f"{name} must be {what}; got {type(obj).__name__} {obj!r:.40}")
+    try:
+        return np.asarray(obj)
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            f"{name} must be {what}; could not convert {_describe(obj)} to an array ({err})"
+        ) from None
+
+
+def check_images(x: Any, name: str = "x", *, allow_single: bool = False) -> np.ndarray:
+    """Check an image batch and return it as ``(n, 28, 28)`` or ``(n, 32, 32)``.
+
+    Parameters
+    ----------
+    x : array-like
+        Images in one of the shapes ``(n, 28, 28)``, ``(n, 32, 32)``, ``(n, 1, 28, 28)``,
+        ``(n, 1, 32, 32)``, ``(n, 28, 28, 1)``, ``(n, 32, 32, 1)``, ``(n, 784)`` or
+        ``(n, 1024)``; with ``allow_single=True`` also one image ``(28, 28)`` or
+        ``(32, 32)``, returned as a batch of one. Integer dtypes must hold values in
+        0..255, float dtypes finite values in [0, 1].
+    name : str
+        Name of the argument, used in error messages.
+    allow_single : bool
+        Whether a single 2-D image is accepted.
+
+    Returns
+    -------
+    ndarray
+        A 3-D view or copy of dtype uint8, float32 or float64 in native byte order (strides
+        are kept where no copy is needed).
+
+    Raises
+    ------
+    TypeError
+        For None, strings, and arrays of bool, complex, object, string, or date dtype.
+    ValueError
+        For a wrong shape, no samples, NaN or infinity, or values outside the range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lenet5._validation import check_images
+    >>> check_images(np.zeros((5, 784), dtype=np.uint8)).shape
+    (5, 28, 28)
+    """
+    what = f"images of shape {_SHAPES_TEXT}"
+    arr = _as_array(x, name, what)
+    arr = _coerce_pixel_dtype(arr, name)
+    arr = _to_3d(arr, name, allow_single=allow_single)
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} has 0 images; at least 1 is required")
+    _check_pixel_range(arr, name)
+    return arr
+
+
+def _coerce_pixel_dtype(arr: np.ndarray, name: str) -> np.ndarray:
+    """Map the dtype to uint8 / float32 / float64 in native byte order, or raise."""
+    kind = arr.dtype.kind
+    if kind == "u" or kind == "i":
+        if arr.dtype == np.uint8:
+            return arr
+        if arr.size:
+            lo, hi = arr.min(), arr.max()
+            if lo < 0 or hi > 255:
+                raise ValueError(
+                    f"{name} has integer pixel values from {lo} to {hi}; integer images "
+                    "must hold values in 0..255"
+                )
+        return arr.astype(np.uint8)
+    if kind == "f":
+        if arr.dtype.itemsize <= 4:
+            target = np.dtype(np.float32)  # float16 and float32
+        else:
+            target = np.dtype(np.float64)  # float64 and long double
+        if arr.dtype != target:  # also converts a non-native byte order
+            arr = arr.astype(target)
+        return arr
+    if kind == "b":
+        raise TypeError(
+            f"{name} has dtype bool; expected uint8 (0..255) or float (0..1) pixel values "
+            f"(convert with {name}.astype(np.uint8) * 255 if True means ink)"
+        )
+    raise TypeError(
+        f"{name} has dtype {arr.dtype}; expected uint8 or another integer dtype (0..255) or "
+        "float32/float64 (0..1) pixel values"
+    )
+
+
+def _to_3d(arr: np.ndarray, name: str, *, allow_single: bool) -> np.ndarray:
+    shape = arr.shape
+    if arr.ndim == 3 and shape[1] == shape[2] and shape[1] in IMAGE_SIDES:
+        return arr
+    if arr.ndim == 2:
+        if shape[1] in (784, 1024):
+            side = 28 if shape[1] == 784 else 32
+            return arr.reshape(shape[0], side, side)
+        if shape[0] == shape[1] and shape[0] in IMAGE_SIDES:
+            if allow_single:
+                return arr[np.newaxis]
+            raise ValueError(
+                f"{name} has shape {shape}, a single image; fit needs a batch of images of "
+                f"shape {_SHAPES_TEXT} (use {name}[np.newaxis] for a batch of one)"
+            )
+    if arr.ndim == 4:
+        if shape[1] == 1 and shape[2] == shape[3] and shape[2] in IMAGE_SIDES:
+            return arr[:, 0]
+        if shape[3] == 1 and shape[1] == shape[2] and shape[1] in IMAGE_SIDES:
+            return arr[..., 0]
+    single = " or a single image (28, 28) or (32, 32)" if allow_single else ""
+    raise ValueError(f"{name} must have shape {_SHAPES_TEXT}{single}; got shape {shape}")
+
+
+def _check_pixel_range(arr: np.ndarray, name: str) -> None:
+    if arr.dtype == np.uint8:
+        return
+    lo, hi = arr.min(), arr.max()
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError(f"{name} contains NaN or infinity; pixel values must be finite")
+    if lo < 0.0 or hi > 1.0:
+        hint = " (divide 0..255 data by 255)" if hi <= 255.0 and lo >= 0.0 else ""
+        raise ValueError(
+            f"{name} has float pixel values from {lo:g} to {hi:g}; float images must lie "
+            f"in [0, 1]{hint}"
+        )
+
+
+def check_labels(y: Any, n_samples: int | None = None, name: str = "y") -> np.ndarray:
+    """Check class labels and return them as a 1-D array.
+
+    Parameters
+    ----------
+    y : array-like of shape (n,)
+        Integer, string, bool, or integral float labels. Object arrays of such values
+        (for example from pandas) are accepted.
+    n_samples : int, optional
+        The number of images the labels belong to; a different length raises.
+    name : str
+        Name of the argument, used in error messages.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+
+    Examples
+    --------
+    >>> from lenet5._validation import check_labels
+    >>> check_labels(["cat", "dog"], 2)
+    array(['cat', 'dog'], dtype='<U3')
+    """
+    what = "a 1-D array of class labels"
+    arr = _as_array(y, name, what)
+    if arr.ndim != 1:
+        hint = f" (use {name}.ravel())" if arr.ndim == 2 and 1 in arr.shape else ""
+        raise ValueError(f"{name} must be {what}; got shape {arr.shape}{hint}")
+    if n_samples is not None and arr.shape[0] != n_samples:
+        raise ValueError(
+            f"x and {name} have different lengths: {n_samples} images but "
+            f"{arr.shape[0]} labels"
+        )
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} has 0 labels; at least 1 is required")
+    kind = arr.dtype.kind
+    if kind == "f":
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or infinity; labels must be finite")
+        if not np.array_equal(arr, np.round(arr)):
+            bad = arr[arr != np.round(arr)][0]
+            raise ValueError(
+                f"{name} has non-integer float labels (for example {bad!r}); LeNet5 is a "
+                "classifier, labels must be integers or strings"
+            )
+    elif kind == "O":
+        for value in arr:
+            if value is None or (isinstance(value, float) and not np.isfinite(value)):
+                raise ValueError(f"{name} contains a missing label ({value!r})")
+            if not isinstance(value, (str, bytes, numbers.Integral, np.bool_, bool)):
+                if isinstance(value, numbers.Real) and float(value).is_integer():
+                    continue
+                raise TypeError(
+                    f"{name} contains {type(value).__name__} {value!r:.40}; labels must be "
+                    "integers or strings"
+                )
+    elif kind not in "iubUS":
+        raise TypeError(
+            f"{name} has dtype {arr.dtype}; labels must be integers, strings, bools or "
+            "integral floats"
+        )
+    return arr
+
+
+def encode_labels(y: np.ndarray, name: str = "y") -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(classes, indices)`` with ``classes[indices] == y`` and at least 2 classes.
+
+    Examples
+    --------
+    >>> from lenet5._validation import encode_labels
+    >>> classes, idx = encode_labels(np.array(["b", "a", "b"]))
+    >>> classes.tolist(), idx.tolist()
+    (['a', 'b'], [1, 0, 1])
+    """
+    try:
+        classes, indices = np.unique(y, return_inverse=True)
+    except TypeError as err:
+        raise TypeError(f"{name} mixes labels that cannot be compared ({err})") from None
+    if classes.shape[0] < 2:
+        raise ValueError(
+            f"{name} has a single class ({classes[0]!r}); at least 2 classes are required"
+        )
+    return classes, np.ascontiguousarray(indices.reshape(-1), dtype=np.int64)
+
+
+def labels_to_indices(y: np.ndarray, classes: np.ndarray, name: str = "y") -> np.ndarray:
+    """Map labels to indices into the sorted ``classes``; unknown labels raise ValueError.
+
+    Examples
+    --------
+    >>> from lenet5._validation import labels_to_indices
+    >>> labels_to_indices(np.array([3, 1]), np.array([1, 2, 3])).tolist()
+    [2, 0]
+    """
+    try:
+        pos = np.searchsorted(classes, y)
+    except TypeError as err:
+        raise TypeError(
+            f"{name} has labels that cannot be compared with the classes "
+            f"{classes.tolist()!r:.80} ({err})"
+        ) from None
+    pos = np.clip(pos, 0, len(classes) - 1)
+    found = classes[pos] == y
+    found = np.asarray(found, dtype=bool)
+    if found.shape != y.shape or not found.all():
+        if found.shape == y.shape:
+            unknown = np.unique(y[~found])
+        else:  # elementwise comparison impossible (e.g. strings against numbers)
+            unknown = np.unique(y)
+        raise ValueError(
+            f"{name} has labels {unknown.tolist()!r:.80} that are not among the classes "
+            f"{classes.tolist()!r:.120}"
+        )
+    return np.ascontiguousarray(pos, dtype=np.int64)
+
+
+def check_bool(value: Any, name: str) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise ValueError(f"{name} must be True or False; got {value!r}")
+
+
+def check_int(value: Any, name: str, *, low: int, high: int | None = None) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        limit = f"in {low}..{high}" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be an integer {limit}; got {value!r}")
+    return value
+
+
+def check_float(
+    value: Any,
+    name: str,
+    *,
+    low: float,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number; got {value!r}")
+    value = float(value)
+    ok = np.isfinite(value) and (value > low if low_open else value >= low)
+    if high is not None:
+        ok = ok and (value < high if high_open else value <= high)
+    if not ok:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        upper = "inf)" if high is None else f"{high:g}{right}"
+        raise ValueError(f"{name} must be a finite number in {left}{low:g}, {upper}; got {value!r}")
+    return value
+
+
+def check_choice(value: Any, name: str, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        options = ", ".join(repr(a) for a in allowed)
+        raise ValueError(f"{name} must be one of {options}; got {value!r}")
+    return value

@@ -1,0 +1,279 @@
+//! Images as the network sees them.
+//!
+//! Pixels are mapped so that the background is -0.1 and full ink 1.175 (the
+//! paper's normalisation): a `u8` value v becomes -0.1 + 1.275 v / 255 and a float
+//! v in [0, 1] becomes -0.1 + 1.275 v. 28x28 images are centred on the 32x32
+//! input with 2 pixels of background on every side.
+
+use ndarray::{ArrayView3, Axis};
+
+use crate::arch::IN;
+use crate::error::{LeNetError, Result};
+
+/// Network value of the background.
+pub const BACKGROUND: f32 = -0.1;
+/// Network value of full ink minus the background.
+pub const INK_RANGE: f32 = 1.275;
+
+/// A pixel type the library accepts.
+pub trait Pixel: Copy + Send + Sync + 'static {
+    /// Network value of this pixel.
+    fn to_net(self) -> f32;
+    /// Whether the value is a valid pixel (finite and in range).
+    fn valid(self) -> bool;
+    /// Type name for messages.
+    const NAME: &'static str;
+}
+
+impl Pixel for u8 {
+    #[inline(always)]
+    fn to_net(self) -> f32 {
+        BACKGROUND + self as f32 * (INK_RANGE / 255.0)
+    }
+    #[inline(always)]
+    fn valid(self) -> bool {
+        true
+    }
+    const NAME: &'static str = "uint8";
+}
+
+impl Pixel for f32 {
+    #[inline(always)]
+    fn to_net(self) -> f32 {
+        BACKGROUND + self * INK_RANGE
+    }
+    #[inline(always)]
+    fn valid(self) -> bool {
+        (0.0..=1.0).contains(&self)
+    }
+    const NAME: &'static str = "float32";
+}
+
+impl Pixel for f64 {
+    #[inline(always)]
+    fn to_net(self) -> f32 {
+        (BACKGROUND as f64 + self * INK_RANGE as f64) as f32
+    }
+    #[inline(always)]
+    fn valid(self) -> bool {
+        (0.0..=1.0).contains(&self)
+    }
+    const NAME: &'static str = "float64";
+}
+
+/// A view of images `[n][side][side]` with any strides (negative too).
+#[derive(Clone, Copy, Debug)]
+pub struct ImageView<'a, T> {
+    view: ArrayView3<'a, T>,
+    pub n: usize,
+    pub side: usize,
+}
+
+impl<'a, T: Pixel> ImageView<'a, T> {
+    /// Wraps a 3-D array view; the images must be 28x28 or 32x32.
+    pub fn new(view: ArrayView3<'a, T>) -> Result<Self> {
+        let (n, h, w) = view.dim();
+        if h != w || !(h == 28 || h == IN) {
+            return Err(LeNetError::value(format!(
+                "images must be 28x28 or 32x32; got {h}x{w}"
+            )));
+        }
+        Ok(ImageView { view, n, side: h })
+    }
+
+    /// A C-contiguous view of `n` images of `side`x`side` pixels.
+    pub fn contiguous(data: &'a [T], n: usize, side: usize) -> Result<Self> {
+        let view = ArrayView3::from_shape((n, side, side), data).map_err(|_| {
+            LeNetError::value(format!(
+                "expected {n} images of {side}x{side} = {} values; got {}",
+                n * side * side,
+                data.len()
+            ))
+        })?;
+        Self::new(view)
+    }
+
+    #[inline(always)]
+    fn at(&self, i: usize, y: usize, x: usize) -> T {
+        self.view[[i, y, x]]
+    }
+
+    /// Checks every pixel of image `i`.
+    pub fn check(&self, i: usize) -> Result<()> {
+        if let Some(pos) = self
+            .view
+            .index_axis(Axis(0), i)
+            .indexed_iter()
+            .find(|(_, v)| !v.valid())
+        {
+            let ((y, x), _) = pos;
+            return Err(LeNetError::value(format!(
+                "{} pixels must be finite and in [0, 1]; image {i} has a value outside at (row {y}, column {x})",
+                T::NAME
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes image `i` in network units into lane `lane` of a chunk input
+    /// `dst` (`[32][32][lanes]`).
+    #[inline]
+    pub fn write_lane(&self, i: usize, dst: &mut [f32], lane: usize, lanes: usize) {
+        let pad = (IN - self.side) / 2;
+        if pad > 0 {
+            for y in 0..IN {
+                for x in 0..IN {
+                    if y < pad || y >= pad + self.side || x < pad || x >= pad + self.side {
+                        dst[(y * IN + x) * lanes + lane] = BACKGROUND;
+                    }
+                }
+            }
+        }
+        let img = self.view.index_axis(Axis(0), i);
+        for (y, row) in img.outer_iter().enumerate() {
+            let row0 = ((y + pad) * IN + pad) * lanes + lane;
+            if let Some(s) = row.as_slice() {
+                for (x, v) in s.iter().enumerate() {
+                    dst[row0 + x * lanes] = v.to_net();
+                }
+            } else {
+                for (x, v) in row.iter().enumerate() {
+                    dst[row0 + x * lanes] = v.to_net();
+                }
+            }
+        }
+    }
+}
+
+/// Owned training images, copied once from the caller's array.
+#[derive(Clone, Debug)]
+pub enum ImageStore {
+    U8 {
+        data: Vec<u8>,
+        n: usize,
+        side: usize,
+    },
+    F32 {
+        data: Vec<f32>,
+        n: usize,
+        side: usize,
+    },
+}
+
+impl ImageStore {
+    /// Copies and validates every image of `view`.
+    pub fn from_view<T: Pixel>(view: &ImageView<'_, T>, to_u8: bool) -> Result<Self>
+    where
+        T: Into<f64>,
+    {
+        let (n, side) = (view.n, view.side);
+        for i in 0..n {
+            view.check(i)?;
+        }
+        let pixels = || {
+            (0..n).flat_map(move |i| {
+                (0..side).flat_map(move |y| (0..side).map(move |x| view.at(i, y, x)))
+            })
+        };
+        if to_u8 {
+            let data = pixels().map(|v| v.into() as u8).collect();
+            Ok(ImageStore::U8 { data, n, side })
+        } else {
+            let data = pixels().map(|v| v.into() as f32).collect();
+            Ok(ImageStore::F32 { data, n, side })
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            ImageStore::U8 { n, .. } | ImageStore::F32 { n, .. } => *n,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn bytes(&self) -> usize {
+        match self {
+            ImageStore::U8 { data, .. } => data.len(),
+            ImageStore::F32 { data, .. } => data.len() * 4,
+        }
+    }
+
+    /// Writes image `i` into a lane of a chunk input.
+    #[inline]
+    pub fn write_lane(&self, i: usize, dst: &mut [f32], lane: usize, lanes: usize) {
+        match self {
+            ImageStore::U8 { data, n, side } => ImageView::contiguous(data, *n, *side)
+                .expect("store shape")
+                .write_lane(i, dst, lane, lanes),
+            ImageStore::F32 { data, n, side } => ImageView::contiguous(data, *n, *side)
+                .expect("store shape")
+                .write_lane(i, dst, lane, lanes),
+        }
+    }
+}
+
+/// Fills a chunk input with the images `idx` (one per lane), zeroing unused lanes.
+pub fn fill_chunk(
+    dst: &mut [f32],
+    lanes: usize,
+    idx: &[usize],
+    mut write: impl FnMut(usize, &mut [f32], usize),
+) {
+    if idx.len() < lanes {
+        dst.fill(0.0);
+    }
+    for (lane, &i) in idx.iter().enumerate() {
+        write(i, dst, lane);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapping_and_padding() {
+        let img = vec![255u8; 28 * 28];
+        let v = ImageView::contiguous(&img, 1, 28).unwrap();
+        let mut dst = vec![0.0; 1024];
+        v.write_lane(0, &mut dst, 0, 1);
+        assert!((dst[0] - BACKGROUND).abs() < 1e-7);
+        assert!((dst[2 * 32 + 2] - 1.175).abs() < 1e-6);
+        assert!((dst[29 * 32 + 29] - 1.175).abs() < 1e-6);
+        assert!((dst[30 * 32 + 30] - BACKGROUND).abs() < 1e-7);
+    }
+
+    #[test]
+    fn float_range_is_checked() {
+        let img = vec![0.5f32; 1024];
+        let mut bad = img.clone();
+        bad[7] = f32::NAN;
+        assert!(ImageView::contiguous(&img, 1, 32).unwrap().check(0).is_ok());
+        assert!(ImageView::contiguous(&bad, 1, 32)
+            .unwrap()
+            .check(0)
+            .is_err());
+        bad[7] = 1.5;
+        assert!(ImageView::contiguous(&bad, 1, 32)
+            .unwrap()
+            .check(0)
+            .is_err());
+    }
+
+    #[test]
+    fn negative_strides() {
+        let img: Vec<u8> = (0..2 * 28 * 28).map(|i| (i % 251) as u8).collect();
+        // Image order reversed.
+        let arr = ArrayView3::from_shape((2, 28, 28), &img[..]).unwrap();
+        let v = ImageView::new(arr.slice(ndarray::s![..;-1, .., ..])).unwrap();
+        let c = ImageView::contiguous(&img, 2, 28).unwrap();
+        let (mut a, mut b) = (vec![0.0; 1024], vec![0.0; 1024]);
+        v.write_lane(0, &mut a, 0, 1);
+        c.write_lane(1, &mut b, 0, 1);
+        assert_eq!(a, b);
+        assert!(ImageView::contiguous(&img, 3, 28).is_err());
+    }
+}

@@ -1,0 +1,390 @@
+//! One chunk of images through the network: forward, loss, backward.
+//!
+//! A [`Workspace`] holds every activation and gradient of one chunk of `lanes`
+//! images (layout `[channel][y][x][lane]`, see [`crate::kernels`]). The parameter
+//! vector is only read, so any number of chunks can run at once, each on its own
+//! workspace, writing its gradients into its own buffer.
+
+use crate::arch::*;
+use crate::kernels::*;
+use crate::simd::{dispatch, Math, SimdTask};
+
+/// Lane counts the kernels are compiled for.
+pub const WIDE: usize = 8;
+
+/// Activations and gradients of one chunk.
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    pub lanes: usize,
+    pub n_classes: usize,
+    /// Network input `[32][32][L]`.
+    pub x: Vec<f32>,
+    pub a1: Vec<f32>,
+    pub a2: Vec<f32>,
+    pub a3: Vec<f32>,
+    pub a4: Vec<f32>,
+    pub a5: Vec<f32>,
+    pub a6: Vec<f32>,
+    /// Outputs of the last layer (logits) `[K][L]`.
+    pub z: Vec<f32>,
+    g1: Vec<f32>,
+    g2: Vec<f32>,
+    g3: Vec<f32>,
+    g4: Vec<f32>,
+    g5: Vec<f32>,
+    g6: Vec<f32>,
+    gz: Vec<f32>,
+    xt: Vec<f32>,
+}
+
+impl Workspace {
+    /// A workspace for chunks of `lanes` images (1 or [`WIDE`]).
+    pub fn new(lanes: usize, n_classes: usize) -> Self {
+        assert!(lanes == 1 || lanes == WIDE);
+        let v = |n: usize| vec![0.0f32; n * lanes];
+        Workspace {
+            lanes,
+            n_classes,
+            x: v(IN * IN),
+            a1: v(C1_MAPS * C1_SIDE * C1_SIDE),
+            a2: v(C1_MAPS * S2_SIDE * S2_SIDE),
+            a3: v(C3_MAPS * C3_SIDE * C3_SIDE),
+            a4: v(C5_IN),
+            a5: v(C5_UNITS),
+            a6: v(F6_UNITS),
+            z: v(n_classes),
+            g1: v(C1_MAPS * C1_SIDE * C1_SIDE),
+            g2: v(C1_MAPS * S2_SIDE * S2_SIDE),
+            g3: v(C3_MAPS * C3_SIDE * C3_SIDE),
+            g4: v(C5_IN),
+            g5: v(C5_UNITS),
+            g6: v(F6_UNITS),
+            gz: v(n_classes),
+            xt: v(C5_IN),
+        }
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        4 * (self.x.len()
+            + 2 * (self.a1.len()
+                + self.a2.len()
+                + self.a3.len()
+                + self.a4.len()
+                + self.a5.len()
+                + self.a6.len()
+                + self.z.len())
+            + self.xt.len())
+    }
+}
+
+const C1_START: [usize; C1_MAPS + 1] = [0, 1, 2, 3, 4, 5, 6];
+const C1_IN: [usize; C1_MAPS] = [0; C1_MAPS];
+
+/// Forward pass of a chunk; `ws.x` must hold the inputs.
+#[inline(always)]
+fn forward_l<M: Math, const L: usize, const SEG1: usize, const SEG3: usize>(
+    lay: &Layout,
+    p: &[f32],
+    ws: &mut Workspace,
+) {
+    let cfg = &lay.cfg;
+    let act = cfg.activation;
+    let c1w = &p[lay.c1_w..lay.c1_b];
+    let c1b = &p[lay.c1_b..lay.c1_b + C1_MAPS];
+    conv_forward::<M, L, IN, C1_SIDE, SEG1>(&ws.x, &mut ws.a1, c1w, c1b, &C1_START, &C1_IN, act);
+    let (s2w, s2b) = (&p[lay.s2_w..lay.s2_b], &p[lay.s2_b..lay.c3_w]);
+    pool_forward::<L, S2_SIDE>(&ws.a1, &mut ws.a2, cfg.pooling, s2w, s2b, act);
+    let c3w = &p[lay.c3_w..lay.c3_b];
+    let c3b = &p[lay.c3_b..lay.c3_b + C3_MAPS];
+    conv_forward::<M, L, S2_SIDE, C3_SIDE, SEG3>(
+        &ws.a2,
+        &mut ws.a3,
+        c3w,
+        c3b,
+        &lay.conn_start,
+        &lay.conn_in,
+        act,
+    );
+    let (s4w, s4b) = (&p[lay.s4_w..lay.s4_b], &p[lay.s4_b..lay.c5_w]);
+    pool_forward::<L, S4_SIDE>(&ws.a3, &mut ws.a4, cfg.pooling, s4w, s4b, act);
+    let (c5w, c5b) = (&p[lay.c5_w..lay.c5_b], &p[lay.c5_b..lay.f6_w]);
+    dense_forward::<M, L, C5_IN>(&ws.a4, &mut ws.a5, c5w, c5b, Some(act));
+    let (f6w, f6b) = (&p[lay.f6_w..lay.f6_b], &p[lay.f6_b..lay.out_w]);
+    dense_forward::<M, L, C5_UNITS>(&ws.a5, &mut ws.a6, f6w, f6b, Some(act));
+    let (ow, ob) = (&p[lay.out_w..lay.out_b], &p[lay.out_b..lay.total]);
+    dense_forward::<M, L, F6_UNITS>(&ws.a6, &mut ws.z, ow, ob, None);
+}
+
+/// Backward pass of a chunk after [`forward_l`]: `ws.gz` must hold the gradient
+/// wrt the logits. Accumulates parameter gradients into `grad` (flat layout).
+/// `wv` is the parameter vector (or its square, with `SQ`).
+#[inline(always)]
+fn backward_l<M: Math, const L: usize, const IROW2: usize, const SQ: bool>(
+    lay: &Layout,
+    wv: &[f32],
+    ws: &mut Workspace,
+    grad: &mut [f32],
+) {
+    let cfg = &lay.cfg;
+    let act = cfg.activation;
+    let k = cfg.n_classes;
+    let w = ws;
+    // Output layer: logits gradient -> F6 pre-activation gradient.
+    {
+        let (gw, rest) = grad[lay.out_w..].split_at_mut(k * F6_UNITS);
+        dense_backward::<M, L, F6_UNITS, SQ>(
+            &w.a6,
+            &w.gz,
+            &wv[lay.out_w..lay.out_b],
+            gw,
+            &mut rest[..k],
+            Some((&mut w.g6, Some(act))),
+            &mut w.xt,
+        );
+    }
+    {
+        let (gw, rest) = grad[lay.f6_w..].split_at_mut(F6_UNITS * C5_UNITS);
+        dense_backward::<M, L, C5_UNITS, SQ>(
+            &w.a5,
+            &w.g6,
+            &wv[lay.f6_w..lay.f6_b],
+            gw,
+            &mut rest[..F6_UNITS],
+            Some((&mut w.g5, Some(act))),
+            &mut w.xt,
+        );
+    }
+    {
+        // C5's input is S4's output; its slope is handled by the S4 backward.
+        let (gw, rest) = grad[lay.c5_w..].split_at_mut(C5_UNITS * C5_IN);
+        dense_backward::<M, L, C5_IN, SQ>(
+            &w.a4,
+            &w.g5,
+            &wv[lay.c5_w..lay.c5_b],
+            gw,
+            &mut rest[..C5_UNITS],
+            Some((&mut w.g4, None)),
+            &mut w.xt,
+        );
+    }
+    {
+        let (gs4, gb4) = grad[lay.s4_w..lay.c5_w].split_at_mut(lay.s4_b - lay.s4_w);
+        pool_backward::<L, S4_SIDE, SQ>(
+            &w.a3,
+            &w.a4,
+            &w.g4,
+            &mut w.g3,
+            cfg.pooling,
+            &wv[lay.s4_w..lay.s4_b],
+            gs4,
+            gb4,
+            act,
+        );
+    }
+    {
+        let (gw, gb) = grad[lay.c3_w..lay.s4_w].split_at_mut(lay.c3_b - lay.c3_w);
+        conv_grad_w::<M, L, S2_SIDE, C3_SIDE, SQ>(
+            &w.a2,
+            &w.g3,
+            gw,
+            gb,
+            &lay.conn_start,
+            &lay.conn_in,
+        );
+        conv_grad_x::<M, L, S2_SIDE, C3_SIDE, IROW2>(
+            &w.g3,
+            &wv[lay.c3_w..lay.c3_b],
+            &mut w.g2,
+            &lay.conns_of_input,
+            &lay.conn_out,
+        );
+    }
+    {
+        let (gs2, gb2) = grad[lay.s2_w..lay.c3_w].split_at_mut(lay.s2_b - lay.s2_w);
+        pool_backward::<L, S2_SIDE, SQ>(
+            &w.a1,
+            &w.a2,
+            &w.g2,
+            &mut w.g1,
+            cfg.pooling,
+            &wv[lay.s2_w..lay.s2_b],
+            gs2,
+            gb2,
+            act,
+        );
+    }
+    {
+        let (gw, gb) = grad[lay.c1_w..lay.s2_w].split_at_mut(lay.c1_b - lay.c1_w);
+        let x = if SQ {
+            // The input enters the weight gradients squared.
+            w.x.iter_mut().for_each(|v| *v *= *v);
+            &w.x
+        } else {
+            &w.x
+        };
+        conv_grad_w::<M, L, IN, C1_SIDE, false>(x, &w.g1, gw, gb, &C1_START, &C1_IN);
+    }
+}
+
+/// Softmax cross-entropy of a chunk: writes the gradient (or, with `SQ`, the
+/// diagonal of the Gauss-Newton matrix p(1-p)) of `scale * loss` wrt the logits
+/// into `ws.gz`; returns the summed loss and the number of correct argmaxes.
+fn softmax_ce<const SQ: bool>(ws: &mut Workspace, labels: &[u32], scale: f32) -> (f64, usize) {
+    let l_n = ws.lanes;
+    let k = ws.n_classes;
+    ws.gz.fill(0.0);
+    let mut loss = 0.0f64;
+    let mut correct = 0;
+    for (lane, &y) in labels.iter().enumerate() {
+        let y = y as usize;
+        let z = |c: usize| ws.z[c * l_n + lane];
+        let mut m = f32::NEG_INFINITY;
+        let mut arg = 0;
+        for c in 0..k {
+            if z(c) > m {
+                m = z(c);
+                arg = c;
+            }
+        }
+        correct += usize::from(arg == y);
+        let mut s = 0.0f32;
+        for c in 0..k {
+            s += (z(c) - m).exp();
+        }
+        loss += (s.ln() - (z(y) - m)) as f64;
+        for c in 0..k {
+            let p = (z(c) - m).exp() / s;
+            ws.gz[c * l_n + lane] = if SQ {
+                scale * p * (1.0 - p)
+            } else {
+                scale * (p - if c == y { 1.0 } else { 0.0 })
+            };
+        }
+    }
+    (loss, correct)
+}
+
+/// Softmax of each live lane's logits into rows of `out` (`[live][K]`).
+pub fn softmax_rows(ws: &Workspace, live: usize, out: &mut [f32]) {
+    let (l_n, k) = (ws.lanes, ws.n_classes);
+    for lane in 0..live {
+        let row = &mut out[lane * k..(lane + 1) * k];
+        let mut m = f32::NEG_INFINITY;
+        for (c, r) in row.iter_mut().enumerate() {
+            *r = ws.z[c * l_n + lane];
+            m = m.max(*r);
+        }
+        let mut s = 0.0f32;
+        for r in row.iter_mut() {
+            *r = (*r - m).exp();
+            s += *r;
+        }
+        for r in row.iter_mut() {
+            *r /= s;
+        }
+    }
+}
+
+/// Task: forward pass of the chunk in `ws.x`.
+pub struct Forward<'a> {
+    pub lay: &'a Layout,
+    pub p: &'a [f32],
+    pub ws: &'a mut Workspace,
+}
+
+impl SimdTask for Forward<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<M: Math>(self) {
+        match self.ws.lanes {
+            1 => forward_l::<M, 1, 28, 10>(self.lay, self.p, self.ws),
+            _ => forward_l::<M, WIDE, 56, 80>(self.lay, self.p, self.ws),
+        }
+    }
+}
+
+/// Task: forward, loss and backward of one chunk, gradients (of the loss
+/// times `scale`) accumulated into `grad`.
+pub struct TrainChunk<'a> {
+    pub lay: &'a Layout,
+    pub p: &'a [f32],
+    pub ws: &'a mut Workspace,
+    pub labels: &'a [u32],
+    pub scale: f32,
+    pub grad: &'a mut [f32],
+}
+
+impl SimdTask for TrainChunk<'_> {
+    type Output = (f64, usize);
+    #[inline(always)]
+    fn run<M: Math>(self) -> (f64, usize) {
+        let TrainChunk {
+            lay,
+            p,
+            ws,
+            labels,
+            scale,
+            grad,
+        } = self;
+        match ws.lanes {
+            1 => {
+                forward_l::<M, 1, 28, 10>(lay, p, ws);
+                let r = softmax_ce::<false>(ws, labels, scale);
+                backward_l::<M, 1, { S2_SIDE }, false>(lay, p, ws, grad);
+                r
+            }
+            _ => {
+                forward_l::<M, WIDE, 56, 80>(lay, p, ws);
+                let r = softmax_ce::<false>(ws, labels, scale);
+                backward_l::<M, WIDE, { S2_SIDE * WIDE }, false>(lay, p, ws, grad);
+                r
+            }
+        }
+    }
+}
+
+/// Task: the diagonal Gauss-Newton estimate of one chunk (`p2` holds the
+/// squared parameters), accumulated into `grad`.
+pub struct CurvatureChunk<'a> {
+    pub lay: &'a Layout,
+    pub p: &'a [f32],
+    pub p2: &'a [f32],
+    pub ws: &'a mut Workspace,
+    pub labels: &'a [u32],
+    pub scale: f32,
+    pub grad: &'a mut [f32],
+}
+
+impl SimdTask for CurvatureChunk<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<M: Math>(self) {
+        let CurvatureChunk {
+            lay,
+            p,
+            p2,
+            ws,
+            labels,
+            scale,
+            grad,
+        } = self;
+        match ws.lanes {
+            1 => {
+                forward_l::<M, 1, 28, 10>(lay, p, ws);
+                softmax_ce::<true>(ws, labels, scale);
+                backward_l::<M, 1, { S2_SIDE }, true>(lay, p2, ws, grad);
+            }
+            _ => {
+                forward_l::<M, WIDE, 56, 80>(lay, p, ws);
+                softmax_ce::<true>(ws, labels, scale);
+                backward_l::<M, WIDE, { S2_SIDE * WIDE }, true>(lay, p2, ws, grad);
+            }
+        }
+    }
+}
+
+/// Runs the forward pass of the chunk in `ws.x`.
+pub fn forward(lay: &Layout, p: &[f32], ws: &mut Workspace) {
+    dispatch(Forward { lay, p, ws });
+}

@@ -1,0 +1,843 @@
+//! The Python binding: the only module that uses pyo3 or numpy.
+//!
+//! `Network` owns the parameters behind an `RwLock<Arc<..>>`: `predict` takes a
+//! snapshot and runs without the GIL, while `train_epoch` trains on a private
+//! copy and publishes it at every progress point, so a concurrent `predict`
+//! sees the model before or after an update, never a torn mix. A second
+//! concurrent `train_epoch` gets a RuntimeError.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use numpy::ndarray::{ArrayView3, ArrayViewD};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray3,
+    PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods,
+};
+use pyo3::exceptions::{
+    PyFloatingPointError, PyKeyboardInterrupt, PyMemoryError, PyOSError, PyRuntimeError,
+    PyTypeError, PyValueError,
+};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::arch::{self, ArchConfig, Layout};
+use crate::data::{ImageStore, ImageView, Pixel};
+use crate::error::LeNetError;
+use crate::idx::{self, IdxData};
+use crate::net::{TrainChunk, Workspace, WIDE};
+use crate::optim::{OptimKind, Optimizer};
+use crate::rng::Rng;
+use crate::simd::{dispatch, isa};
+use crate::train::{self, Control, Dataset, InferOut};
+
+impl From<LeNetError> for PyErr {
+    fn from(e: LeNetError) -> PyErr {
+        match e {
+            LeNetError::Value(m) => PyValueError::new_err(m),
+            LeNetError::Type(m) => PyTypeError::new_err(m),
+            LeNetError::Io { .. } => PyOSError::new_err(e.to_string()),
+            LeNetError::Diverged(m) => PyFloatingPointError::new_err(m),
+            LeNetError::Interrupted => PyKeyboardInterrupt::new_err("training interrupted"),
+            LeNetError::Memory(m) => PyMemoryError::new_err(m),
+        }
+    }
+}
+
+/// Images of one of the accepted pixel types.
+enum Images<'a> {
+    U8(ImageView<'a, u8>),
+    F32(ImageView<'a, f32>),
+    F64(ImageView<'a, f64>),
+}
+
+/// Borrowed numpy images of any accepted type.
+enum Borrowed<'py> {
+    U8(PyReadonlyArray3<'py, u8>),
+    F32(PyReadonlyArray3<'py, f32>),
+    F64(PyReadonlyArray3<'py, f64>),
+}
+
+impl<'py> Borrowed<'py> {
+    fn extract(x: &Bound<'py, PyAny>) -> PyResult<Self> {
+        let Ok(arr) = x.cast::<PyUntypedArray>() else {
+            return Err(PyTypeError::new_err(format!(
+                "x must be a numpy.ndarray; got {}",
+                x.get_type().name()?
+            )));
+        };
+        if arr.ndim() != 3 {
+            return Err(PyValueError::new_err(format!(
+                "x must be a 3-D array (n, 28, 28) or (n, 32, 32); got shape {:?}",
+                arr.shape()
+            )));
+        }
+        if let Ok(a) = x.extract::<PyReadonlyArray3<u8>>() {
+            return Ok(Borrowed::U8(a));
+        }
+        if let Ok(a) = x.extract::<PyReadonlyArray3<f32>>() {
+            return Ok(Borrowed::F32(a));
+        }
+        if let Ok(a) = x.extract::<PyReadonlyArray3<f64>>() {
+            return Ok(Borrowed::F64(a));
+        }
+        Err(PyTypeError::new_err(format!(
+            "x must have dtype uint8, float32 or float64 in native byte order; got {}",
+            arr.dtype()
+        )))
+    }
+
+    fn images(&self) -> PyResult<Images<'_>> {
+        Ok(match self {
+            Borrowed::U8(a) => Images::U8(ImageView::new(a.as_array())?),
+            Borrowed::F32(a) => Images::F32(ImageView::new(a.as_array())?),
+            Borrowed::F64(a) => Images::F64(ImageView::new(a.as_array())?),
+        })
+    }
+}
+
+impl Images<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Images::U8(v) => v.n,
+            Images::F32(v) => v.n,
+            Images::F64(v) => v.n,
+        }
+    }
+}
+
+fn n_threads(n_jobs: i64) -> PyResult<usize> {
+    match n_jobs {
+        0 | -1 => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        n if n > 0 => Ok(n as usize),
+        n => Err(PyValueError::new_err(format!(
+            "n_jobs must be a positive integer, or 0 / -1 for all cores; got {n}"
+        ))),
+    }
+}
+
+/// A thread pool private to one model, rebuilt after a fork.
+#[derive(Default)]
+struct PoolCache {
+    pool: Option<(usize, u32, Arc<rayon::ThreadPool>)>,
+}
+
+impl PoolCache {
+    fn get(&mut self, threads: usize) -> PyResult<Arc<rayon::ThreadPool>> {
+        let pid = std::process::id();
+        if let Some((t, p, pool)) = &self.pool {
+            if *t == threads && *p == pid {
+                return Ok(pool.clone());
+            }
+        }
+        if let Some((_, p, old)) = self.pool.take() {
+            if p != pid {
+                // Forked: the old pool's threads do not exist in this process;
+                // never touch it again.
+                std::mem::forget(old);
+            }
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("lenet5-{i}"))
+            .build()
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start threads: {e}")))?;
+        let pool = Arc::new(pool);
+        self.pool = Some((threads, pid, pool.clone()));
+        Ok(pool)
+    }
+}
+
+struct TrainState {
+    opt: Option<Optimizer>,
+    rng: Rng,
+}
+
+/// The LeNet-5 network and its training state (native part of `lenet5.LeNet5`).
+#[pyclass(name = "Network", module = "lenet5._lenet5", frozen)]
+struct PyNetwork {
+    layout: Layout,
+    init: arch::Init,
+    seed: u64,
+    params: RwLock<Arc<Vec<f32>>>,
+    train: Mutex<TrainState>,
+    pools: Mutex<PoolCache>,
+}
+
+fn lock_err<T>(_: T) -> PyErr {
+    PyRuntimeError::new_err("internal lock poisoned")
+}
+
+impl PyNetwork {
+    fn snapshot(&self) -> PyResult<Arc<Vec<f32>>> {
+        Ok(self.params.read().map_err(lock_err)?.clone())
+    }
+
+    fn publish(&self, p: Vec<f32>) {
+        if let Ok(mut g) = self.params.write() {
+            *g = Arc::new(p);
+        }
+    }
+
+    fn pool(&self, n_jobs: i64) -> PyResult<Arc<rayon::ThreadPool>> {
+        let t = n_threads(n_jobs)?;
+        self.pools.lock().map_err(lock_err)?.get(t)
+    }
+
+    fn k(&self) -> usize {
+        self.layout.cfg.n_classes
+    }
+}
+
+fn parse_label(n: usize, k: Option<usize>, y: &PyReadonlyArray1<'_, i64>) -> PyResult<Vec<u32>> {
+    let y = y.as_array();
+    if y.len() != n {
+        return Err(PyValueError::new_err(format!(
+            "x and y must have the same number of samples; got {n} images and {} labels",
+            y.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(n);
+    for (i, &v) in y.iter().enumerate() {
+        let bad = v < 0 || v > u32::MAX as i64 || k.is_some_and(|k| v as usize >= k);
+        if bad {
+            return Err(PyValueError::new_err(format!(
+                "class indices must be in [0, {}); label {i} is {v}",
+                k.map_or("2^32".to_string(), |k| k.to_string())
+            )));
+        }
+        out.push(v as u32);
+    }
+    Ok(out)
+}
+
+#[pymethods]
+impl PyNetwork {
+    #[new]
+    #[pyo3(signature = (n_classes, *, activation="tanh", pooling="sub", c3="table", output="softmax", init="lecun", seed=0))]
+    fn new(
+        n_classes: i64,
+        activation: &str,
+        pooling: &str,
+        c3: &str,
+        output: &str,
+        init: &str,
+        seed: u64,
+    ) -> PyResult<Self> {
+        if n_classes < 2 || n_classes > arch::MAX_CLASSES as i64 {
+            return Err(PyValueError::new_err(format!(
+                "n_classes must be between 2 and {}; got {n_classes}",
+                arch::MAX_CLASSES
+            )));
+        }
+        let cfg = ArchConfig {
+            n_classes: n_classes as usize,
+            activation: arch::Activation::parse(activation)?,
+            pooling: arch::Pooling::parse(pooling)?,
+            c3: arch::C3Connections::parse(c3)?,
+            output: arch::Output::parse(output)?,
+        };
+        cfg.validate()?;
+        let init = arch::Init::parse(init)?;
+        let layout = cfg.layout();
+        let mut rng = Rng::new(seed);
+        let params = layout.init_params(init, &mut rng);
+        Ok(PyNetwork {
+            layout,
+            init,
+            seed,
+            params: RwLock::new(Arc::new(params)),
+            train: Mutex::new(TrainState {
+                opt: None,
+                rng: Rng::new(seed ^ 0x5EED_0F_5A4D_u64),
+            }),
+            pools: Mutex::new(PoolCache::default()),
+        })
+    }
+
+    /// Number of classes of the output layer.
+    #[getter]
+    fn n_classes(&self) -> usize {
+        self.k()
+    }
+
+    /// Number of trainable parameters.
+    #[getter]
+    fn n_params(&self) -> usize {
+        self.layout.n_params()
+    }
+
+    /// The constructor's keyword values, as a dict.
+    fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let c = &self.layout.cfg;
+        let d = PyDict::new(py);
+        d.set_item("n_classes", c.n_classes)?;
+        d.set_item("activation", c.activation.name())?;
+        d.set_item("pooling", c.pooling.name())?;
+        d.set_item("c3", c.c3.name())?;
+        d.set_item("output", c.output.name())?;
+        d.set_item("init", self.init.name())?;
+        d.set_item("seed", self.seed)?;
+        Ok(d)
+    }
+
+    /// Copies of the weights, name -> float32 array (PyTorch state_dict layout).
+    fn get_weights<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let p = self.snapshot()?;
+        let d = PyDict::new(py);
+        for t in self.layout.tensors() {
+            let arr = self.layout.export(&t, &p).into_pyarray(py);
+            d.set_item(t.name, arr.reshape(t.shape.clone())?)?;
+        }
+        Ok(d)
+    }
+
+    /// Replaces all weights at once from a dict name -> array (float32 or
+    /// float64, exact shapes, finite values). Nothing changes if any entry is wrong.
+    fn set_weights(&self, weights: &Bound<'_, PyDict>) -> PyResult<()> {
+        let specs = self.layout.tensors();
+        let mut given: HashMap<String, Bound<'_, PyAny>> = HashMap::new();
+        for (k, v) in weights.iter() {
+            let name: String = k.extract().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "weight names must be str; got {}",
+                    k.repr().map(|r| r.to_string()).unwrap_or_default()
+                ))
+            })?;
+            given.insert(name, v);
+        }
+        let expected: Vec<&str> = specs.iter().map(|s| s.name).collect();
+        let missing: Vec<&str> = expected
+            .iter()
+            .copied()
+            .filter(|n| !given.contains_key(*n))
+            .collect();
+        let mut extra: Vec<&String> = given
+            .keys()
+            .filter(|n| !expected.contains(&n.as_str()))
+            .collect();
+        extra.sort();
+        if !missing.is_empty() || !extra.is_empty() {
+            return Err(PyValueError::new_err(format!(
+                "set_weights needs exactly the keys {expected:?}; missing {missing:?}, unexpected {extra:?}"
+            )));
+        }
+        let mut p = vec![0.0f32; self.layout.n_params()];
+        for s in &specs {
+            let v = &given[s.name];
+            let dense: Vec<f32> = if let Ok(a) = v.extract::<PyReadonlyArrayDyn<f32>>() {
+                check_shape(s.name, &s.shape, a.shape())?;
+                a.as_array().iter().copied().collect()
+            } else if let Ok(a) = v.extract::<PyReadonlyArrayDyn<f64>>() {
+                check_shape(s.name, &s.shape, a.shape())?;
+                a.as_array().iter().map(|&x| x as f32).collect()
+            } else {
+                let what = match v.cast::<PyUntypedArray>() {
+                    Ok(a) => format!("an array of dtype {}", a.dtype()),
+                    Err(_) => v.get_type().name()?.to_string(),
+                };
+                return Err(PyTypeError::new_err(format!(
+                    "{} must be a float32 or float64 numpy array in native byte order; got {what}",
+                    s.name
+                )));
+            };
+            if let Some(i) = dense.iter().position(|x| !x.is_finite()) {
+                return Err(PyValueError::new_err(format!(
+                    "{} must hold finite float32 values; element {i} is not (NaN, infinity, or too large for float32)",
+                    s.name
+                )));
+            }
+            self.layout.import(s, &dense, &mut p)?;
+        }
+        self.publish(p);
+        Ok(())
+    }
+
+    /// Class probabilities, (n, n_classes) float32.
+    #[pyo3(signature = (x, n_jobs=0))]
+    fn predict_proba<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        n_jobs: i64,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let b = Borrowed::extract(x)?;
+        let imgs = b.images()?;
+        let n = imgs.len();
+        let k = self.k();
+        let mut out = train::try_alloc(n * k, "the probabilities")?;
+        self.run_infer(py, &imgs, n_jobs, InferOut::Proba(&mut out))?;
+        Ok(PyArray1::from_vec(py, out).reshape([n, k])?)
+    }
+
+    /// Index of the most probable class, (n,) int64.
+    #[pyo3(signature = (x, n_jobs=0))]
+    fn predict<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        n_jobs: i64,
+    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let b = Borrowed::extract(x)?;
+        let imgs = b.images()?;
+        let mut out = vec![0i64; imgs.len()];
+        self.run_infer(py, &imgs, n_jobs, InferOut::Argmax(&mut out))?;
+        Ok(PyArray1::from_vec(py, out))
+    }
+
+    /// Every layer's outputs for the images `x`: dict layer name -> array.
+    fn activations<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let b = Borrowed::extract(x)?;
+        let imgs = b.images()?;
+        let n = imgs.len();
+        let p = self.snapshot()?;
+        let lay = &self.layout;
+        let layers = layer_shapes(self.k());
+        let mut outs: Vec<Vec<f32>> = layers
+            .iter()
+            .map(|(_, s)| vec![0.0; n * s.iter().product::<usize>()])
+            .collect();
+        py.detach(|| -> PyResult<()> {
+            let mut ws = Workspace::new(1, lay.cfg.n_classes);
+            for i in 0..n {
+                match &imgs {
+                    Images::U8(v) => fill_one(v, i, &mut ws)?,
+                    Images::F32(v) => fill_one(v, i, &mut ws)?,
+                    Images::F64(v) => fill_one(v, i, &mut ws)?,
+                }
+                crate::net::forward(lay, &p, &mut ws);
+                collect_layers(&ws, 1, 1, i, &mut outs);
+            }
+            Ok(())
+        })?;
+        layers_to_dict(py, n, &layers, outs)
+    }
+
+    /// Forgets the optimizer state and seeds the shuffling generator.
+    #[pyo3(signature = (optimizer="sgd", learning_rate=0.01, momentum=0.9, weight_decay=0.0, nesterov=false, beta1=0.9, beta2=0.999, epsilon=1e-8, seed=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn reset_optimizer(
+        &self,
+        optimizer: &str,
+        learning_rate: f64,
+        momentum: f64,
+        weight_decay: f64,
+        nesterov: bool,
+        beta1: f64,
+        beta2: f64,
+        epsilon: f64,
+        seed: u64,
+    ) -> PyResult<()> {
+        let kind = match optimizer {
+            "sgd" => OptimKind::Sgd {
+                momentum: momentum as f32,
+                nesterov,
+            },
+            "adam" => OptimKind::Adam {
+                beta1: beta1 as f32,
+                beta2: beta2 as f32,
+                epsilon: epsilon as f32,
+            },
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "optimizer must be one of 'sgd', 'adam'; got {other:?}"
+                )))
+            }
+        };
+        let opt = Optimizer::new(
+            kind,
+            learning_rate as f32,
+            weight_decay as f32,
+            self.layout.n_params(),
+        )?;
+        let mut st = self.train.try_lock().map_err(|_| busy())?;
+        st.opt = Some(opt);
+        st.rng = Rng::new(seed);
+        Ok(())
+    }
+
+    /// Sets the learning rate, keeping the optimizer state.
+    fn set_learning_rate(&self, learning_rate: f64) -> PyResult<()> {
+        if !(learning_rate.is_finite() && learning_rate > 0.0) {
+            return Err(PyValueError::new_err(format!(
+                "learning_rate must be a positive number; got {learning_rate}"
+            )));
+        }
+        let mut st = self.train.try_lock().map_err(|_| busy())?;
+        match st.opt.as_mut() {
+            Some(o) => o.learning_rate = learning_rate as f32,
+            None => return Err(PyRuntimeError::new_err("call reset_optimizer first")),
+        }
+        Ok(())
+    }
+
+    /// One pass over `data` (shuffled), releasing the GIL. See the module docs.
+    #[pyo3(signature = (data, batch_size, n_jobs=0, callback=None, interval=0.2))]
+    fn train_epoch<'py>(
+        &self,
+        py: Python<'py>,
+        data: PyRef<'py, PyDataset>,
+        batch_size: i64,
+        n_jobs: i64,
+        callback: Option<Py<PyAny>>,
+        interval: f64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        if batch_size < 1 {
+            return Err(PyValueError::new_err(format!(
+                "batch_size must be a positive integer; got {batch_size}"
+            )));
+        }
+        if !(interval.is_finite() && interval >= 0.0) {
+            return Err(PyValueError::new_err(format!(
+                "interval must be >= 0; got {interval}"
+            )));
+        }
+        let k = self.k();
+        if let Some(&m) = data.inner.labels.iter().max() {
+            if m as usize >= k {
+                return Err(PyValueError::new_err(format!(
+                    "the data set has class index {m} but the network has {k} classes"
+                )));
+            }
+        }
+        let pool = self.pool(n_jobs)?;
+        let mut guard = self.train.try_lock().map_err(|_| busy())?;
+        let st = &mut *guard;
+        if st.opt.is_none() {
+            st.opt = Some(Optimizer::new(
+                OptimKind::Sgd {
+                    momentum: 0.9,
+                    nesterov: false,
+                },
+                0.01,
+                0.0,
+                self.layout.n_params(),
+            )?);
+        }
+        let opt = st.opt.as_mut().expect("set above");
+        let rng = &mut st.rng;
+        let dataset = data.inner.clone();
+        let mut p: Vec<f32> = self.snapshot()?.as_ref().clone();
+        let mut pending: Option<PyErr> = None;
+        let lay = &self.layout;
+        let result = py.detach(|| {
+            train::train_epoch(
+                lay,
+                &mut p,
+                opt,
+                rng,
+                &dataset,
+                batch_size as usize,
+                &pool,
+                Duration::from_secs_f64(interval),
+                &mut |done, loss, params| {
+                    self.publish(params.to_vec());
+                    Python::attach(|py| {
+                        if let Err(e) = py.check_signals() {
+                            pending = Some(e);
+                            return Control::Stop;
+                        }
+                        if let Some(cb) = &callback {
+                            if let Err(e) = cb.call1(py, (done, loss)) {
+                                pending = Some(e);
+                                return Control::Stop;
+                            }
+                        }
+                        Control::Continue
+                    })
+                },
+            )
+        });
+        self.publish(p);
+        if let Some(e) = pending {
+            return Err(e);
+        }
+        let s = result?;
+        let d = PyDict::new(py);
+        let n = s.samples.max(1) as f64;
+        d.set_item("loss", s.loss_sum / n)?;
+        d.set_item("accuracy", s.correct as f64 / n)?;
+        d.set_item("samples", s.samples)?;
+        d.set_item("batches", s.batches)?;
+        Ok(d)
+    }
+
+    fn __repr__(&self) -> String {
+        let c = &self.layout.cfg;
+        format!(
+            "Network(n_classes={}, activation='{}', pooling='{}', c3='{}', output='{}', init='{}')",
+            c.n_classes,
+            c.activation.name(),
+            c.pooling.name(),
+            c.c3.name(),
+            c.output.name(),
+            self.init.name()
+        )
+    }
+}
+
+fn busy() -> PyErr {
+    PyRuntimeError::new_err(
+        "this model is being trained in another thread; wait for that fit to finish",
+    )
+}
+
+impl PyNetwork {
+    fn run_infer(
+        &self,
+        py: Python<'_>,
+        imgs: &Images<'_>,
+        n_jobs: i64,
+        out: InferOut<'_>,
+    ) -> PyResult<()> {
+        let p = self.snapshot()?;
+        let n = imgs.len();
+        let pool = if n >= 2 * WIDE {
+            Some(self.pool(n_jobs)?)
+        } else {
+            None
+        };
+        let lay = &self.layout;
+        let run = || -> crate::Result<()> {
+            let pool = pool.as_deref();
+            match imgs {
+                Images::U8(v) => train::infer(lay, &p, v, pool, out),
+                Images::F32(v) => train::infer(lay, &p, v, pool, out),
+                Images::F64(v) => train::infer(lay, &p, v, pool, out),
+            }
+        };
+        if n < WIDE {
+            Ok(run()?)
+        } else {
+            Ok(py.detach(run)?)
+        }
+    }
+}
+
+fn check_shape(name: &str, want: &[usize], got: &[usize]) -> PyResult<()> {
+    if want != got {
+        return Err(PyValueError::new_err(format!(
+            "{name} must have shape {want:?}; got {got:?}"
+        )));
+    }
+    Ok(())
+}
+
+fn fill_one<T: Pixel>(v: &ImageView<'_, T>, i: usize, ws: &mut Workspace) -> PyResult<()> {
+    v.check(i)?;
+    v.write_lane(i, &mut ws.x, 0, 1);
+    Ok(())
+}
+
+fn layer_shapes(k: usize) -> Vec<(&'static str, Vec<usize>)> {
+    use arch::*;
+    vec![
+        ("c1", vec![C1_MAPS, C1_SIDE, C1_SIDE]),
+        ("s2", vec![C1_MAPS, S2_SIDE, S2_SIDE]),
+        ("c3", vec![C3_MAPS, C3_SIDE, C3_SIDE]),
+        ("s4", vec![C3_MAPS, S4_SIDE, S4_SIDE]),
+        ("c5", vec![C5_UNITS]),
+        ("f6", vec![F6_UNITS]),
+        ("output", vec![k]),
+    ]
+}
+
+/// Copies the live lanes of every layer of a workspace into per-image rows.
+fn collect_layers(ws: &Workspace, lanes: usize, live: usize, start: usize, outs: &mut [Vec<f32>]) {
+    let bufs = [&ws.a1, &ws.a2, &ws.a3, &ws.a4, &ws.a5, &ws.a6, &ws.z];
+    for (buf, out) in bufs.iter().zip(outs.iter_mut()) {
+        let per = buf.len() / lanes;
+        for lane in 0..live {
+            let dst = &mut out[(start + lane) * per..(start + lane + 1) * per];
+            for (j, d) in dst.iter_mut().enumerate() {
+                *d = buf[j * lanes + lane];
+            }
+        }
+    }
+}
+
+fn layers_to_dict<'py>(
+    py: Python<'py>,
+    n: usize,
+    layers: &[(&'static str, Vec<usize>)],
+    outs: Vec<Vec<f32>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for ((name, shape), v) in layers.iter().zip(outs) {
+        let mut full = vec![n];
+        full.extend(shape);
+        d.set_item(*name, v.into_pyarray(py).reshape(full)?)?;
+    }
+    Ok(d)
+}
+
+/// Training images and class indices, copied once (see `Network.train_epoch`).
+#[pyclass(name = "Dataset", module = "lenet5._lenet5", frozen)]
+struct PyDataset {
+    inner: Arc<Dataset>,
+}
+
+#[pymethods]
+impl PyDataset {
+    #[new]
+    fn new(py: Python<'_>, x: &Bound<'_, PyAny>, y: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let b = Borrowed::extract(x)?;
+        let imgs = b.images()?;
+        let y: PyReadonlyArray1<i64> = y.extract().map_err(|_| {
+            PyTypeError::new_err("y must be a 1-D int64 numpy array of class indices")
+        })?;
+        let labels = parse_label(imgs.len(), None, &y)?;
+        let store = py.detach(|| match &imgs {
+            Images::U8(v) => ImageStore::from_view(v, true),
+            Images::F32(v) => ImageStore::from_view(v, false),
+            Images::F64(v) => ImageStore::from_view(v, false),
+        })?;
+        Ok(PyDataset {
+            inner: Arc::new(Dataset::new(store, labels)?),
+        })
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Bytes of image data held.
+    #[getter]
+    fn nbytes(&self) -> usize {
+        self.inner.images.bytes()
+    }
+}
+
+/// Reads an IDX file (gzipped or not) into a numpy array.
+#[pyfunction]
+fn load_idx<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bound<'py, PyAny>> {
+    let idx = py.detach(|| idx::read_idx_file(&path))?;
+    let shape = idx.shape.clone();
+    Ok(match idx.data {
+        IdxData::U8(v) => v.into_pyarray(py).reshape(shape)?.into_any(),
+        IdxData::I8(v) => v.into_pyarray(py).reshape(shape)?.into_any(),
+        IdxData::I16(v) => v.into_pyarray(py).reshape(shape)?.into_any(),
+        IdxData::I32(v) => v.into_pyarray(py).reshape(shape)?.into_any(),
+        IdxData::F32(v) => v.into_pyarray(py).reshape(shape)?.into_any(),
+        IdxData::F64(v) => v.into_pyarray(py).reshape(shape)?.into_any(),
+    })
+}
+
+/// Test hook: forward, loss and gradients for inputs already in network units.
+///
+/// `x` float32 (n, 32, 32), `y` int64 (n,). `lanes` = 1 or 8 forces the chunk
+/// width (default: chunks of 8, single images for the rest).
+#[pyfunction]
+#[pyo3(signature = (network, x, y, lanes=None))]
+fn _forward_backward<'py>(
+    py: Python<'py>,
+    network: &PyNetwork,
+    x: PyReadonlyArray3<'py, f32>,
+    y: PyReadonlyArray1<'py, i64>,
+    lanes: Option<usize>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let xv: ArrayView3<f32> = x.as_array();
+    let (n, h, w) = xv.dim();
+    if (h, w) != (32, 32) || n == 0 {
+        return Err(PyValueError::new_err(format!(
+            "x must be (n>0, 32, 32); got {:?}",
+            xv.dim()
+        )));
+    }
+    if let Some(l) = lanes {
+        if l != 1 && l != WIDE {
+            return Err(PyValueError::new_err("lanes must be 1 or 8"));
+        }
+    }
+    let lay = &network.layout;
+    let k = lay.cfg.n_classes;
+    let labels = parse_label(n, Some(k), &y)?;
+    let p = network.snapshot()?;
+    let np = lay.n_params();
+    let layers = layer_shapes(k);
+    let mut outs: Vec<Vec<f32>> = layers
+        .iter()
+        .map(|(_, s)| vec![0.0; n * s.iter().product::<usize>()])
+        .collect();
+    let mut grad = vec![0.0f32; np];
+    let mut loss = 0.0f64;
+    let mut chunk_grad = vec![0.0f32; np];
+    let mut start = 0;
+    while start < n {
+        let l = lanes.unwrap_or(if n - start >= WIDE { WIDE } else { 1 });
+        let live = l.min(n - start);
+        let mut ws = Workspace::new(l, k);
+        ws.x.fill(0.0);
+        for lane in 0..live {
+            for yy in 0..32 {
+                for xx in 0..32 {
+                    ws.x[(yy * 32 + xx) * l + lane] = xv[[start + lane, yy, xx]];
+                }
+            }
+        }
+        chunk_grad.fill(0.0);
+        let (ls, _) = dispatch(TrainChunk {
+            lay,
+            p: &p,
+            ws: &mut ws,
+            labels: &labels[start..start + live],
+            scale: 1.0 / n as f32,
+            grad: &mut chunk_grad,
+        });
+        loss += ls;
+        for (g, c) in grad.iter_mut().zip(&chunk_grad) {
+            *g += c;
+        }
+        collect_layers(&ws, l, live, start, &mut outs);
+        start += live;
+    }
+    let d = layers_to_dict(py, n, &layers, outs)?;
+    // Probabilities from the logits.
+    let zi = d.get_item("output")?.expect("set above");
+    let z: PyReadonlyArrayDyn<f32> = zi.extract()?;
+    let zv: ArrayViewD<f32> = z.as_array();
+    let mut proba = vec![0.0f32; n * k];
+    for i in 0..n {
+        let row: Vec<f32> = (0..k).map(|c| zv[[i, c]]).collect();
+        let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let s: f32 = row.iter().map(|v| (v - m).exp()).sum();
+        for c in 0..k {
+            proba[i * k + c] = (row[c] - m).exp() / s;
+        }
+    }
+    d.set_item("proba", PyArray1::from_vec(py, proba).reshape([n, k])?)?;
+    d.set_item("loss", loss / n as f64)?;
+    let g = PyDict::new(py);
+    for t in lay.tensors() {
+        g.set_item(
+            t.name,
+            lay.export(&t, &grad)
+                .into_pyarray(py)
+                .reshape(t.shape.clone())?,
+        )?;
+    }
+    d.set_item("grads", g)?;
+    Ok(d)
+}
+
+/// Name of the instruction set the kernels run with ("avx2+fma", "scalar", ...).
+#[pyfunction]
+fn _isa() -> &'static str {
+    isa().name()
+}
+
+#[pymodule(gil_used = false)]
+fn _lenet5(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<PyNetwork>()?;
+    m.add_class::<PyDataset>()?;
+    m.add_function(wrap_pyfunction!(load_idx, m)?)?;
+    m.add_function(wrap_pyfunction!(_forward_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(_isa, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,287 @@
+//! Mini-batch training and batched inference over a thread pool.
+//!
+//! A batch is cut into chunks of [`WIDE`] images (single images when the batch
+//! is smaller than that). Each chunk runs forward and backward on its own
+//! workspace and writes its gradient into its own buffer; the buffers are then
+//! summed in chunk order. The chunks are the same whatever the number of
+//! threads, so a seed gives bit-identical weights with 1 thread or many.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+use crate::arch::Layout;
+use crate::data::{fill_chunk, ImageStore, ImageView, Pixel};
+use crate::error::{LeNetError, Result};
+use crate::net::{softmax_rows, Forward, TrainChunk, Workspace, WIDE};
+use crate::optim::Optimizer;
+use crate::rng::Rng;
+use crate::simd::dispatch;
+
+/// Training images with their class indices.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    pub images: ImageStore,
+    pub labels: Vec<u32>,
+}
+
+impl Dataset {
+    pub fn new(images: ImageStore, labels: Vec<u32>) -> Result<Self> {
+        if images.len() != labels.len() {
+            return Err(LeNetError::value(format!(
+                "x and y must have the same number of samples; got {} images and {} labels",
+                images.len(),
+                labels.len()
+            )));
+        }
+        if images.is_empty() {
+            return Err(LeNetError::value("the training set is empty (0 samples)"));
+        }
+        Ok(Dataset { images, labels })
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+/// Figures of one epoch (or of the part of it that ran).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EpochStats {
+    pub loss_sum: f64,
+    pub correct: usize,
+    pub samples: usize,
+    pub batches: usize,
+    /// The observer stopped the epoch early.
+    pub stopped: bool,
+}
+
+/// What an observer tells the trainer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Stop,
+}
+
+/// Per-thread workspaces, one per pool thread plus one for the caller.
+struct Workspaces {
+    slots: Vec<Mutex<Workspace>>,
+}
+
+impl Workspaces {
+    fn new(threads: usize, lanes: usize, k: usize) -> Self {
+        Workspaces {
+            slots: (0..threads + 1)
+                .map(|_| Mutex::new(Workspace::new(lanes, k)))
+                .collect(),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Workspace) -> R) -> R {
+        let i = rayon::current_thread_index()
+            .map_or(self.slots.len() - 1, |i| i.min(self.slots.len() - 2));
+        let mut ws = self.slots[i].lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut ws)
+    }
+}
+
+/// Runs one epoch of mini-batch training.
+///
+/// `observer(samples_done, mean_loss_so_far, params)` is called at most every
+/// `interval` and after the last batch; returning [`Control::Stop`] ends the
+/// epoch after the current batch. A non-finite loss or gradient stops with
+/// [`LeNetError::Diverged`] before the update, so `params` keeps its last finite
+/// values.
+#[allow(clippy::too_many_arguments)]
+pub fn train_epoch(
+    lay: &Layout,
+    params: &mut [f32],
+    opt: &mut Optimizer,
+    rng: &mut Rng,
+    data: &Dataset,
+    batch_size: usize,
+    pool: &rayon::ThreadPool,
+    interval: Duration,
+    observer: &mut dyn FnMut(usize, f64, &[f32]) -> Control,
+) -> Result<EpochStats> {
+    if batch_size == 0 {
+        return Err(LeNetError::value(
+            "batch_size must be a positive integer; got 0",
+        ));
+    }
+    let n = data.len();
+    let np = lay.n_params();
+    let bs = batch_size.min(n);
+    let lanes = if bs < WIDE { 1 } else { WIDE };
+    let max_chunks = bs.div_ceil(lanes);
+    let mut grads = try_alloc(max_chunks * np, "gradient buffers")?;
+    let mut stats = vec![(0.0f64, 0usize); max_chunks];
+    let wss = Workspaces::new(pool.current_num_threads(), lanes, lay.cfg.n_classes);
+    let mut order: Vec<usize> = (0..n).collect();
+    rng.shuffle(&mut order);
+
+    let mut out = EpochStats::default();
+    let mut last = Instant::now();
+    for (b, idx) in order.chunks(bs).enumerate() {
+        let nch = idx.len().div_ceil(lanes);
+        let scale = 1.0 / idx.len() as f32;
+        let p: &[f32] = params;
+        pool.install(|| {
+            grads[..nch * np]
+                .par_chunks_mut(np)
+                .zip(stats[..nch].par_iter_mut())
+                .enumerate()
+                .for_each(|(ci, (g, st))| {
+                    let part = &idx[ci * lanes..((ci + 1) * lanes).min(idx.len())];
+                    let labels: Vec<u32> = part.iter().map(|&i| data.labels[i]).collect();
+                    g.fill(0.0);
+                    *st = wss.with(|ws| {
+                        fill_chunk(&mut ws.x, lanes, part, |i, dst, lane| {
+                            data.images.write_lane(i, dst, lane, lanes)
+                        });
+                        dispatch(TrainChunk {
+                            lay,
+                            p,
+                            ws,
+                            labels: &labels,
+                            scale,
+                            grad: g,
+                        })
+                    });
+                });
+        });
+        let batch_loss: f64 = stats[..nch].iter().map(|s| s.0).sum();
+        if !batch_loss.is_finite() {
+            return Err(LeNetError::Diverged(format!(
+                "training diverged at batch {b} of this epoch: the loss is {batch_loss}; the weights are kept from the last finite batch (try a smaller learning_rate)"
+            )));
+        }
+        let ok = pool.install(|| opt.step(params, &grads[..nch * np], np));
+        if !ok {
+            return Err(LeNetError::Diverged(format!(
+                "training diverged at batch {b} of this epoch: a gradient or weight is not finite; the weights are kept from the last finite batch (try a smaller learning_rate)"
+            )));
+        }
+        out.loss_sum += batch_loss;
+        out.correct += stats[..nch].iter().map(|s| s.1).sum::<usize>();
+        out.samples += idx.len();
+        out.batches += 1;
+        let done = out.samples == n;
+        if done || last.elapsed() >= interval {
+            last = Instant::now();
+            let mean = out.loss_sum / out.samples as f64;
+            if observer(out.samples, mean, params) == Control::Stop && !done {
+                out.stopped = true;
+                return Ok(out);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reserves a zeroed buffer, reporting failure instead of aborting.
+pub fn try_alloc(n: usize, what: &str) -> Result<Vec<f32>> {
+    let mut v: Vec<f32> = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        LeNetError::Memory(format!(
+            "cannot allocate {} MiB for {what}",
+            n.saturating_mul(4) >> 20
+        ))
+    })?;
+    v.resize(n, 0.0);
+    Ok(v)
+}
+
+/// What [`infer`] writes per image.
+pub enum InferOut<'a> {
+    /// Class probabilities, `[n][K]`.
+    Proba(&'a mut [f32]),
+    /// Index of the largest logit, `[n]`.
+    Argmax(&'a mut [i64]),
+}
+
+/// Runs the network on every image of `view` (validated first), writing into `out`.
+/// Work is split into chunks of [`WIDE`] images over the pool; fewer than
+/// [`WIDE`] images run on the calling thread, one at a time.
+pub fn infer<T: Pixel>(
+    lay: &Layout,
+    params: &[f32],
+    view: &ImageView<'_, T>,
+    pool: Option<&rayon::ThreadPool>,
+    out: InferOut<'_>,
+) -> Result<()> {
+    let n = view.n;
+    let k = lay.cfg.n_classes;
+    let run = |start: usize,
+               live: usize,
+               ws: &mut Workspace,
+               proba: Option<&mut [f32]>,
+               arg: Option<&mut [i64]>|
+     -> Result<()> {
+        for i in start..start + live {
+            view.check(i)?;
+        }
+        let idx: Vec<usize> = (start..start + live).collect();
+        let lanes = ws.lanes;
+        fill_chunk(&mut ws.x, lanes, &idx, |i, dst, lane| {
+            view.write_lane(i, dst, lane, lanes)
+        });
+        dispatch(Forward { lay, p: params, ws });
+        if let Some(pr) = proba {
+            softmax_rows(ws, live, pr);
+        }
+        if let Some(a) = arg {
+            for (lane, dst) in a.iter_mut().enumerate().take(live) {
+                let mut best = 0;
+                for c in 1..k {
+                    if ws.z[c * lanes + lane] > ws.z[best * lanes + lane] {
+                        best = c;
+                    }
+                }
+                *dst = best as i64;
+            }
+        }
+        Ok(())
+    };
+    if n < WIDE || pool.is_none() {
+        let mut single = Workspace::new(1, k);
+        let mut wide = (n >= WIDE).then(|| Workspace::new(WIDE, k));
+        let mut out = out;
+        let mut i = 0;
+        while i < n {
+            let (ws, live) = match wide.as_mut() {
+                Some(w) if n - i >= WIDE => (w, WIDE),
+                _ => (&mut single, 1),
+            };
+            match &mut out {
+                InferOut::Proba(p) => run(i, live, ws, Some(&mut p[i * k..(i + live) * k]), None)?,
+                InferOut::Argmax(a) => run(i, live, ws, None, Some(&mut a[i..i + live]))?,
+            }
+            i += live;
+        }
+        return Ok(());
+    }
+    let pool = pool.unwrap();
+    let wss = Workspaces::new(pool.current_num_threads(), WIDE, k);
+    pool.install(|| match out {
+        InferOut::Proba(p) => p
+            .par_chunks_mut(WIDE * k)
+            .enumerate()
+            .try_for_each(|(ci, rows)| {
+                let live = rows.len() / k;
+                wss.with(|ws| run(ci * WIDE, live, ws, Some(rows), None))
+            }),
+        InferOut::Argmax(a) => a
+            .par_chunks_mut(WIDE)
+            .enumerate()
+            .try_for_each(|(ci, rows)| {
+                let live = rows.len();
+                wss.with(|ws| run(ci * WIDE, live, ws, None, Some(rows)))
+            }),
+    })
+}
