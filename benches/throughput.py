@@ -61,9 +61,7 @@ def read_idx_gz(path: Path) -> np.ndarray:
         raise ValueError(f"{path}: IDX element type {raw[2]:#x} is not unsigned byte")
     ndim = raw[3]
     header = 4 + 4 * ndim
-    shape = tuple(
-        int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
-    )
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     count = int(np.prod(shape, dtype=np.int64))
     if len(raw) != header + count:
         raise ValueError(f"{path}: size does not match the header {shape}")
@@ -85,9 +83,7 @@ def load_data(args: argparse.Namespace, need_test: bool = True) -> dict:
     }
     if not need_test:
         del files["x_test"], files["y_test"]
-    if not args.synthetic and all(
-        (data_dir / name).is_file() for name in files.values()
-    ):
+    if not args.synthetic and all((data_dir / name).is_file() for name in files.values()):
         out = {key: read_idx_gz(data_dir / name) for key, name in files.items()}
         out["x_train"] = np.ascontiguousarray(out["x_train"][:n_train])
         out["y_train"] = out["y_train"][:n_train].astype(np.int64)
@@ -105,9 +101,7 @@ def load_data(args: argparse.Namespace, need_test: bool = True) -> dict:
     if need_test:
         out["x_test"] = rng.integers(0, 256, size=(N_INFER, 28, 28), dtype=np.uint8)
         out["y_test"] = rng.integers(0, 10, size=N_INFER, dtype=np.int64)
-    reason = (
-        "--synthetic" if args.synthetic else f"no Fashion-MNIST IDX files in {data_dir}"
-    )
+    reason = "--synthetic" if args.synthetic else f"no Fashion-MNIST IDX files in {data_dir}"
     out["source"] = f"random uint8 images of the Fashion-MNIST shape ({reason})"
     out["real"] = False
     return out
@@ -233,9 +227,7 @@ class TorchAdapter:
         return self.torch.from_numpy(out)
 
     def prepare_train(self, x: np.ndarray, y: np.ndarray):
-        return self.to_tensor(x), self.torch.from_numpy(
-            np.ascontiguousarray(y, dtype=np.int64)
-        )
+        return self.to_tensor(x), self.torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
 
     def prepare_infer(self, x: np.ndarray):
         return self.to_tensor(x)
@@ -353,11 +345,7 @@ def rss_child(args: argparse.Namespace) -> None:
     # the parent's peak. VmHWM is the peak of this process's own address space, so it wins.
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     hwm = vm_hwm_mib()
-    print(
-        json.dumps(
-            {"maxrss_mib": hwm if hwm is not None else maxrss, "ru_maxrss_mib": maxrss}
-        )
-    )
+    print(json.dumps({"maxrss_mib": hwm if hwm is not None else maxrss, "ru_maxrss_mib": maxrss}))
 
 
 def vm_hwm_mib() -> float | None:
@@ -404,9 +392,7 @@ def machine_info() -> dict:
                 info["cpu"] += f", {AMD_FAMILIES[family]}"
             info["cpu"] += ")"
         flags = fields.get("flags", "").split()
-        info["simd"] = " ".join(
-            f for f in ("avx2", "fma", "avx512f", "amx_tile") if f in flags
-        )
+        info["simd"] = " ".join(f for f in ("avx2", "fma", "avx512f", "amx_tile") if f in flags)
     except OSError:
         pass
     info["logical_cpus"] = os.cpu_count()
@@ -443,9 +429,7 @@ def fmt_cell(key: str, samples: list[float] | None) -> str:
     return text
 
 
-def advantage(
-    key: str, mine: list[float] | None, theirs: list[float] | None
-) -> float | None:
+def advantage(key: str, mine: list[float] | None, theirs: list[float] | None) -> float | None:
     """How many times better lenet5 is (>1: lenet5 better)."""
     if not mine or not theirs or key == "accuracy":
         return None
@@ -455,7 +439,7 @@ def advantage(
 
 
 def print_table(results: dict, frameworks: list[str], thread_counts: list[int]) -> None:
-    header = ["figure", "threads"] + frameworks
+    header = ["figure", "threads", *frameworks]
     if "torch" in frameworks and "lenet5" in frameworks:
         header.append("lenet5 advantage")
     rows = []
@@ -471,12 +455,12 @@ def print_table(results: dict, frameworks: list[str], thread_counts: list[int]) 
                 adv = advantage(key, per_fw[0], per_fw[1])
                 row.append(f"{adv:.2f}x" if adv is not None else "-")
             rows.append(row)
-    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells):
         first = cells[0].ljust(widths[0])
         rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:])]
-        return "  ".join([first] + rest)
+        return "  ".join([first, *rest])
 
     print(line(header))
     print("  ".join("-" * w for w in widths))
@@ -498,7 +482,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             adapters[name] = make_adapter(name, args)
             frameworks.append(name)
-        except Exception as exc:  # noqa: BLE001 - report and go on with the others
+        except Exception as exc:  # report it and go on with the others
             errors[name] = f"{type(exc).__name__}: {exc}"
             log(f"warning: {name} unavailable: {errors[name]}")
     if not frameworks:
@@ -507,9 +491,7 @@ def run(args: argparse.Namespace) -> int:
 
     data = load_data(args)
     n_train = len(data["x_train"])
-    log(
-        f"data: {data['source']}, {n_train} training and {len(data['x_test'])} test images"
-    )
+    log(f"data: {data['source']}, {n_train} training and {len(data['x_test'])} test images")
 
     prepared = {}
     for name, fw in adapters.items():
@@ -525,7 +507,7 @@ def run(args: argparse.Namespace) -> int:
             for k in thread_counts:
                 model = fw.train(fw.prepare_train(small_x, small_y), 64, k)
                 fw.predict(model, prepared[name]["test"][:INFER_BATCH], k)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # report it and go on with the others
             errors[name] = f"{type(exc).__name__}: {exc}"
             log(f"warning: {name} failed during warm-up, left out: {errors[name]}")
             del adapters[name]
@@ -544,15 +526,11 @@ def run(args: argparse.Namespace) -> int:
             for rep in range(args.repeats):
                 for name in frameworks:
                     fw = adapters[name]
-                    ips, model = measure_train(
-                        fw, prepared[name]["train"], n_train, batch_size, k
-                    )
+                    ips, model = measure_train(fw, prepared[name]["train"], n_train, batch_size, k)
                     record(name, key, k, ips)
                     if batch_size == 64 and rep == 0:
                         models[(name, k)] = model
-                    log(
-                        f"  {name:7s} {key:10s} threads={k} rep={rep + 1}: {ips:,.0f} img/s"
-                    )
+                    log(f"  {name:7s} {key:10s} threads={k} rep={rep + 1}: {ips:,.0f} img/s")
         for rep in range(args.repeats):
             for name in frameworks:
                 fw = adapters[name]
@@ -562,29 +540,23 @@ def run(args: argparse.Namespace) -> int:
                 record(name, "infer", k, ips)
                 if rep == 0 and data["real"]:
                     record(name, "accuracy", k, float(np.mean(preds == data["y_test"])))
-                log(
-                    f"  {name:7s} infer      threads={k} rep={rep + 1}: {ips:,.0f} img/s"
-                )
+                log(f"  {name:7s} infer      threads={k} rep={rep + 1}: {ips:,.0f} img/s")
         for rep in range(args.repeats):
             for name in frameworks:
                 fw = adapters[name]
                 sec = measure_latency(fw, models[(name, k)], prepared[name]["test"], k)
                 record(name, "latency", k, sec)
-                log(
-                    f"  {name:7s} latency    threads={k} rep={rep + 1}: {sec * 1e3:.3f} ms"
-                )
+                log(f"  {name:7s} latency    threads={k} rep={rep + 1}: {sec * 1e3:.3f} ms")
         if not args.no_rss:
             for rep in range(args.repeats):
                 for name in frameworks:
                     try:
                         mib = measure_rss(name, k, args)
-                    except Exception as exc:  # noqa: BLE001
+                    except Exception as exc:  # report it and go on with the others
                         log(f"warning: {name} peak RSS failed: {exc}")
                         continue
                     record(name, "rss", k, mib)
-                    log(
-                        f"  {name:7s} rss        threads={k} rep={rep + 1}: {mib:,.0f} MiB"
-                    )
+                    log(f"  {name:7s} rss        threads={k} rep={rep + 1}: {mib:,.0f} MiB")
 
     machine = machine_info()
     versions = {name: adapters[name].version() for name in frameworks}
@@ -595,9 +567,7 @@ def run(args: argparse.Namespace) -> int:
         f"machine:  {machine['cpu']}, {machine['logical_cpus']} logical CPUs "
         f"({machine['usable_cpus']} usable), SIMD: {machine.get('simd', '?')}"
     )
-    print(
-        f"          {machine['os']}, Python {machine['python']}, numpy {machine['numpy']}"
-    )
+    print(f"          {machine['os']}, Python {machine['python']}, numpy {machine['numpy']}")
     for name in frameworks:
         print(f"{name + ':':9s} {versions[name]}")
     print(f"data:     {data['source']}")
@@ -671,28 +641,14 @@ def run(args: argparse.Namespace) -> int:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--vs", choices=["torch"], help="also measure the PyTorch peer in the same run"
-    )
-    p.add_argument(
-        "--repeats", type=int, help="repeats per figure (default 3, 1 with --quick)"
-    )
-    p.add_argument(
-        "--quick", action="store_true", help="10,000 training images, 1 repeat"
-    )
+    p.add_argument("--vs", choices=["torch"], help="also measure the PyTorch peer in the same run")
+    p.add_argument("--repeats", type=int, help="repeats per figure (default 3, 1 with --quick)")
+    p.add_argument("--quick", action="store_true", help="10,000 training images, 1 repeat")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    p.add_argument(
-        "--threads", default="1,2", help="comma-separated thread counts (default 1,2)"
-    )
-    p.add_argument(
-        "--data-dir", default=DEFAULT_DATA_DIR, help="folder with the IDX .gz files"
-    )
-    p.add_argument(
-        "--synthetic", action="store_true", help="use random images even if real exist"
-    )
-    p.add_argument(
-        "--n-train", type=int, help="training images (default 60,000; 10,000 quick)"
-    )
+    p.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="folder with the IDX .gz files")
+    p.add_argument("--synthetic", action="store_true", help="use random images even if real exist")
+    p.add_argument("--n-train", type=int, help="training images (default 60,000; 10,000 quick)")
     p.add_argument(
         "--api",
         choices=["auto", "estimator", "native"],
@@ -705,9 +661,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="paper",
         help="lenet5 architecture: library defaults (paper) or avg pooling + full C3 like torch",
     )
-    p.add_argument(
-        "--no-rss", action="store_true", help="skip the peak-RSS subprocesses"
-    )
+    p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
     p.add_argument("--_rss", help=argparse.SUPPRESS)
     p.add_argument("--_threads", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args(argv)

@@ -170,7 +170,7 @@ pub fn conv_forward<M: Math, const L: usize, const IW: usize, const OW: usize, c
                             let wv = wk[ky * 5 + kx];
                             let src: &[f32; SEG] = arr(&row[kx * L..]);
                             for j in 0..SEG {
-                                acc[j] = M::fma(wv, src[j], acc[j]);
+                                acc[j] = M::fma1(wv, src[j], acc[j]);
                             }
                         }
                     }
@@ -210,7 +210,7 @@ fn conv_grad_w_rows<
                 for (kx, acc_rk) in acc_r.iter_mut().enumerate() {
                     let iv: &[f32; L] = arr(&irw[kx * L..]);
                     for l in 0..L {
-                        acc_rk[l] = M::fma(d[l], sq::<SQ>(iv[l]), acc_rk[l]);
+                        acc_rk[l] = M::fma1(d[l], sq::<SQ>(iv[l]), acc_rk[l]);
                     }
                 }
             }
@@ -294,7 +294,7 @@ pub fn conv_grad_x<M: Math, const L: usize, const IW: usize, const OW: usize, co
                         let wv = wk[ky * 5 + kx];
                         let dst = &mut acc[kx * L..kx * L + orow];
                         for (a, d) in dst.iter_mut().zip(drow) {
-                            *a = M::fma(wv, *d, *a);
+                            *a = M::fma1(wv, *d, *a);
                         }
                     }
                 }
@@ -475,12 +475,12 @@ pub fn dense_forward<M: Math, const L: usize, const NI: usize>(
             let full = NI / 8 * 8;
             for i in (0..full).step_by(8) {
                 for j in 0..8 {
-                    part[j] = M::fma(wr[i + j], x[i + j], part[j]);
+                    part[j] = M::fma1(wr[i + j], x[i + j], part[j]);
                 }
             }
             let mut s = b[o];
             for i in full..NI {
-                s = M::fma(wr[i], x[i], s);
+                s = M::fma1(wr[i], x[i], s);
             }
             for p in part {
                 s += p;
@@ -520,7 +520,7 @@ fn dense_forward_block<M: Math, const L: usize, const NI: usize, const OB: usize
         for (r, a) in acc.iter_mut().enumerate() {
             let wv = w[(o0 + r) * NI + i];
             for l in 0..L {
-                a[l] = M::fma(wv, x[l], a[l]);
+                a[l] = M::fma1(wv, x[l], a[l]);
             }
         }
     }
@@ -562,7 +562,7 @@ pub fn dense_backward<M: Math, const L: usize, const NI: usize, const SQ: bool>(
             let xr: &[f32; NI] = arr(&xt[l * NI..]);
             let dv = d[l];
             for i in 0..NI {
-                gwr[i] = M::fma(dv, xr[i], gwr[i]);
+                gwr[i] = M::fma1(dv, xr[i], gwr[i]);
             }
         }
     }
@@ -574,7 +574,7 @@ pub fn dense_backward<M: Math, const L: usize, const NI: usize, const SQ: bool>(
             let wr: &[f32; NI] = arr(&w[o * NI..]);
             let dv = dpre[o];
             for i in 0..NI {
-                g[i] = M::fma(wr[i], dv, g[i]);
+                g[i] = M::fma1(wr[i], dv, g[i]);
             }
         }
     } else {
@@ -587,7 +587,7 @@ pub fn dense_backward<M: Math, const L: usize, const NI: usize, const SQ: bool>(
                 let wr: &[f32; 4] = arr(&w[o * NI + i0..]);
                 for r in 0..4 {
                     for l in 0..L {
-                        acc[r][l] = M::fma(wr[r], d[l], acc[r][l]);
+                        acc[r][l] = M::fma1(wr[r], d[l], acc[r][l]);
                     }
                 }
             }

@@ -28,6 +28,7 @@ pub mod optim;
 pub mod rng;
 pub mod simd;
 pub mod train;
+pub mod wide;
 
 #[cfg(feature = "python")]
 mod python;

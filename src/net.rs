@@ -8,6 +8,7 @@
 use crate::arch::*;
 use crate::kernels::*;
 use crate::simd::{dispatch, Math, SimdTask};
+use crate::wide;
 
 /// Lane counts the kernels are compiled for.
 pub const WIDE: usize = 8;
@@ -41,7 +42,7 @@ impl Workspace {
     /// A workspace for chunks of `lanes` images (1 or [`WIDE`]).
     pub fn new(lanes: usize, n_classes: usize) -> Self {
         assert!(lanes == 1 || lanes == WIDE);
-        let v = |n: usize| vec![0.0f32; n * lanes];
+        let v = |n: usize| vec![0.0f32; n * lanes + crate::wide::SLACK];
         Workspace {
             lanes,
             n_classes,
@@ -81,46 +82,210 @@ impl Workspace {
 const C1_START: [usize; C1_MAPS + 1] = [0, 1, 2, 3, 4, 5, 6];
 const C1_IN: [usize; C1_MAPS] = [0; C1_MAPS];
 
-/// Forward pass of a chunk; `ws.x` must hold the inputs.
+/// Forward pass of a chunk of eight; `ws.x` must hold the inputs.
 #[inline(always)]
-fn forward_l<M: Math, const L: usize, const SEG1: usize, const SEG3: usize>(
-    lay: &Layout,
-    p: &[f32],
-    ws: &mut Workspace,
-) {
+fn forward_w<S: Math>(s: S, lay: &Layout, p: &[f32], ws: &mut Workspace) {
     let cfg = &lay.cfg;
     let act = cfg.activation;
     let c1w = &p[lay.c1_w..lay.c1_b];
     let c1b = &p[lay.c1_b..lay.c1_b + C1_MAPS];
-    conv_forward::<M, L, IN, C1_SIDE, SEG1>(&ws.x, &mut ws.a1, c1w, c1b, &C1_START, &C1_IN, act);
+    wide::conv_forward_w::<S, IN, C1_SIDE, 7>(s, &ws.x, &mut ws.a1, c1w, c1b, &C1_START, &C1_IN);
+    wide::activate(s, act, &mut ws.a1);
     let (s2w, s2b) = (&p[lay.s2_w..lay.s2_b], &p[lay.s2_b..lay.c3_w]);
-    pool_forward::<L, S2_SIDE>(&ws.a1, &mut ws.a2, cfg.pooling, s2w, s2b, act);
+    let n2 = C1_MAPS * S2_SIDE * S2_SIDE * WIDE;
+    wide::pool_forward_w::<S, S2_SIDE>(s, &ws.a1, &mut ws.a2[..n2], cfg.pooling, s2w, s2b, act);
     let c3w = &p[lay.c3_w..lay.c3_b];
     let c3b = &p[lay.c3_b..lay.c3_b + C3_MAPS];
-    conv_forward::<M, L, S2_SIDE, C3_SIDE, SEG3>(
+    wide::conv_forward_w::<S, S2_SIDE, C3_SIDE, 10>(
+        s,
         &ws.a2,
         &mut ws.a3,
         c3w,
         c3b,
         &lay.conn_start,
         &lay.conn_in,
+    );
+    wide::activate(s, act, &mut ws.a3);
+    let (s4w, s4b) = (&p[lay.s4_w..lay.s4_b], &p[lay.s4_b..lay.c5_w]);
+    wide::pool_forward_w::<S, S4_SIDE>(
+        s,
+        &ws.a3,
+        &mut ws.a4[..C5_IN * WIDE],
+        cfg.pooling,
+        s4w,
+        s4b,
         act,
     );
-    let (s4w, s4b) = (&p[lay.s4_w..lay.s4_b], &p[lay.s4_b..lay.c5_w]);
-    pool_forward::<L, S4_SIDE>(&ws.a3, &mut ws.a4, cfg.pooling, s4w, s4b, act);
     let (c5w, c5b) = (&p[lay.c5_w..lay.c5_b], &p[lay.c5_b..lay.f6_w]);
-    dense_forward::<M, L, C5_IN>(&ws.a4, &mut ws.a5, c5w, c5b, Some(act));
+    wide::dense_forward_w::<S, C5_IN>(s, &ws.a4, &mut ws.a5, c5w, c5b, Some(act));
     let (f6w, f6b) = (&p[lay.f6_w..lay.f6_b], &p[lay.f6_b..lay.out_w]);
-    dense_forward::<M, L, C5_UNITS>(&ws.a5, &mut ws.a6, f6w, f6b, Some(act));
+    wide::dense_forward_w::<S, C5_UNITS>(s, &ws.a5, &mut ws.a6, f6w, f6b, Some(act));
     let (ow, ob) = (&p[lay.out_w..lay.out_b], &p[lay.out_b..lay.total]);
-    dense_forward::<M, L, F6_UNITS>(&ws.a6, &mut ws.z, ow, ob, None);
+    wide::dense_forward_w::<S, F6_UNITS>(s, &ws.a6, &mut ws.z, ow, ob, None);
 }
 
-/// Backward pass of a chunk after [`forward_l`]: `ws.gz` must hold the gradient
+/// Forward pass of one image; `ws.x` must hold the input.
+#[inline(always)]
+fn forward_1<S: Math>(s: S, lay: &Layout, p: &[f32], ws: &mut Workspace) {
+    let cfg = &lay.cfg;
+    let act = cfg.activation;
+    let c1w = &p[lay.c1_w..lay.c1_b];
+    let c1b = &p[lay.c1_b..lay.c1_b + C1_MAPS];
+    wide::conv_forward_1::<S, IN, C1_SIDE, 4, 2>(s, &ws.x, &mut ws.a1, c1w, c1b, &C1_START, &C1_IN);
+    let n1 = C1_MAPS * C1_SIDE * C1_SIDE;
+    wide::activate(s, act, &mut ws.a1[..n1]);
+    let (s2w, s2b) = (&p[lay.s2_w..lay.s2_b], &p[lay.s2_b..lay.c3_w]);
+    let n2 = C1_MAPS * S2_SIDE * S2_SIDE;
+    pool_forward::<1, S2_SIDE>(&ws.a1, &mut ws.a2[..n2], cfg.pooling, s2w, s2b, act);
+    let c3w = &p[lay.c3_w..lay.c3_b];
+    let c3b = &p[lay.c3_b..lay.c3_b + C3_MAPS];
+    wide::conv_forward_1::<S, S2_SIDE, C3_SIDE, 2, 5>(
+        s,
+        &ws.a2,
+        &mut ws.a3,
+        c3w,
+        c3b,
+        &lay.conn_start,
+        &lay.conn_in,
+    );
+    let n3 = C3_MAPS * C3_SIDE * C3_SIDE;
+    wide::activate(s, act, &mut ws.a3[..n3]);
+    let (s4w, s4b) = (&p[lay.s4_w..lay.s4_b], &p[lay.s4_b..lay.c5_w]);
+    pool_forward::<1, S4_SIDE>(&ws.a3, &mut ws.a4[..C5_IN], cfg.pooling, s4w, s4b, act);
+    let (c5w, c5b) = (&p[lay.c5_w..lay.c5_b], &p[lay.c5_b..lay.f6_w]);
+    wide::dense_forward_1::<S, C5_IN>(s, &ws.a4, &mut ws.a5, c5w, c5b, Some(act));
+    let (f6w, f6b) = (&p[lay.f6_w..lay.f6_b], &p[lay.f6_b..lay.out_w]);
+    wide::dense_forward_1::<S, C5_UNITS>(s, &ws.a5, &mut ws.a6, f6w, f6b, Some(act));
+    let (ow, ob) = (&p[lay.out_w..lay.out_b], &p[lay.out_b..lay.total]);
+    wide::dense_forward_1::<S, F6_UNITS>(s, &ws.a6, &mut ws.z, ow, ob, None);
+}
+
+/// Forward pass of a chunk of either width.
+#[inline(always)]
+fn forward_any<S: Math>(s: S, lay: &Layout, p: &[f32], ws: &mut Workspace) {
+    if ws.lanes == 1 {
+        forward_1(s, lay, p, ws)
+    } else {
+        forward_w(s, lay, p, ws)
+    }
+}
+
+/// Backward pass of a chunk of eight (see [`backward_1`]).
+#[inline(always)]
+fn backward_w<S: Math, const SQ: bool>(
+    s: S,
+    lay: &Layout,
+    wv: &[f32],
+    ws: &mut Workspace,
+    grad: &mut [f32],
+) {
+    let cfg = &lay.cfg;
+    let act = cfg.activation;
+    let k = cfg.n_classes;
+    let w = ws;
+    {
+        let (gw, rest) = grad[lay.out_w..].split_at_mut(k * F6_UNITS);
+        wide::dense_backward_w::<S, F6_UNITS, SQ>(
+            s,
+            &w.a6,
+            &w.gz,
+            &wv[lay.out_w..lay.out_b],
+            gw,
+            &mut rest[..k],
+            Some((&mut w.g6, Some(act))),
+            &mut w.xt,
+        );
+    }
+    {
+        let (gw, rest) = grad[lay.f6_w..].split_at_mut(F6_UNITS * C5_UNITS);
+        wide::dense_backward_w::<S, C5_UNITS, SQ>(
+            s,
+            &w.a5,
+            &w.g6,
+            &wv[lay.f6_w..lay.f6_b],
+            gw,
+            &mut rest[..F6_UNITS],
+            Some((&mut w.g5, Some(act))),
+            &mut w.xt,
+        );
+    }
+    {
+        let (gw, rest) = grad[lay.c5_w..].split_at_mut(C5_UNITS * C5_IN);
+        wide::dense_backward_w::<S, C5_IN, SQ>(
+            s,
+            &w.a4,
+            &w.g5,
+            &wv[lay.c5_w..lay.c5_b],
+            gw,
+            &mut rest[..C5_UNITS],
+            Some((&mut w.g4, None)),
+            &mut w.xt,
+        );
+    }
+    {
+        let (gs4, gb4) = grad[lay.s4_w..lay.c5_w].split_at_mut(lay.s4_b - lay.s4_w);
+        let n3 = C3_MAPS * C3_SIDE * C3_SIDE * WIDE;
+        wide::pool_backward_w::<S, S4_SIDE, SQ>(
+            s,
+            &w.a3[..n3],
+            &w.a4[..C5_IN * WIDE],
+            &w.g4,
+            &mut w.g3[..n3],
+            cfg.pooling,
+            &wv[lay.s4_w..lay.s4_b],
+            gs4,
+            gb4,
+            act,
+        );
+    }
+    {
+        let (gw, gb) = grad[lay.c3_w..lay.s4_w].split_at_mut(lay.c3_b - lay.c3_w);
+        wide::conv_grad_w_w::<S, S2_SIDE, C3_SIDE, SQ>(
+            s,
+            &w.a2,
+            &w.g3,
+            gw,
+            gb,
+            &lay.conn_start,
+            &lay.conn_in,
+        );
+        wide::conv_grad_x_w::<S, S2_SIDE, C3_SIDE>(
+            s,
+            &w.g3,
+            &wv[lay.c3_w..lay.c3_b],
+            &mut w.g2,
+            &lay.conns_of_input,
+            &lay.conn_out,
+        );
+    }
+    {
+        let (gs2, gb2) = grad[lay.s2_w..lay.c3_w].split_at_mut(lay.s2_b - lay.s2_w);
+        let n1 = C1_MAPS * C1_SIDE * C1_SIDE * WIDE;
+        let n2 = C1_MAPS * S2_SIDE * S2_SIDE * WIDE;
+        wide::pool_backward_w::<S, S2_SIDE, SQ>(
+            s,
+            &w.a1[..n1],
+            &w.a2[..n2],
+            &w.g2,
+            &mut w.g1[..n1],
+            cfg.pooling,
+            &wv[lay.s2_w..lay.s2_b],
+            gs2,
+            gb2,
+            act,
+        );
+    }
+    {
+        let (gw, gb) = grad[lay.c1_w..lay.s2_w].split_at_mut(lay.c1_b - lay.c1_w);
+        wide::conv_grad_w_w::<S, IN, C1_SIDE, SQ>(s, &w.x, &w.g1, gw, gb, &C1_START, &C1_IN);
+    }
+}
+
+/// Backward pass of a chunk (generic lanes; used for single images) after the forward pass: `ws.gz` must hold the gradient
 /// wrt the logits. Accumulates parameter gradients into `grad` (flat layout).
 /// `wv` is the parameter vector (or its square, with `SQ`).
 #[inline(always)]
-fn backward_l<M: Math, const L: usize, const IROW2: usize, const SQ: bool>(
+fn backward_1<M: Math, const L: usize, const IROW2: usize, const SQ: bool>(
     lay: &Layout,
     wv: &[f32],
     ws: &mut Workspace,
@@ -170,11 +335,12 @@ fn backward_l<M: Math, const L: usize, const IROW2: usize, const SQ: bool>(
     }
     {
         let (gs4, gb4) = grad[lay.s4_w..lay.c5_w].split_at_mut(lay.s4_b - lay.s4_w);
+        let n3 = C3_MAPS * C3_SIDE * C3_SIDE * L;
         pool_backward::<L, S4_SIDE, SQ>(
-            &w.a3,
-            &w.a4,
+            &w.a3[..n3],
+            &w.a4[..C5_IN * L],
             &w.g4,
-            &mut w.g3,
+            &mut w.g3[..n3],
             cfg.pooling,
             &wv[lay.s4_w..lay.s4_b],
             gs4,
@@ -202,11 +368,13 @@ fn backward_l<M: Math, const L: usize, const IROW2: usize, const SQ: bool>(
     }
     {
         let (gs2, gb2) = grad[lay.s2_w..lay.c3_w].split_at_mut(lay.s2_b - lay.s2_w);
+        let n1 = C1_MAPS * C1_SIDE * C1_SIDE * L;
+        let n2 = C1_MAPS * S2_SIDE * S2_SIDE * L;
         pool_backward::<L, S2_SIDE, SQ>(
-            &w.a1,
-            &w.a2,
+            &w.a1[..n1],
+            &w.a2[..n2],
             &w.g2,
-            &mut w.g1,
+            &mut w.g1[..n1],
             cfg.pooling,
             &wv[lay.s2_w..lay.s2_b],
             gs2,
@@ -296,11 +464,8 @@ pub struct Forward<'a> {
 impl SimdTask for Forward<'_> {
     type Output = ();
     #[inline(always)]
-    fn run<M: Math>(self) {
-        match self.ws.lanes {
-            1 => forward_l::<M, 1, 28, 10>(self.lay, self.p, self.ws),
-            _ => forward_l::<M, WIDE, 56, 80>(self.lay, self.p, self.ws),
-        }
+    fn run<M: Math>(self, m: M) {
+        forward_any(m, self.lay, self.p, self.ws)
     }
 }
 
@@ -318,7 +483,7 @@ pub struct TrainChunk<'a> {
 impl SimdTask for TrainChunk<'_> {
     type Output = (f64, usize);
     #[inline(always)]
-    fn run<M: Math>(self) -> (f64, usize) {
+    fn run<M: Math>(self, m: M) -> (f64, usize) {
         let TrainChunk {
             lay,
             p,
@@ -327,20 +492,14 @@ impl SimdTask for TrainChunk<'_> {
             scale,
             grad,
         } = self;
-        match ws.lanes {
-            1 => {
-                forward_l::<M, 1, 28, 10>(lay, p, ws);
-                let r = softmax_ce::<false>(ws, labels, scale);
-                backward_l::<M, 1, { S2_SIDE }, false>(lay, p, ws, grad);
-                r
-            }
-            _ => {
-                forward_l::<M, WIDE, 56, 80>(lay, p, ws);
-                let r = softmax_ce::<false>(ws, labels, scale);
-                backward_l::<M, WIDE, { S2_SIDE * WIDE }, false>(lay, p, ws, grad);
-                r
-            }
+        forward_any(m, lay, p, ws);
+        let r = softmax_ce::<false>(ws, labels, scale);
+        if ws.lanes == 1 {
+            backward_1::<M, 1, { S2_SIDE }, false>(lay, p, ws, grad);
+        } else {
+            backward_w::<M, false>(m, lay, p, ws, grad);
         }
+        r
     }
 }
 
@@ -359,7 +518,7 @@ pub struct CurvatureChunk<'a> {
 impl SimdTask for CurvatureChunk<'_> {
     type Output = ();
     #[inline(always)]
-    fn run<M: Math>(self) {
+    fn run<M: Math>(self, m: M) {
         let CurvatureChunk {
             lay,
             p,
@@ -369,17 +528,12 @@ impl SimdTask for CurvatureChunk<'_> {
             scale,
             grad,
         } = self;
-        match ws.lanes {
-            1 => {
-                forward_l::<M, 1, 28, 10>(lay, p, ws);
-                softmax_ce::<true>(ws, labels, scale);
-                backward_l::<M, 1, { S2_SIDE }, true>(lay, p2, ws, grad);
-            }
-            _ => {
-                forward_l::<M, WIDE, 56, 80>(lay, p, ws);
-                softmax_ce::<true>(ws, labels, scale);
-                backward_l::<M, WIDE, { S2_SIDE * WIDE }, true>(lay, p2, ws, grad);
-            }
+        forward_any(m, lay, p, ws);
+        softmax_ce::<true>(ws, labels, scale);
+        if ws.lanes == 1 {
+            backward_1::<M, 1, { S2_SIDE }, true>(lay, p2, ws, grad);
+        } else {
+            backward_w::<M, true>(m, lay, p2, ws, grad);
         }
     }
 }

@@ -650,8 +650,12 @@ fn layer_shapes(k: usize) -> Vec<(&'static str, Vec<usize>)> {
 /// Copies the live lanes of every layer of a workspace into per-image rows.
 fn collect_layers(ws: &Workspace, lanes: usize, live: usize, start: usize, outs: &mut [Vec<f32>]) {
     let bufs = [&ws.a1, &ws.a2, &ws.a3, &ws.a4, &ws.a5, &ws.a6, &ws.z];
-    for (buf, out) in bufs.iter().zip(outs.iter_mut()) {
-        let per = buf.len() / lanes;
+    for ((buf, out), (_, shape)) in bufs
+        .iter()
+        .zip(outs.iter_mut())
+        .zip(layer_shapes(ws.n_classes))
+    {
+        let per: usize = shape.iter().product();
         for lane in 0..live {
             let dst = &mut out[(start + lane) * per..(start + lane + 1) * per];
             for (j, d) in dst.iter_mut().enumerate() {

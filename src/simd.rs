@@ -12,31 +12,248 @@
 
 use std::sync::OnceLock;
 
-/// How `a * b + c` is evaluated inside the kernels.
-pub trait Math: Copy + Send + Sync + 'static {
+/// How `a * b + c` is evaluated inside the scalar parts of the kernels.
+pub trait Math: Simd {
     /// `a * b + c`.
-    fn fma(a: f32, b: f32, c: f32) -> f32;
+    fn fma1(a: f32, b: f32, c: f32) -> f32;
 }
 
-/// Separate multiply and add (no FMA instruction assumed).
-#[derive(Clone, Copy, Debug)]
-pub struct Plain;
+/// Eight `f32` lanes and the operations the kernels need on them.
+///
+/// A value of a type implementing `Simd` is a token: it proves the CPU has the
+/// instructions its methods use. Tokens are only made by [`dispatch`].
+pub trait Simd: Copy + Send + Sync + 'static {
+    /// Eight lanes.
+    type V: Copy;
+    fn splat(self, x: f32) -> Self::V;
+    /// Reads `s[..8]`.
+    fn load(self, s: &[f32]) -> Self::V;
+    /// Writes `d[..8]`.
+    fn store(self, v: Self::V, d: &mut [f32]);
+    fn add(self, a: Self::V, b: Self::V) -> Self::V;
+    fn sub(self, a: Self::V, b: Self::V) -> Self::V;
+    fn mul(self, a: Self::V, b: Self::V) -> Self::V;
+    fn div(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `a * b + c` (fused where the CPU has it).
+    fn fma(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    fn max(self, a: Self::V, b: Self::V) -> Self::V;
+    fn min(self, a: Self::V, b: Self::V) -> Self::V;
+    fn abs(self, a: Self::V) -> Self::V;
+    /// Lane-wise `if a < b { x } else { y }`.
+    fn select_lt(self, a: Self::V, b: Self::V, x: Self::V, y: Self::V) -> Self::V;
+    /// Lane-wise `if a == b { x } else { y }`.
+    fn select_eq(self, a: Self::V, b: Self::V, x: Self::V, y: Self::V) -> Self::V;
+    /// Magnitude of `mag` with the sign of `sign`.
+    fn copysign(self, mag: Self::V, sign: Self::V) -> Self::V;
+    /// 2^n for lanes holding whole numbers in [-126, 127].
+    fn pow2i(self, n: Self::V) -> Self::V;
+    /// Sum of the lanes, lane 0 first.
+    fn hsum(self, v: Self::V) -> f32 {
+        let mut a = [0.0f32; 8];
+        self.store(v, &mut a);
+        let mut s = a[0];
+        for x in &a[1..] {
+            s += *x;
+        }
+        s
+    }
+}
 
-/// A fused multiply-add (only used where the CPU has one).
+/// Plain code for any CPU (the compiler may still use SSE2).
 #[derive(Clone, Copy, Debug)]
-pub struct Fused;
+pub struct Plain(());
+
+/// AVX2 and FMA (x86-64).
+#[derive(Clone, Copy, Debug)]
+pub struct Fused(());
 
 impl Math for Plain {
     #[inline(always)]
-    fn fma(a: f32, b: f32, c: f32) -> f32 {
+    fn fma1(a: f32, b: f32, c: f32) -> f32 {
         a * b + c
     }
 }
 
-impl Math for Fused {
+macro_rules! lanewise {
+    ($a:expr, $b:expr, |$x:ident, $y:ident| $e:expr) => {{
+        let (a, b) = ($a, $b);
+        let mut r = [0.0f32; 8];
+        for i in 0..8 {
+            let ($x, $y) = (a[i], b[i]);
+            r[i] = $e;
+        }
+        r
+    }};
+}
+
+impl Simd for Plain {
+    type V = [f32; 8];
     #[inline(always)]
-    fn fma(a: f32, b: f32, c: f32) -> f32 {
-        a.mul_add(b, c)
+    fn splat(self, x: f32) -> [f32; 8] {
+        [x; 8]
+    }
+    #[inline(always)]
+    fn load(self, s: &[f32]) -> [f32; 8] {
+        s[..8].try_into().unwrap()
+    }
+    #[inline(always)]
+    fn store(self, v: [f32; 8], d: &mut [f32]) {
+        d[..8].copy_from_slice(&v);
+    }
+    #[inline(always)]
+    fn add(self, a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
+        lanewise!(a, b, |x, y| x + y)
+    }
+    #[inline(always)]
+    fn sub(self, a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
+        lanewise!(a, b, |x, y| x - y)
+    }
+    #[inline(always)]
+    fn mul(self, a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
+        lanewise!(a, b, |x, y| x * y)
+    }
+    #[inline(always)]
+    fn div(self, a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
+        lanewise!(a, b, |x, y| x / y)
+    }
+    #[inline(always)]
+    fn fma(self, a: [f32; 8], b: [f32; 8], c: [f32; 8]) -> [f32; 8] {
+        let mut r = [0.0f32; 8];
+        for i in 0..8 {
+            r[i] = a[i] * b[i] + c[i];
+        }
+        r
+    }
+    #[inline(always)]
+    fn max(self, a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
+        lanewise!(a, b, |x, y| if x > y { x } else { y })
+    }
+    #[inline(always)]
+    fn min(self, a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
+        lanewise!(a, b, |x, y| if x < y { x } else { y })
+    }
+    #[inline(always)]
+    fn abs(self, a: [f32; 8]) -> [f32; 8] {
+        a.map(f32::abs)
+    }
+    #[inline(always)]
+    fn select_lt(self, a: [f32; 8], b: [f32; 8], x: [f32; 8], y: [f32; 8]) -> [f32; 8] {
+        let mut r = y;
+        for i in 0..8 {
+            if a[i] < b[i] {
+                r[i] = x[i];
+            }
+        }
+        r
+    }
+    #[inline(always)]
+    fn select_eq(self, a: [f32; 8], b: [f32; 8], x: [f32; 8], y: [f32; 8]) -> [f32; 8] {
+        let mut r = y;
+        for i in 0..8 {
+            if a[i] == b[i] {
+                r[i] = x[i];
+            }
+        }
+        r
+    }
+    #[inline(always)]
+    fn copysign(self, mag: [f32; 8], sign: [f32; 8]) -> [f32; 8] {
+        lanewise!(mag, sign, |x, y| x.copysign(y))
+    }
+    #[inline(always)]
+    fn pow2i(self, n: [f32; 8]) -> [f32; 8] {
+        n.map(|v| f32::from_bits(((v as i32 + 127) as u32) << 23))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    #![allow(unsafe_code)]
+    //! SAFETY (for every `unsafe` block here): a `Fused` token is only created
+    //! by `dispatch` after `is_x86_feature_detected!` confirmed AVX2 and FMA,
+    //! and every load and store goes through a bounds-checked `[..8]` slice.
+    use super::{Fused, Math, Simd};
+    use std::arch::x86_64::*;
+
+    impl Math for Fused {
+        #[inline(always)]
+        fn fma1(a: f32, b: f32, c: f32) -> f32 {
+            a.mul_add(b, c)
+        }
+    }
+
+    impl Simd for Fused {
+        type V = __m256;
+        #[inline(always)]
+        fn splat(self, x: f32) -> __m256 {
+            unsafe { _mm256_set1_ps(x) }
+        }
+        #[inline(always)]
+        fn load(self, s: &[f32]) -> __m256 {
+            let s = &s[..8];
+            unsafe { _mm256_loadu_ps(s.as_ptr()) }
+        }
+        #[inline(always)]
+        fn store(self, v: __m256, d: &mut [f32]) {
+            let d = &mut d[..8];
+            unsafe { _mm256_storeu_ps(d.as_mut_ptr(), v) }
+        }
+        #[inline(always)]
+        fn add(self, a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_add_ps(a, b) }
+        }
+        #[inline(always)]
+        fn sub(self, a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_sub_ps(a, b) }
+        }
+        #[inline(always)]
+        fn mul(self, a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_mul_ps(a, b) }
+        }
+        #[inline(always)]
+        fn div(self, a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_div_ps(a, b) }
+        }
+        #[inline(always)]
+        fn fma(self, a: __m256, b: __m256, c: __m256) -> __m256 {
+            unsafe { _mm256_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        fn max(self, a: __m256, b: __m256) -> __m256 {
+            // Same rule as the plain code: `if a > b { a } else { b }`.
+            unsafe { _mm256_blendv_ps(b, a, _mm256_cmp_ps::<_CMP_GT_OQ>(a, b)) }
+        }
+        #[inline(always)]
+        fn min(self, a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_blendv_ps(b, a, _mm256_cmp_ps::<_CMP_LT_OQ>(a, b)) }
+        }
+        #[inline(always)]
+        fn abs(self, a: __m256) -> __m256 {
+            unsafe { _mm256_andnot_ps(_mm256_set1_ps(-0.0), a) }
+        }
+        #[inline(always)]
+        fn select_lt(self, a: __m256, b: __m256, x: __m256, y: __m256) -> __m256 {
+            unsafe { _mm256_blendv_ps(y, x, _mm256_cmp_ps::<_CMP_LT_OQ>(a, b)) }
+        }
+        #[inline(always)]
+        fn select_eq(self, a: __m256, b: __m256, x: __m256, y: __m256) -> __m256 {
+            unsafe { _mm256_blendv_ps(y, x, _mm256_cmp_ps::<_CMP_EQ_OQ>(a, b)) }
+        }
+        #[inline(always)]
+        fn copysign(self, mag: __m256, sign: __m256) -> __m256 {
+            unsafe {
+                let m = _mm256_set1_ps(-0.0);
+                _mm256_or_ps(_mm256_andnot_ps(m, mag), _mm256_and_ps(m, sign))
+            }
+        }
+        #[inline(always)]
+        fn pow2i(self, n: __m256) -> __m256 {
+            unsafe {
+                let i = _mm256_cvttps_epi32(n);
+                let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(i, _mm256_set1_epi32(127)));
+                _mm256_castsi256_ps(e)
+            }
+        }
     }
 }
 
@@ -45,7 +262,7 @@ pub trait SimdTask {
     type Output;
     /// Runs the task. Implementations must be `#[inline(always)]` so that the
     /// kernels are compiled inside the dispatching function.
-    fn run<M: Math>(self) -> Self::Output;
+    fn run<M: Math>(self, m: M) -> Self::Output;
 }
 
 /// The instruction sets the kernels are compiled for.
@@ -95,13 +312,13 @@ pub fn isa() -> Isa {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn run_avx2<T: SimdTask>(task: T) -> T::Output {
-    task.run::<Fused>()
+    task.run(Fused(()))
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
 fn run_avx512<T: SimdTask>(task: T) -> T::Output {
-    task.run::<Fused>()
+    task.run(Fused(()))
 }
 
 /// Runs `task` compiled for the best available instruction set.
@@ -115,6 +332,6 @@ pub fn dispatch<T: SimdTask>(task: T) -> T::Output {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa()` returns Avx512 only after the AVX-512F/VL checks.
         Isa::Avx512 => unsafe { run_avx512(task) },
-        _ => task.run::<Plain>(),
+        _ => task.run(Plain(())),
     }
 }

@@ -18,6 +18,21 @@ import numpy as np
 import pytest
 import reference as ref
 
+try:  # tiny float64 products: BLAS threads only contend (3x slower on a busy 2-core box)
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover
+    threadpool_limits = None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_threaded_blas():
+    if threadpool_limits is None:
+        yield
+    else:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+
+
 CONFIGS = list(itertools.product(ref.ACTIVATIONS, ref.POOLINGS, ref.C3_MODES))
 CONFIG_IDS = ["-".join(config) for config in CONFIGS]
 

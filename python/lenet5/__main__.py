@@ -138,9 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"random seed for initialisation and shuffling (default: {DEFAULT_SEED})",
     )
-    train.add_argument(
-        "--quiet", action="store_true", help="no progress output, only the results"
-    )
+    train.add_argument("--quiet", action="store_true", help="no progress output, only the results")
     train.set_defaults(run=_train)
     return parser
 

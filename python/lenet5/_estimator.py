@@ -333,9 +333,7 @@ class LeNet5:
     def _param_defaults(cls) -> dict[str, Any]:
         signature = inspect.signature(cls.__init__)
         return {
-            p.name: p.default
-            for p in signature.parameters.values()
-            if p.kind == p.KEYWORD_ONLY
+            p.name: p.default for p in signature.parameters.values() if p.kind == p.KEYWORD_ONLY
         }
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -412,10 +410,9 @@ class LeNet5:
         p["beta_1"] = check_float(self.beta_1, "beta_1", low=0.0, high=1.0, high_open=True)
         p["beta_2"] = check_float(self.beta_2, "beta_2", low=0.0, high=1.0, high_open=True)
         p["epsilon"] = check_float(self.epsilon, "epsilon", low=0.0, low_open=True)
-        if callable(self.lr_schedule):
-            p["lr_schedule"] = self.lr_schedule
-        elif isinstance(self.lr_schedule, str) and self.lr_schedule in LR_SCHEDULES:
-            p["lr_schedule"] = self.lr_schedule
+        schedule = self.lr_schedule
+        if callable(schedule) or (isinstance(schedule, str) and schedule in LR_SCHEDULES):
+            p["lr_schedule"] = schedule
         else:
             raise ValueError(
                 "lr_schedule must be one of 'constant', 'cosine' or a callable "
@@ -616,9 +613,7 @@ class LeNet5:
             if not warm:
                 self._commit_new_network(net, classes)
             self._reset_optimizer(net, p, shuffle_seed)
-            self._train(
-                net, train_set, p, n_epochs=p["epochs"], val=val, schedule_start=None
-            )
+            self._train(net, train_set, p, n_epochs=p["epochs"], val=val, schedule_start=None)
         return self
 
     def partial_fit(self, x: Any, y: Any, classes: Any = None) -> LeNet5:
@@ -923,9 +918,11 @@ class LeNet5:
         weights = None
         if sample_weight is not None:
             weights = np.asarray(sample_weight, dtype=np.float64)
-            if weights.shape != y_arr.shape or not np.isfinite(weights).all() or (
-                weights < 0
-            ).any():
+            if (
+                weights.shape != y_arr.shape
+                or not np.isfinite(weights).all()
+                or (weights < 0).any()
+            ):
                 raise ValueError(
                     f"sample_weight must be {y_arr.shape[0]} finite non-negative numbers; "
                     f"got shape {weights.shape}"
@@ -962,7 +959,7 @@ class LeNet5:
         """
         net = self._fitted_net()
         x3 = check_images(x, "x", allow_single=True)
-        return net.activations(x3, _resolve_n_jobs(self.n_jobs))
+        return net.activations(x3)
 
     # ------------------------------------------------------------------ weights
 

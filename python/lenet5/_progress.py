@@ -20,8 +20,10 @@ BAR_MININTERVAL = 0.25
 
 
 def _fmt(value: float, spec: str = ".4f") -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(
-        value, spec
+    return (
+        "-"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else format(value, spec)
     )
 
 

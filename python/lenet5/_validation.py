@@ -210,8 +210,7 @@ def check_labels(y: Any, n_samples: int | None = None, name: str = "y") -> np.nd
         raise ValueError(f"{name} must be {what}; got shape {arr.shape}{hint}")
     if n_samples is not None and arr.shape[0] != n_samples:
         raise ValueError(
-            f"x and {name} have different lengths: {n_samples} images but "
-            f"{arr.shape[0]} labels"
+            f"x and {name} have different lengths: {n_samples} images but {arr.shape[0]} labels"
         )
     if arr.shape[0] == 0:
         raise ValueError(f"{name} has 0 labels; at least 1 is required")
@@ -260,7 +259,7 @@ def encode_labels(y: np.ndarray, name: str = "y") -> tuple[np.ndarray, np.ndarra
         raise TypeError(f"{name} mixes labels that cannot be compared ({err})") from None
     if classes.shape[0] < 2:
         raise ValueError(
-            f"{name} has a single class ({classes[0]!r}); at least 2 classes are required"
+            f"{name} has a single class ({classes.tolist()[0]!r}); at least 2 classes are required"
         )
     return classes, np.ascontiguousarray(indices.reshape(-1), dtype=np.int64)
 
@@ -331,7 +330,9 @@ def check_float(
         left = "(" if low_open else "["
         right = ")" if high_open else "]"
         upper = "inf)" if high is None else f"{high:g}{right}"
-        raise ValueError(f"{name} must be a finite number in {left}{low:g}, {upper}; got {value!r}")
+        raise ValueError(
+            f"{name} must be a finite number in {left}{low:g}, {upper}; got {value!r}"
+        )
     return value
 
 

@@ -119,9 +119,7 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, where: str) -> Split:
             f"dtype {labels.dtype}"
         )
     if images.shape[0] != labels.shape[0]:
-        raise ValueError(
-            f"{where}: {images.shape[0]} images but {labels.shape[0]} labels"
-        )
+        raise ValueError(f"{where}: {images.shape[0]} images but {labels.shape[0]} labels")
     return images, labels
 
 

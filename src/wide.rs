@@ -1,0 +1,636 @@
+//! Explicitly vectorised kernels.
+//!
+//! For chunks of eight images (`L = 8`) one vector holds one pixel of the eight
+//! images, so every operation of every layer is a whole-vector operation with a
+//! broadcast weight; the kernels keep blocks of outputs in registers while they
+//! walk the kernel taps. For single images (`L = 1`) the convolutions run along
+//! rows (eight neighbouring pixels per vector); rows are padded, so buffers of
+//! single-image workspaces carry [`SLACK`] floats at their end.
+//!
+//! The equations are those of [`crate::kernels`], which holds the reference
+//! versions for any lane count; these compute the same sums in the same order of
+//! taps (a fused multiply-add may round differently than a separate one).
+
+use crate::arch::{Activation, Pooling, KK};
+use crate::kernels::{TANH_A, TANH_S};
+use crate::simd::{Math, Simd};
+
+/// Eight lanes.
+const W: usize = 8;
+
+/// Extra floats at the end of single-image buffers, read or written by the
+/// row-vectorised kernels past the last valid pixel.
+pub const SLACK: usize = 32;
+
+#[inline(always)]
+fn exp_nonneg_v<S: Simd>(s: S, x: S::V) -> S::V {
+    let n = s.sub(
+        s.add(
+            s.mul(x, s.splat(std::f32::consts::LOG2_E)),
+            s.splat(12_582_912.0),
+        ),
+        s.splat(12_582_912.0),
+    );
+    let r = s.sub(
+        s.sub(x, s.mul(n, s.splat(0.693_145_75))),
+        s.mul(n, s.splat(1.428_606_8e-6)),
+    );
+    let mut p = s.splat(1.0 / 5040.0);
+    for c in [
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ] {
+        p = s.fma(p, r, s.splat(c));
+    }
+    s.mul(p, s.pow2i(n))
+}
+
+/// tanh on eight lanes (the algorithm of [`crate::kernels::tanh`]).
+#[inline(always)]
+pub fn tanh_v<S: Simd>(s: S, u: S::V) -> S::V {
+    let a = s.min(s.abs(u), s.splat(10.0));
+    let a2 = s.mul(a, a);
+    let mut p = s.splat(62.0 / 2835.0);
+    for c in [-17.0 / 315.0, 2.0 / 15.0, -1.0 / 3.0] {
+        p = s.fma(p, a2, s.splat(c));
+    }
+    let small = s.fma(s.mul(a, a2), p, a);
+    let e = exp_nonneg_v(s, s.add(a, a));
+    let large = s.sub(s.splat(1.0), s.div(s.splat(2.0), s.add(e, s.splat(1.0))));
+    s.copysign(s.select_lt(a, s.splat(0.3), small, large), u)
+}
+
+/// Applies the activation in place to `v` (any length; the tail runs scalar).
+#[inline(always)]
+pub fn activate<S: Simd>(s: S, act: Activation, v: &mut [f32]) {
+    let full = v.len() / W * W;
+    let (body, tail) = v.split_at_mut(full);
+    match act {
+        Activation::ScaledTanh => {
+            let (ka, ks) = (s.splat(TANH_A), s.splat(TANH_S));
+            for c in body.chunks_exact_mut(W) {
+                let x = s.load(c);
+                s.store(s.mul(ka, tanh_v(s, s.mul(ks, x))), c);
+            }
+        }
+        Activation::Relu => {
+            let z = s.splat(0.0);
+            for c in body.chunks_exact_mut(W) {
+                s.store(s.max(s.load(c), z), c);
+            }
+        }
+    }
+    crate::kernels::activate(act, tail);
+}
+
+/// `g *= f'(y)` (squared when `SQ`) where `y` are the activation's outputs.
+#[inline(always)]
+pub fn apply_slope<S: Simd, const SQ: bool>(s: S, act: Activation, g: &mut [f32], y: &[f32]) {
+    let full = g.len() / W * W;
+    let (gb, gt) = g.split_at_mut(full);
+    match act {
+        Activation::ScaledTanh => {
+            let (c0, c1) = (s.splat(TANH_S * TANH_A), s.splat(TANH_S / TANH_A));
+            for (gc, yc) in gb.chunks_exact_mut(W).zip(y.chunks_exact(W)) {
+                let yv = s.load(yc);
+                let mut d = s.sub(c0, s.mul(c1, s.mul(yv, yv)));
+                if SQ {
+                    d = s.mul(d, d);
+                }
+                s.store(s.mul(s.load(gc), d), gc);
+            }
+        }
+        Activation::Relu => {
+            let (z, one) = (s.splat(0.0), s.splat(1.0));
+            for (gc, yc) in gb.chunks_exact_mut(W).zip(y.chunks_exact(W)) {
+                let d = s.select_lt(z, s.load(yc), one, z);
+                s.store(s.mul(s.load(gc), d), gc);
+            }
+        }
+    }
+    for (gv, yv) in gt.iter_mut().zip(&y[full..]) {
+        *gv *= crate::kernels::slope::<SQ>(act, *yv);
+    }
+}
+
+/// Convolution (5x5, connection list) for chunks of eight images, before the
+/// activation. `PX` output pixels are kept in registers; it must divide `OW`.
+///
+/// # Shapes
+/// `inp`: `[C][IW][IW][8]`; `out`: `[O][OW][OW][8]`; `w`: `[n_conn][5][5]`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn conv_forward_w<S: Simd, const IW: usize, const OW: usize, const PX: usize>(
+    s: S,
+    inp: &[f32],
+    out: &mut [f32],
+    w: &[f32],
+    b: &[f32],
+    conn_start: &[usize],
+    conn_in: &[usize],
+) {
+    let irow = IW * W;
+    let iplane = IW * irow;
+    let orow = OW * W;
+    let oplane = OW * orow;
+    for o in 0..conn_start.len() - 1 {
+        for y in 0..OW {
+            for x0 in (0..OW).step_by(PX) {
+                let mut acc = [s.splat(b[o]); PX];
+                for k in conn_start[o]..conn_start[o + 1] {
+                    let c = conn_in[k];
+                    let wk = &w[k * KK..(k + 1) * KK];
+                    for ky in 0..5 {
+                        let at = c * iplane + (y + ky) * irow + x0 * W;
+                        let row = &inp[at..at + (PX + 4) * W];
+                        for kx in 0..5 {
+                            let wv = s.splat(wk[ky * 5 + kx]);
+                            for (px, a) in acc.iter_mut().enumerate() {
+                                *a = s.fma(wv, s.load(&row[(px + kx) * W..]), *a);
+                            }
+                        }
+                    }
+                }
+                let dst = &mut out[o * oplane + y * orow + x0 * W..];
+                for (px, a) in acc.iter().enumerate() {
+                    s.store(*a, &mut dst[px * W..]);
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn conv_grad_w_rows<S: Simd, const IW: usize, const OW: usize, const NKY: usize, const SQ: bool>(
+    s: S,
+    inp_c: &[f32],
+    dpre_o: &[f32],
+    gw: &mut [f32],
+    ky0: usize,
+) {
+    let irow = IW * W;
+    let orow = OW * W;
+    let mut acc = [[s.splat(0.0); 5]; NKY];
+    for y in 0..OW {
+        let drow = &dpre_o[y * orow..(y + 1) * orow];
+        for x in 0..OW {
+            let d = s.load(&drow[x * W..]);
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let at = (y + ky0 + r) * irow + x * W;
+                let irw = &inp_c[at..at + 5 * W];
+                for (kx, a) in acc_r.iter_mut().enumerate() {
+                    let mut iv = s.load(&irw[kx * W..]);
+                    if SQ {
+                        iv = s.mul(iv, iv);
+                    }
+                    *a = s.fma(d, iv, *a);
+                }
+            }
+        }
+    }
+    for (r, acc_r) in acc.iter().enumerate() {
+        for (kx, a) in acc_r.iter().enumerate() {
+            gw[(ky0 + r) * 5 + kx] += s.hsum(*a);
+        }
+    }
+}
+
+/// Kernel and bias gradients of [`conv_forward_w`], accumulated.
+///
+/// # Shapes
+/// `dpre`: `[O][OW][OW][8]`, gradient wrt the pre-activation outputs.
+#[inline(always)]
+pub fn conv_grad_w_w<S: Simd, const IW: usize, const OW: usize, const SQ: bool>(
+    s: S,
+    inp: &[f32],
+    dpre: &[f32],
+    gw: &mut [f32],
+    gb: &mut [f32],
+    conn_start: &[usize],
+    conn_in: &[usize],
+) {
+    let iplane = IW * IW * W;
+    let oplane = OW * OW * W;
+    for o in 0..conn_start.len() - 1 {
+        let dpre_o = &dpre[o * oplane..(o + 1) * oplane];
+        let mut bacc = s.splat(0.0);
+        for px in dpre_o.chunks_exact(W) {
+            bacc = s.add(bacc, s.load(px));
+        }
+        gb[o] += s.hsum(bacc);
+        for k in conn_start[o]..conn_start[o + 1] {
+            let inp_c = &inp[conn_in[k] * iplane..(conn_in[k] + 1) * iplane];
+            let gwk = &mut gw[k * KK..(k + 1) * KK];
+            conv_grad_w_rows::<S, IW, OW, 2, SQ>(s, inp_c, dpre_o, gwk, 0);
+            conv_grad_w_rows::<S, IW, OW, 2, SQ>(s, inp_c, dpre_o, gwk, 2);
+            conv_grad_w_rows::<S, IW, OW, 1, SQ>(s, inp_c, dpre_o, gwk, 4);
+        }
+    }
+}
+
+/// Input gradient of [`conv_forward_w`], written into `gin` (`[C][IW][IW][8]`).
+#[inline(always)]
+pub fn conv_grad_x_w<S: Simd, const IW: usize, const OW: usize>(
+    s: S,
+    dpre: &[f32],
+    w: &[f32],
+    gin: &mut [f32],
+    conns_of_input: &[Vec<usize>],
+    conn_out: &[usize],
+) {
+    let orow = OW * W;
+    let oplane = OW * orow;
+    for (c, conns) in conns_of_input.iter().enumerate() {
+        for yy in 0..IW {
+            let mut acc = [s.splat(0.0); IW];
+            for &k in conns {
+                let dpre_o = &dpre[conn_out[k] * oplane..(conn_out[k] + 1) * oplane];
+                let wk = &w[k * KK..(k + 1) * KK];
+                for ky in 0..5 {
+                    if yy < ky || yy - ky >= OW {
+                        continue;
+                    }
+                    let drow = &dpre_o[(yy - ky) * orow..(yy - ky + 1) * orow];
+                    for kx in 0..5 {
+                        let wv = s.splat(wk[ky * 5 + kx]);
+                        for x in 0..OW {
+                            acc[x + kx] = s.fma(wv, s.load(&drow[x * W..]), acc[x + kx]);
+                        }
+                    }
+                }
+            }
+            let dst = &mut gin[(c * IW + yy) * IW * W..];
+            for (x, a) in acc.iter().enumerate() {
+                s.store(*a, &mut dst[x * W..]);
+            }
+        }
+    }
+}
+
+/// 2x2 pooling, stride 2, eight images (see [`crate::kernels::pool_forward`]).
+#[inline(always)]
+pub fn pool_forward_w<S: Simd, const OS: usize>(
+    s: S,
+    inp: &[f32],
+    out: &mut [f32],
+    pooling: Pooling,
+    coef: &[f32],
+    bias: &[f32],
+    act: Activation,
+) {
+    let is = 2 * OS;
+    let irow = is * W;
+    let channels = out.len() / (OS * OS * W);
+    let quad = |c: usize, y: usize, x: usize| {
+        let at = (c * is + 2 * y) * irow + 2 * x * W;
+        (
+            s.load(&inp[at..]),
+            s.load(&inp[at + W..]),
+            s.load(&inp[at + irow..]),
+            s.load(&inp[at + irow + W..]),
+        )
+    };
+    for c in 0..channels {
+        let (cf, bs) = match pooling {
+            Pooling::Subsample => (s.splat(coef[c]), s.splat(bias[c])),
+            _ => (s.splat(0.0), s.splat(0.0)),
+        };
+        let q = s.splat(0.25);
+        for y in 0..OS {
+            for x in 0..OS {
+                let (a, b, cc, d) = quad(c, y, x);
+                let v = match pooling {
+                    Pooling::Subsample => s.fma(cf, s.add(s.add(a, b), s.add(cc, d)), bs),
+                    Pooling::Average => s.mul(s.add(s.add(a, b), s.add(cc, d)), q),
+                    Pooling::Max => s.max(s.max(a, b), s.max(cc, d)),
+                };
+                s.store(v, &mut out[((c * OS + y) * OS + x) * W..]);
+            }
+        }
+    }
+    if pooling == Pooling::Subsample {
+        activate(s, act, out);
+    }
+}
+
+/// Backward of [`pool_forward_w`] fused with the slope of the activation below:
+/// writes `gpre` (gradient wrt the convolution's pre-activation) and accumulates
+/// the subsampling parameters' gradients (see [`crate::kernels::pool_backward`]).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn pool_backward_w<S: Simd, const OS: usize, const SQ: bool>(
+    s: S,
+    inp: &[f32],
+    out: &[f32],
+    gout: &[f32],
+    gpre: &mut [f32],
+    pooling: Pooling,
+    coef: &[f32],
+    gcoef: &mut [f32],
+    gbias: &mut [f32],
+    act: Activation,
+) {
+    let is = 2 * OS;
+    let irow = is * W;
+    let channels = out.len() / (OS * OS * W);
+    let z = s.splat(0.0);
+    for c in 0..channels {
+        let mut cacc = z;
+        let mut bacc = z;
+        let cf = if pooling == Pooling::Subsample {
+            coef[c]
+        } else {
+            0.0
+        };
+        let cf = s.splat(if SQ { cf * cf } else { cf });
+        for y in 0..OS {
+            for x in 0..OS {
+                let o_at = ((c * OS + y) * OS + x) * W;
+                let at = (c * is + 2 * y) * irow + 2 * x * W;
+                let pos = [at, at + W, at + irow, at + irow + W];
+                let g = s.load(&gout[o_at..]);
+                let v = match pooling {
+                    Pooling::Subsample => {
+                        let ov = s.load(&out[o_at..]);
+                        let mut sl = slope_v(s, act, ov);
+                        if SQ {
+                            sl = s.mul(sl, sl);
+                        }
+                        let dp = s.mul(g, sl);
+                        let (a, b, cc, d) = (
+                            s.load(&inp[pos[0]..]),
+                            s.load(&inp[pos[1]..]),
+                            s.load(&inp[pos[2]..]),
+                            s.load(&inp[pos[3]..]),
+                        );
+                        let mut sum = s.add(s.add(a, b), s.add(cc, d));
+                        if SQ {
+                            sum = s.mul(sum, sum);
+                        }
+                        cacc = s.fma(dp, sum, cacc);
+                        bacc = s.add(bacc, dp);
+                        [s.mul(dp, cf); 4]
+                    }
+                    Pooling::Average => [s.mul(g, s.splat(if SQ { 0.0625 } else { 0.25 })); 4],
+                    Pooling::Max => {
+                        // The first maximum in row-major order takes the gradient.
+                        let m = s.load(&out[o_at..]);
+                        let mut rest = g;
+                        let mut to = [z; 4];
+                        for (q, p) in pos.iter().enumerate().take(3) {
+                            let v = s.load(&inp[*p..]);
+                            to[q] = s.select_eq(v, m, rest, z);
+                            rest = s.select_eq(v, m, z, rest);
+                        }
+                        to[3] = rest;
+                        to
+                    }
+                };
+                for (q, p) in pos.iter().enumerate() {
+                    s.store(v[q], &mut gpre[*p..]);
+                }
+            }
+        }
+        if pooling == Pooling::Subsample {
+            gcoef[c] += s.hsum(cacc);
+            gbias[c] += s.hsum(bacc);
+        }
+    }
+    apply_slope::<S, SQ>(s, act, gpre, inp);
+}
+
+#[inline(always)]
+fn slope_v<S: Simd>(s: S, act: Activation, y: S::V) -> S::V {
+    match act {
+        Activation::ScaledTanh => s.sub(
+            s.splat(TANH_S * TANH_A),
+            s.mul(s.splat(TANH_S / TANH_A), s.mul(y, y)),
+        ),
+        Activation::Relu => s.select_lt(s.splat(0.0), y, s.splat(1.0), s.splat(0.0)),
+    }
+}
+
+#[inline(always)]
+fn dense_forward_block<S: Simd, const NI: usize, const OB: usize>(
+    s: S,
+    inp: &[f32],
+    out: &mut [f32],
+    w: &[f32],
+    b: &[f32],
+    o0: usize,
+) {
+    let mut acc = [s.splat(0.0); OB];
+    for (r, a) in acc.iter_mut().enumerate() {
+        *a = s.splat(b[o0 + r]);
+    }
+    let rows: [&[f32]; OB] = std::array::from_fn(|r| &w[(o0 + r) * NI..(o0 + r + 1) * NI]);
+    for i in 0..NI {
+        let x = s.load(&inp[i * W..]);
+        for (a, row) in acc.iter_mut().zip(&rows) {
+            *a = s.fma(s.splat(row[i]), x, *a);
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        s.store(*a, &mut out[(o0 + r) * W..]);
+    }
+}
+
+/// Dense layer for eight images: `out[o] = f(b[o] + sum_i w[o][i] inp[i])`.
+///
+/// # Shapes
+/// `inp`: `[NI][8]`; `out`: `[NO][8]`; `w`: `[NO][NI]`.
+#[inline(always)]
+pub fn dense_forward_w<S: Simd, const NI: usize>(
+    s: S,
+    inp: &[f32],
+    out: &mut [f32],
+    w: &[f32],
+    b: &[f32],
+    act: Option<Activation>,
+) {
+    let no = b.len();
+    let mut o = 0;
+    while o + 8 <= no {
+        dense_forward_block::<S, NI, 8>(s, inp, out, w, b, o);
+        o += 8;
+    }
+    while o < no {
+        dense_forward_block::<S, NI, 1>(s, inp, out, w, b, o);
+        o += 1;
+    }
+    if let Some(act) = act {
+        activate(s, act, &mut out[..no * W]);
+    }
+}
+
+/// Backward of a dense layer for eight images (see
+/// [`crate::kernels::dense_backward`]).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn dense_backward_w<S: Math, const NI: usize, const SQ: bool>(
+    s: S,
+    inp: &[f32],
+    dpre: &[f32],
+    w: &[f32],
+    gw: &mut [f32],
+    gb: &mut [f32],
+    gin: Option<(&mut [f32], Option<Activation>)>,
+    xt: &mut [f32],
+) {
+    let no = gb.len();
+    for i in 0..NI {
+        for l in 0..W {
+            let v = inp[i * W + l];
+            xt[l * NI + i] = if SQ { v * v } else { v };
+        }
+    }
+    let full = NI / W * W;
+    for o in 0..no {
+        let d: [f32; W] = dpre[o * W..(o + 1) * W].try_into().unwrap();
+        gb[o] += s.hsum(s.load(&d));
+        let gwr = &mut gw[o * NI..(o + 1) * NI];
+        for i0 in (0..full).step_by(W) {
+            let mut acc = s.load(&gwr[i0..]);
+            for (l, dl) in d.iter().enumerate() {
+                acc = s.fma(s.splat(*dl), s.load(&xt[l * NI + i0..]), acc);
+            }
+            s.store(acc, &mut gwr[i0..]);
+        }
+        for i in full..NI {
+            for (l, dl) in d.iter().enumerate() {
+                gwr[i] = S::fma1(*dl, xt[l * NI + i], gwr[i]);
+            }
+        }
+    }
+    let Some((gin, in_act)) = gin else { return };
+    let mut i0 = 0;
+    while i0 + 8 <= NI {
+        dense_grad_x_block::<S, NI, 8>(s, dpre, w, gin, i0, no);
+        i0 += 8;
+    }
+    while i0 < NI {
+        dense_grad_x_block::<S, NI, 1>(s, dpre, w, gin, i0, no);
+        i0 += 1;
+    }
+    if let Some(act) = in_act {
+        apply_slope::<S, SQ>(s, act, &mut gin[..NI * W], &inp[..NI * W]);
+    }
+}
+
+#[inline(always)]
+fn dense_grad_x_block<S: Simd, const NI: usize, const IB: usize>(
+    s: S,
+    dpre: &[f32],
+    w: &[f32],
+    gin: &mut [f32],
+    i0: usize,
+    no: usize,
+) {
+    let mut acc = [s.splat(0.0); IB];
+    for o in 0..no {
+        let d = s.load(&dpre[o * W..]);
+        let wr = &w[o * NI + i0..o * NI + i0 + IB];
+        for (a, wv) in acc.iter_mut().zip(wr) {
+            *a = s.fma(s.splat(*wv), d, *a);
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        s.store(*a, &mut gin[(i0 + r) * W..]);
+    }
+}
+
+/// Convolution of one image, vectorised along rows, before the activation.
+/// `NV` vectors cover a row (`8 NV >= OW`); `RB` rows are computed together
+/// and must divide `OW`. Reads and writes up to `8 NV - OW + 4` floats past a
+/// row; buffers carry [`SLACK`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn conv_forward_1<
+    S: Simd,
+    const IW: usize,
+    const OW: usize,
+    const NV: usize,
+    const RB: usize,
+>(
+    s: S,
+    inp: &[f32],
+    out: &mut [f32],
+    w: &[f32],
+    b: &[f32],
+    conn_start: &[usize],
+    conn_in: &[usize],
+) {
+    let iplane = IW * IW;
+    let oplane = OW * OW;
+    for o in 0..conn_start.len() - 1 {
+        for y0 in (0..OW).step_by(RB) {
+            let mut acc = [[s.splat(b[o]); NV]; RB];
+            for k in conn_start[o]..conn_start[o + 1] {
+                let c = conn_in[k];
+                let wk = &w[k * KK..(k + 1) * KK];
+                for ky in 0..5 {
+                    for (r, acc_r) in acc.iter_mut().enumerate() {
+                        let at = c * iplane + (y0 + r + ky) * IW;
+                        let row = &inp[at..at + 4 + NV * W];
+                        for kx in 0..5 {
+                            let wv = s.splat(wk[ky * 5 + kx]);
+                            for (v, a) in acc_r.iter_mut().enumerate() {
+                                *a = s.fma(wv, s.load(&row[kx + v * W..]), *a);
+                            }
+                        }
+                    }
+                }
+            }
+            // Rows in increasing order: each row's overhang is overwritten by the next.
+            for (r, acc_r) in acc.iter().enumerate() {
+                let dst = &mut out[o * oplane + (y0 + r) * OW..];
+                for (v, a) in acc_r.iter().enumerate() {
+                    s.store(*a, &mut dst[v * W..]);
+                }
+            }
+        }
+    }
+}
+
+/// Dense layer for one image, vectorised along the inputs (four outputs at a time).
+#[inline(always)]
+pub fn dense_forward_1<S: Math, const NI: usize>(
+    s: S,
+    inp: &[f32],
+    out: &mut [f32],
+    w: &[f32],
+    b: &[f32],
+    act: Option<Activation>,
+) {
+    let no = b.len();
+    let full = NI / W * W;
+    let x = &inp[..NI];
+    let mut o = 0;
+    while o < no {
+        let ob = (no - o).min(4);
+        let mut acc = [s.splat(0.0); 4];
+        for i0 in (0..full).step_by(W) {
+            let xv = s.load(&x[i0..]);
+            for (r, a) in acc.iter_mut().enumerate().take(ob) {
+                *a = s.fma(s.load(&w[(o + r) * NI + i0..]), xv, *a);
+            }
+        }
+        for (r, a) in acc.iter().enumerate().take(ob) {
+            let row = &w[(o + r) * NI..(o + r + 1) * NI];
+            let mut t = s.hsum(*a);
+            for i in full..NI {
+                t = S::fma1(row[i], x[i], t);
+            }
+            out[o + r] = t + b[o + r];
+        }
+        o += ob;
+    }
+    if let Some(act) = act {
+        activate(s, act, &mut out[..no]);
+    }
+}
