@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use _lenet5::arch::{ArchConfig, Init};
-use _lenet5::net::{TrainChunk, Workspace, WIDE};
+use _lenet5::net::{wide_lanes, TrainChunk, Workspace};
 use _lenet5::rng::Rng;
 use _lenet5::simd::{dispatch, isa};
 
@@ -12,7 +12,12 @@ fn main() {
     let lay = ArchConfig::default().layout();
     let mut rng = Rng::new(0);
     let p = lay.init_params(Init::LeCun, &mut rng);
-    for lanes in [WIDE, 1] {
+    let which: Vec<usize> = match std::env::args().nth(1).as_deref() {
+        Some("1") => vec![1],
+        Some("8") => vec![wide_lanes()],
+        _ => vec![wide_lanes(), 1],
+    };
+    for lanes in which {
         let mut ws = Workspace::new(lanes, 10);
         for v in ws.x.iter_mut() {
             *v = rng.uniform(-0.1, 1.175);

@@ -10,8 +10,11 @@ use crate::kernels::*;
 use crate::simd::{dispatch, Math, SimdTask};
 use crate::wide;
 
-/// Lane counts the kernels are compiled for.
-pub const WIDE: usize = 8;
+/// Images in a wide chunk: the vector width of the instruction set in use
+/// (8 with AVX2, 16 with AVX-512).
+pub fn wide_lanes() -> usize {
+    crate::simd::isa().lanes()
+}
 
 /// Activations and gradients of one chunk.
 #[derive(Clone, Debug)]
@@ -39,9 +42,9 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// A workspace for chunks of `lanes` images (1 or [`WIDE`]).
+    /// A workspace for chunks of `lanes` images (1 or [`wide_lanes`]).
     pub fn new(lanes: usize, n_classes: usize) -> Self {
-        assert!(lanes == 1 || lanes == WIDE);
+        assert!(lanes == 1 || lanes == 8 || lanes == 16);
         let v = |n: usize| vec![0.0f32; n * lanes + crate::wide::SLACK];
         Workspace {
             lanes,
@@ -92,7 +95,7 @@ fn forward_w<S: Math>(s: S, lay: &Layout, p: &[f32], ws: &mut Workspace) {
     wide::conv_forward_w::<S, IN, C1_SIDE, 7>(s, &ws.x, &mut ws.a1, c1w, c1b, &C1_START, &C1_IN);
     wide::activate(s, act, &mut ws.a1);
     let (s2w, s2b) = (&p[lay.s2_w..lay.s2_b], &p[lay.s2_b..lay.c3_w]);
-    let n2 = C1_MAPS * S2_SIDE * S2_SIDE * WIDE;
+    let n2 = C1_MAPS * S2_SIDE * S2_SIDE * S::W;
     wide::pool_forward_w::<S, S2_SIDE>(s, &ws.a1, &mut ws.a2[..n2], cfg.pooling, s2w, s2b, act);
     let c3w = &p[lay.c3_w..lay.c3_b];
     let c3b = &p[lay.c3_b..lay.c3_b + C3_MAPS];
@@ -110,7 +113,7 @@ fn forward_w<S: Math>(s: S, lay: &Layout, p: &[f32], ws: &mut Workspace) {
     wide::pool_forward_w::<S, S4_SIDE>(
         s,
         &ws.a3,
-        &mut ws.a4[..C5_IN * WIDE],
+        &mut ws.a4[..C5_IN * S::W],
         cfg.pooling,
         s4w,
         s4b,
@@ -224,11 +227,11 @@ fn backward_w<S: Math, const SQ: bool>(
     }
     {
         let (gs4, gb4) = grad[lay.s4_w..lay.c5_w].split_at_mut(lay.s4_b - lay.s4_w);
-        let n3 = C3_MAPS * C3_SIDE * C3_SIDE * WIDE;
+        let n3 = C3_MAPS * C3_SIDE * C3_SIDE * S::W;
         wide::pool_backward_w::<S, S4_SIDE, SQ>(
             s,
             &w.a3[..n3],
-            &w.a4[..C5_IN * WIDE],
+            &w.a4[..C5_IN * S::W],
             &w.g4,
             &mut w.g3[..n3],
             cfg.pooling,
@@ -260,8 +263,8 @@ fn backward_w<S: Math, const SQ: bool>(
     }
     {
         let (gs2, gb2) = grad[lay.s2_w..lay.c3_w].split_at_mut(lay.s2_b - lay.s2_w);
-        let n1 = C1_MAPS * C1_SIDE * C1_SIDE * WIDE;
-        let n2 = C1_MAPS * S2_SIDE * S2_SIDE * WIDE;
+        let n1 = C1_MAPS * C1_SIDE * C1_SIDE * S::W;
+        let n2 = C1_MAPS * S2_SIDE * S2_SIDE * S::W;
         wide::pool_backward_w::<S, S2_SIDE, SQ>(
             s,
             &w.a1[..n1],
@@ -462,6 +465,9 @@ pub struct Forward<'a> {
 }
 
 impl SimdTask for Forward<'_> {
+    fn narrow(&self) -> bool {
+        self.ws.lanes == 1
+    }
     type Output = ();
     #[inline(always)]
     fn run<M: Math>(self, m: M) {
@@ -481,6 +487,9 @@ pub struct TrainChunk<'a> {
 }
 
 impl SimdTask for TrainChunk<'_> {
+    fn narrow(&self) -> bool {
+        self.ws.lanes == 1
+    }
     type Output = (f64, usize);
     #[inline(always)]
     fn run<M: Math>(self, m: M) -> (f64, usize) {
@@ -516,6 +525,9 @@ pub struct CurvatureChunk<'a> {
 }
 
 impl SimdTask for CurvatureChunk<'_> {
+    fn narrow(&self) -> bool {
+        self.ws.lanes == 1
+    }
     type Output = ();
     #[inline(always)]
     fn run<M: Math>(self, m: M) {

@@ -26,7 +26,7 @@ use crate::arch::{self, ArchConfig, Layout};
 use crate::data::{ImageStore, ImageView, Pixel};
 use crate::error::LeNetError;
 use crate::idx::{self, IdxData};
-use crate::net::{TrainChunk, Workspace, WIDE};
+use crate::net::{wide_lanes, TrainChunk, Workspace};
 use crate::optim::{OptimKind, Optimizer};
 use crate::rng::Rng;
 use crate::simd::{dispatch, isa};
@@ -597,7 +597,8 @@ impl PyNetwork {
     ) -> PyResult<()> {
         let p = self.snapshot()?;
         let n = imgs.len();
-        let pool = if n >= 2 * WIDE {
+        let wide = wide_lanes();
+        let pool = if n >= 2 * wide {
             Some(self.pool(n_jobs)?)
         } else {
             None
@@ -611,7 +612,7 @@ impl PyNetwork {
                 Images::F64(v) => train::infer(lay, &p, v, pool, out),
             }
         };
-        if n < WIDE {
+        if n < wide {
             Ok(run()?)
         } else {
             Ok(py.detach(run)?)
@@ -754,7 +755,7 @@ fn _forward_backward<'py>(
         )));
     }
     if let Some(l) = lanes {
-        if l != 1 && l != WIDE {
+        if l != 1 && l != wide_lanes() {
             return Err(PyValueError::new_err("lanes must be 1 or 8"));
         }
     }
@@ -773,7 +774,11 @@ fn _forward_backward<'py>(
     let mut chunk_grad = vec![0.0f32; np];
     let mut start = 0;
     while start < n {
-        let l = lanes.unwrap_or(if n - start >= WIDE { WIDE } else { 1 });
+        let l = lanes.unwrap_or(if n - start >= wide_lanes() {
+            wide_lanes()
+        } else {
+            1
+        });
         let live = l.min(n - start);
         let mut ws = Workspace::new(l, k);
         ws.x.fill(0.0);

@@ -1,6 +1,6 @@
 //! Mini-batch training and batched inference over a thread pool.
 //!
-//! A batch is cut into chunks of [`WIDE`] images (single images when the batch
+//! A batch is cut into chunks of [`wide_lanes`] images (single images when the batch
 //! is smaller than that). Each chunk runs forward and backward on its own
 //! workspace and writes its gradient into its own buffer; the buffers are then
 //! summed in chunk order. The chunks are the same whatever the number of
@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use crate::arch::Layout;
 use crate::data::{fill_chunk, ImageStore, ImageView, Pixel};
 use crate::error::{LeNetError, Result};
-use crate::net::{softmax_rows, Forward, TrainChunk, Workspace, WIDE};
+use crate::net::{softmax_rows, wide_lanes, Forward, TrainChunk, Workspace};
 use crate::optim::Optimizer;
 use crate::rng::Rng;
 use crate::simd::dispatch;
@@ -117,7 +117,8 @@ pub fn train_epoch(
     let n = data.len();
     let np = lay.n_params();
     let bs = batch_size.min(n);
-    let lanes = if bs < WIDE { 1 } else { WIDE };
+    let wide = wide_lanes();
+    let lanes = if bs < wide { 1 } else { wide };
     let max_chunks = bs.div_ceil(lanes);
     let mut grads = try_alloc(max_chunks * np, "gradient buffers")?;
     let mut stats = vec![(0.0f64, 0usize); max_chunks];
@@ -206,8 +207,8 @@ pub enum InferOut<'a> {
 }
 
 /// Runs the network on every image of `view` (validated first), writing into `out`.
-/// Work is split into chunks of [`WIDE`] images over the pool; fewer than
-/// [`WIDE`] images run on the calling thread, one at a time.
+/// Work is split into chunks of [`wide_lanes`] images over the pool; fewer
+/// than that run on the calling thread, one at a time.
 pub fn infer<T: Pixel>(
     lay: &Layout,
     params: &[f32],
@@ -248,14 +249,15 @@ pub fn infer<T: Pixel>(
         }
         Ok(())
     };
-    if n < WIDE || pool.is_none() {
+    let wide = wide_lanes();
+    if n < wide || pool.is_none() {
         let mut single = Workspace::new(1, k);
-        let mut wide = (n >= WIDE).then(|| Workspace::new(WIDE, k));
+        let mut wide_ws = (n >= wide).then(|| Workspace::new(wide, k));
         let mut out = out;
         let mut i = 0;
         while i < n {
-            let (ws, live) = match wide.as_mut() {
-                Some(w) if n - i >= WIDE => (w, WIDE),
+            let (ws, live) = match wide_ws.as_mut() {
+                Some(w) if n - i >= wide => (w, wide),
                 _ => (&mut single, 1),
             };
             match &mut out {
@@ -267,21 +269,21 @@ pub fn infer<T: Pixel>(
         return Ok(());
     }
     let pool = pool.unwrap();
-    let wss = Workspaces::new(pool.current_num_threads(), WIDE, k);
+    let wss = Workspaces::new(pool.current_num_threads(), wide, k);
     pool.install(|| match out {
         InferOut::Proba(p) => p
-            .par_chunks_mut(WIDE * k)
+            .par_chunks_mut(wide * k)
             .enumerate()
             .try_for_each(|(ci, rows)| {
                 let live = rows.len() / k;
-                wss.with(|ws| run(ci * WIDE, live, ws, Some(rows), None))
+                wss.with(|ws| run(ci * wide, live, ws, Some(rows), None))
             }),
         InferOut::Argmax(a) => a
-            .par_chunks_mut(WIDE)
+            .par_chunks_mut(wide)
             .enumerate()
             .try_for_each(|(ci, rows)| {
                 let live = rows.len();
-                wss.with(|ws| run(ci * WIDE, live, ws, None, Some(rows)))
+                wss.with(|ws| run(ci * wide, live, ws, None, Some(rows)))
             }),
     })
 }

@@ -15,9 +15,6 @@ use crate::arch::{Activation, Pooling, KK};
 use crate::kernels::{TANH_A, TANH_S};
 use crate::simd::{Math, Simd};
 
-/// Eight lanes.
-const W: usize = 8;
-
 /// Extra floats at the end of single-image buffers, read or written by the
 /// row-vectorised kernels past the last valid pixel.
 pub const SLACK: usize = 32;
@@ -68,19 +65,19 @@ pub fn tanh_v<S: Simd>(s: S, u: S::V) -> S::V {
 /// Applies the activation in place to `v` (any length; the tail runs scalar).
 #[inline(always)]
 pub fn activate<S: Simd>(s: S, act: Activation, v: &mut [f32]) {
-    let full = v.len() / W * W;
+    let full = v.len() / S::W * S::W;
     let (body, tail) = v.split_at_mut(full);
     match act {
         Activation::ScaledTanh => {
             let (ka, ks) = (s.splat(TANH_A), s.splat(TANH_S));
-            for c in body.chunks_exact_mut(W) {
+            for c in body.chunks_exact_mut(S::W) {
                 let x = s.load(c);
                 s.store(s.mul(ka, tanh_v(s, s.mul(ks, x))), c);
             }
         }
         Activation::Relu => {
             let z = s.splat(0.0);
-            for c in body.chunks_exact_mut(W) {
+            for c in body.chunks_exact_mut(S::W) {
                 s.store(s.max(s.load(c), z), c);
             }
         }
@@ -91,12 +88,12 @@ pub fn activate<S: Simd>(s: S, act: Activation, v: &mut [f32]) {
 /// `g *= f'(y)` (squared when `SQ`) where `y` are the activation's outputs.
 #[inline(always)]
 pub fn apply_slope<S: Simd, const SQ: bool>(s: S, act: Activation, g: &mut [f32], y: &[f32]) {
-    let full = g.len() / W * W;
+    let full = g.len() / S::W * S::W;
     let (gb, gt) = g.split_at_mut(full);
     match act {
         Activation::ScaledTanh => {
             let (c0, c1) = (s.splat(TANH_S * TANH_A), s.splat(TANH_S / TANH_A));
-            for (gc, yc) in gb.chunks_exact_mut(W).zip(y.chunks_exact(W)) {
+            for (gc, yc) in gb.chunks_exact_mut(S::W).zip(y.chunks_exact(S::W)) {
                 let yv = s.load(yc);
                 let mut d = s.sub(c0, s.mul(c1, s.mul(yv, yv)));
                 if SQ {
@@ -107,7 +104,7 @@ pub fn apply_slope<S: Simd, const SQ: bool>(s: S, act: Activation, g: &mut [f32]
         }
         Activation::Relu => {
             let (z, one) = (s.splat(0.0), s.splat(1.0));
-            for (gc, yc) in gb.chunks_exact_mut(W).zip(y.chunks_exact(W)) {
+            for (gc, yc) in gb.chunks_exact_mut(S::W).zip(y.chunks_exact(S::W)) {
                 let d = s.select_lt(z, s.load(yc), one, z);
                 s.store(s.mul(s.load(gc), d), gc);
             }
@@ -134,9 +131,9 @@ pub fn conv_forward_w<S: Simd, const IW: usize, const OW: usize, const PX: usize
     conn_start: &[usize],
     conn_in: &[usize],
 ) {
-    let irow = IW * W;
+    let irow = IW * S::W;
     let iplane = IW * irow;
-    let orow = OW * W;
+    let orow = OW * S::W;
     let oplane = OW * orow;
     for o in 0..conn_start.len() - 1 {
         for y in 0..OW {
@@ -146,19 +143,19 @@ pub fn conv_forward_w<S: Simd, const IW: usize, const OW: usize, const PX: usize
                     let c = conn_in[k];
                     let wk = &w[k * KK..(k + 1) * KK];
                     for ky in 0..5 {
-                        let at = c * iplane + (y + ky) * irow + x0 * W;
-                        let row = &inp[at..at + (PX + 4) * W];
+                        let at = c * iplane + (y + ky) * irow + x0 * S::W;
+                        let row = &inp[at..at + (PX + 4) * S::W];
                         for kx in 0..5 {
                             let wv = s.splat(wk[ky * 5 + kx]);
                             for (px, a) in acc.iter_mut().enumerate() {
-                                *a = s.fma(wv, s.load(&row[(px + kx) * W..]), *a);
+                                *a = s.fma(wv, s.load(&row[(px + kx) * S::W..]), *a);
                             }
                         }
                     }
                 }
-                let dst = &mut out[o * oplane + y * orow + x0 * W..];
+                let dst = &mut out[o * oplane + y * orow + x0 * S::W..];
                 for (px, a) in acc.iter().enumerate() {
-                    s.store(*a, &mut dst[px * W..]);
+                    s.store(*a, &mut dst[px * S::W..]);
                 }
             }
         }
@@ -173,18 +170,18 @@ fn conv_grad_w_rows<S: Simd, const IW: usize, const OW: usize, const NKY: usize,
     gw: &mut [f32],
     ky0: usize,
 ) {
-    let irow = IW * W;
-    let orow = OW * W;
+    let irow = IW * S::W;
+    let orow = OW * S::W;
     let mut acc = [[s.splat(0.0); 5]; NKY];
     for y in 0..OW {
         let drow = &dpre_o[y * orow..(y + 1) * orow];
         for x in 0..OW {
-            let d = s.load(&drow[x * W..]);
+            let d = s.load(&drow[x * S::W..]);
             for (r, acc_r) in acc.iter_mut().enumerate() {
-                let at = (y + ky0 + r) * irow + x * W;
-                let irw = &inp_c[at..at + 5 * W];
+                let at = (y + ky0 + r) * irow + x * S::W;
+                let irw = &inp_c[at..at + 5 * S::W];
                 for (kx, a) in acc_r.iter_mut().enumerate() {
-                    let mut iv = s.load(&irw[kx * W..]);
+                    let mut iv = s.load(&irw[kx * S::W..]);
                     if SQ {
                         iv = s.mul(iv, iv);
                     }
@@ -214,12 +211,12 @@ pub fn conv_grad_w_w<S: Simd, const IW: usize, const OW: usize, const SQ: bool>(
     conn_start: &[usize],
     conn_in: &[usize],
 ) {
-    let iplane = IW * IW * W;
-    let oplane = OW * OW * W;
+    let iplane = IW * IW * S::W;
+    let oplane = OW * OW * S::W;
     for o in 0..conn_start.len() - 1 {
         let dpre_o = &dpre[o * oplane..(o + 1) * oplane];
         let mut bacc = s.splat(0.0);
-        for px in dpre_o.chunks_exact(W) {
+        for px in dpre_o.chunks_exact(S::W) {
             bacc = s.add(bacc, s.load(px));
         }
         gb[o] += s.hsum(bacc);
@@ -243,7 +240,7 @@ pub fn conv_grad_x_w<S: Simd, const IW: usize, const OW: usize>(
     conns_of_input: &[Vec<usize>],
     conn_out: &[usize],
 ) {
-    let orow = OW * W;
+    let orow = OW * S::W;
     let oplane = OW * orow;
     for (c, conns) in conns_of_input.iter().enumerate() {
         for yy in 0..IW {
@@ -259,14 +256,14 @@ pub fn conv_grad_x_w<S: Simd, const IW: usize, const OW: usize>(
                     for kx in 0..5 {
                         let wv = s.splat(wk[ky * 5 + kx]);
                         for x in 0..OW {
-                            acc[x + kx] = s.fma(wv, s.load(&drow[x * W..]), acc[x + kx]);
+                            acc[x + kx] = s.fma(wv, s.load(&drow[x * S::W..]), acc[x + kx]);
                         }
                     }
                 }
             }
-            let dst = &mut gin[(c * IW + yy) * IW * W..];
+            let dst = &mut gin[(c * IW + yy) * IW * S::W..];
             for (x, a) in acc.iter().enumerate() {
-                s.store(*a, &mut dst[x * W..]);
+                s.store(*a, &mut dst[x * S::W..]);
             }
         }
     }
@@ -284,32 +281,38 @@ pub fn pool_forward_w<S: Simd, const OS: usize>(
     act: Activation,
 ) {
     let is = 2 * OS;
-    let irow = is * W;
-    let channels = out.len() / (OS * OS * W);
-    let quad = |c: usize, y: usize, x: usize| {
-        let at = (c * is + 2 * y) * irow + 2 * x * W;
-        (
-            s.load(&inp[at..]),
-            s.load(&inp[at + W..]),
-            s.load(&inp[at + irow..]),
-            s.load(&inp[at + irow + W..]),
-        )
-    };
+    let irow = is * S::W;
+    let channels = out.len() / (OS * OS * S::W);
+    let q = s.splat(0.25);
     for c in 0..channels {
         let (cf, bs) = match pooling {
             Pooling::Subsample => (s.splat(coef[c]), s.splat(bias[c])),
             _ => (s.splat(0.0), s.splat(0.0)),
         };
-        let q = s.splat(0.25);
+        let plane = &inp[c * is * irow..(c + 1) * is * irow];
+        let oplane = &mut out[c * OS * OS * S::W..(c + 1) * OS * OS * S::W];
         for y in 0..OS {
-            for x in 0..OS {
-                let (a, b, cc, d) = quad(c, y, x);
-                let v = match pooling {
-                    Pooling::Subsample => s.fma(cf, s.add(s.add(a, b), s.add(cc, d)), bs),
-                    Pooling::Average => s.mul(s.add(s.add(a, b), s.add(cc, d)), q),
-                    Pooling::Max => s.max(s.max(a, b), s.max(cc, d)),
+            let r0 = &plane[2 * y * irow..(2 * y + 1) * irow];
+            let r1 = &plane[(2 * y + 1) * irow..(2 * y + 2) * irow];
+            let orow = &mut oplane[y * OS * S::W..(y + 1) * OS * S::W];
+            // One loop per kind so that the choice is made outside the loop.
+            macro_rules! each {
+                (|$a:ident, $b:ident, $c:ident, $d:ident| $e:expr) => {
+                    for x in 0..OS {
+                        let $a = s.load(&r0[2 * x * S::W..]);
+                        let $b = s.load(&r0[(2 * x + 1) * S::W..]);
+                        let $c = s.load(&r1[2 * x * S::W..]);
+                        let $d = s.load(&r1[(2 * x + 1) * S::W..]);
+                        s.store($e, &mut orow[x * S::W..]);
+                    }
                 };
-                s.store(v, &mut out[((c * OS + y) * OS + x) * W..]);
+            }
+            match pooling {
+                Pooling::Subsample => {
+                    each!(|a, b, cc, d| s.fma(cf, s.add(s.add(a, b), s.add(cc, d)), bs))
+                }
+                Pooling::Average => each!(|a, b, cc, d| s.mul(s.add(s.add(a, b), s.add(cc, d)), q)),
+                Pooling::Max => each!(|a, b, cc, d| s.max(s.max(a, b), s.max(cc, d))),
             }
         }
     }
@@ -336,8 +339,8 @@ pub fn pool_backward_w<S: Simd, const OS: usize, const SQ: bool>(
     act: Activation,
 ) {
     let is = 2 * OS;
-    let irow = is * W;
-    let channels = out.len() / (OS * OS * W);
+    let irow = is * S::W;
+    let channels = out.len() / (OS * OS * S::W);
     let z = s.splat(0.0);
     for c in 0..channels {
         let mut cacc = z;
@@ -350,9 +353,9 @@ pub fn pool_backward_w<S: Simd, const OS: usize, const SQ: bool>(
         let cf = s.splat(if SQ { cf * cf } else { cf });
         for y in 0..OS {
             for x in 0..OS {
-                let o_at = ((c * OS + y) * OS + x) * W;
-                let at = (c * is + 2 * y) * irow + 2 * x * W;
-                let pos = [at, at + W, at + irow, at + irow + W];
+                let o_at = ((c * OS + y) * OS + x) * S::W;
+                let at = (c * is + 2 * y) * irow + 2 * x * S::W;
+                let pos = [at, at + S::W, at + irow, at + irow + S::W];
                 let g = s.load(&gout[o_at..]);
                 let v = match pooling {
                     Pooling::Subsample => {
@@ -430,13 +433,13 @@ fn dense_forward_block<S: Simd, const NI: usize, const OB: usize>(
     }
     let rows: [&[f32]; OB] = std::array::from_fn(|r| &w[(o0 + r) * NI..(o0 + r + 1) * NI]);
     for i in 0..NI {
-        let x = s.load(&inp[i * W..]);
+        let x = s.load(&inp[i * S::W..]);
         for (a, row) in acc.iter_mut().zip(&rows) {
             *a = s.fma(s.splat(row[i]), x, *a);
         }
     }
     for (r, a) in acc.iter().enumerate() {
-        s.store(*a, &mut out[(o0 + r) * W..]);
+        s.store(*a, &mut out[(o0 + r) * S::W..]);
     }
 }
 
@@ -464,7 +467,7 @@ pub fn dense_forward_w<S: Simd, const NI: usize>(
         o += 1;
     }
     if let Some(act) = act {
-        activate(s, act, &mut out[..no * W]);
+        activate(s, act, &mut out[..no * S::W]);
     }
 }
 
@@ -484,17 +487,17 @@ pub fn dense_backward_w<S: Math, const NI: usize, const SQ: bool>(
 ) {
     let no = gb.len();
     for i in 0..NI {
-        for l in 0..W {
-            let v = inp[i * W + l];
+        for l in 0..S::W {
+            let v = inp[i * S::W + l];
             xt[l * NI + i] = if SQ { v * v } else { v };
         }
     }
-    let full = NI / W * W;
+    let full = NI / S::W * S::W;
     for o in 0..no {
-        let d: [f32; W] = dpre[o * W..(o + 1) * W].try_into().unwrap();
-        gb[o] += s.hsum(s.load(&d));
+        let d = &dpre[o * S::W..(o + 1) * S::W];
+        gb[o] += s.hsum(s.load(d));
         let gwr = &mut gw[o * NI..(o + 1) * NI];
-        for i0 in (0..full).step_by(W) {
+        for i0 in (0..full).step_by(S::W) {
             let mut acc = s.load(&gwr[i0..]);
             for (l, dl) in d.iter().enumerate() {
                 acc = s.fma(s.splat(*dl), s.load(&xt[l * NI + i0..]), acc);
@@ -518,7 +521,7 @@ pub fn dense_backward_w<S: Math, const NI: usize, const SQ: bool>(
         i0 += 1;
     }
     if let Some(act) = in_act {
-        apply_slope::<S, SQ>(s, act, &mut gin[..NI * W], &inp[..NI * W]);
+        apply_slope::<S, SQ>(s, act, &mut gin[..NI * S::W], &inp[..NI * S::W]);
     }
 }
 
@@ -533,21 +536,21 @@ fn dense_grad_x_block<S: Simd, const NI: usize, const IB: usize>(
 ) {
     let mut acc = [s.splat(0.0); IB];
     for o in 0..no {
-        let d = s.load(&dpre[o * W..]);
+        let d = s.load(&dpre[o * S::W..]);
         let wr = &w[o * NI + i0..o * NI + i0 + IB];
         for (a, wv) in acc.iter_mut().zip(wr) {
             *a = s.fma(s.splat(*wv), d, *a);
         }
     }
     for (r, a) in acc.iter().enumerate() {
-        s.store(*a, &mut gin[(i0 + r) * W..]);
+        s.store(*a, &mut gin[(i0 + r) * S::W..]);
     }
 }
 
 /// Convolution of one image, vectorised along rows, before the activation.
-/// `NV` vectors cover a row (`8 NV >= OW`); `RB` rows are computed together
-/// and must divide `OW`. Reads and writes up to `8 NV - OW + 4` floats past a
-/// row; buffers carry [`SLACK`].
+/// `ceil(OW / W)` vectors cover a row (at most `NV`); `RB` rows are computed
+/// together and must divide `OW`. Reads and writes past the end of a row;
+/// buffers carry [`SLACK`].
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn conv_forward_1<
@@ -569,6 +572,8 @@ pub fn conv_forward_1<
     let oplane = OW * OW;
     for o in 0..conn_start.len() - 1 {
         for y0 in (0..OW).step_by(RB) {
+            let nv = OW.div_ceil(S::W);
+            debug_assert!(nv <= NV);
             let mut acc = [[s.splat(b[o]); NV]; RB];
             for k in conn_start[o]..conn_start[o + 1] {
                 let c = conn_in[k];
@@ -576,11 +581,11 @@ pub fn conv_forward_1<
                 for ky in 0..5 {
                     for (r, acc_r) in acc.iter_mut().enumerate() {
                         let at = c * iplane + (y0 + r + ky) * IW;
-                        let row = &inp[at..at + 4 + NV * W];
+                        let row = &inp[at..at + 4 + nv * S::W];
                         for kx in 0..5 {
                             let wv = s.splat(wk[ky * 5 + kx]);
-                            for (v, a) in acc_r.iter_mut().enumerate() {
-                                *a = s.fma(wv, s.load(&row[kx + v * W..]), *a);
+                            for (v, a) in acc_r.iter_mut().enumerate().take(nv) {
+                                *a = s.fma(wv, s.load(&row[kx + v * S::W..]), *a);
                             }
                         }
                     }
@@ -589,8 +594,8 @@ pub fn conv_forward_1<
             // Rows in increasing order: each row's overhang is overwritten by the next.
             for (r, acc_r) in acc.iter().enumerate() {
                 let dst = &mut out[o * oplane + (y0 + r) * OW..];
-                for (v, a) in acc_r.iter().enumerate() {
-                    s.store(*a, &mut dst[v * W..]);
+                for (v, a) in acc_r.iter().enumerate().take(nv) {
+                    s.store(*a, &mut dst[v * S::W..]);
                 }
             }
         }
@@ -608,13 +613,13 @@ pub fn dense_forward_1<S: Math, const NI: usize>(
     act: Option<Activation>,
 ) {
     let no = b.len();
-    let full = NI / W * W;
+    let full = NI / S::W * S::W;
     let x = &inp[..NI];
     let mut o = 0;
     while o < no {
         let ob = (no - o).min(4);
         let mut acc = [s.splat(0.0); 4];
-        for i0 in (0..full).step_by(W) {
+        for i0 in (0..full).step_by(S::W) {
             let xv = s.load(&x[i0..]);
             for (r, a) in acc.iter_mut().enumerate().take(ob) {
                 *a = s.fma(s.load(&w[(o + r) * NI + i0..]), xv, *a);

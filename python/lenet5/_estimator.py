@@ -77,7 +77,7 @@ def _resolve_n_jobs(n_jobs: Any) -> int:
     if (
         isinstance(n_jobs, numbers.Integral)
         and not isinstance(n_jobs, (bool, np.bool_))
-        and n_jobs >= 1
+        and int(n_jobs) >= 1
     ):
         return int(n_jobs)
     raise ValueError(
@@ -145,8 +145,9 @@ class LeNet5:
         Passes over the training data in ``fit``. ``partial_fit`` always makes one.
     batch_size : int, default=64
         Images per mini-batch (the last batch of an epoch may be smaller).
-    learning_rate : float, default=0.01
-        Step size of the optimizer (the start value when ``lr_schedule`` varies it).
+    learning_rate : float, default=0.05
+        Step size of the optimizer (the start value when ``lr_schedule`` varies it). The
+        default suits SGD; Adam wants about 0.001.
     optimizer : {"sgd", "adam"}, default="sgd"
         Mini-batch SGD (with ``momentum``, ``nesterov``, ``weight_decay``) or Adam
         (with ``beta_1``, ``beta_2``, ``epsilon``, ``weight_decay``).
@@ -272,7 +273,7 @@ class LeNet5:
         *,
         epochs: int = 20,
         batch_size: int = 64,
-        learning_rate: float = 0.01,
+        learning_rate: float = 0.05,
         optimizer: str = "sgd",
         momentum: float = 0.9,
         nesterov: bool = False,
@@ -445,7 +446,7 @@ class LeNet5:
             or (
                 isinstance(self.random_state, numbers.Integral)
                 and not isinstance(self.random_state, (bool, np.bool_))
-                and self.random_state >= 0
+                and int(self.random_state) >= 0
             )
         ):
             raise ValueError(
@@ -506,10 +507,10 @@ class LeNet5:
         """Install a freshly built network and reset the fitted state."""
         self.classes_ = classes
         self.n_iter_ = 0
-        self.history_ = {key: [] for key in HISTORY_KEYS}
-        self.best_epoch_ = None
+        self.history_: dict[str, list[Any]] = {key: [] for key in HISTORY_KEYS}
+        self.best_epoch_: int | None = None
         self.n_params_ = int(net.n_params)
-        self._optimizer_key = None
+        self._optimizer_key: tuple[Any, ...] | None = None
         self._net = net
 
     # ------------------------------------------------------------------ locking
@@ -908,7 +909,8 @@ class LeNet5:
         >>> from lenet5 import LeNet5
         >>> from lenet5.datasets import load_mnist
         >>> (x, y), (x_test, y_test) = load_mnist()
-        >>> model = LeNet5(epochs=1, random_state=0, verbose=0).fit(x[:1000], y[:1000])
+        >>> model = LeNet5(epochs=3, optimizer="adam", learning_rate=0.001, random_state=0,
+        ...                verbose=0).fit(x, y)
         >>> 0.5 < model.score(x_test, y_test) <= 1.0
         True
         """

@@ -125,7 +125,7 @@ def _coerce_pixel_dtype(arr: np.ndarray, name: str) -> np.ndarray:
         return arr.astype(np.uint8)
     if kind == "f":
         if arr.dtype.itemsize <= 4:
-            target = np.dtype(np.float32)  # float16 and float32
+            target: np.dtype[Any] = np.dtype(np.float32)  # float16 and float32
         else:
             target = np.dtype(np.float64)  # float64 and long double
         if arr.dtype != target:  # also converts a non-native byte order
