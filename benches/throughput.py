@@ -38,6 +38,7 @@ LATENCY_WARMUP = 20
 LEARNING_RATE = 0.01
 MOMENTUM = 0.9
 SEED = 0
+BUSY_LIMIT = 0.10  # a measurement during which other processes used more CPU than this is flagged
 PAUSE = 0.3  # seconds of quiet between measurements, so idle worker threads settle
 
 
@@ -267,6 +268,53 @@ def make_adapter(name: str, args: argparse.Namespace):
 
 # --------------------------------------------------------------------------------------
 # Shared measurements
+
+
+class CpuWatch:
+    """Share of the machine's CPU time used by processes other than this one (and its children)."""
+
+    def __init__(self) -> None:
+        self.start = self._read()
+
+    @staticmethod
+    def _read():
+        try:
+            with open("/proc/stat") as f:
+                fields = f.readline().split()
+        except OSError:
+            return None
+        if not fields or fields[0] != "cpu":
+            return None
+        ticks = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+        busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+        t = os.times()
+        own = t.user + t.system + t.children_user + t.children_system
+        return time.monotonic(), busy, own
+
+    def others_share(self) -> float | None:
+        end = self._read()
+        if self.start is None or end is None:
+            return None
+        wall = end[0] - self.start[0]
+        if wall <= 0:
+            return None
+        others = (end[1] - self.start[1]) - (end[2] - self.start[2])
+        return max(0.0, others / (wall * (os.cpu_count() or 1)))
+
+
+def wait_for_idle(limit_s: float) -> None:
+    """Wait (at most limit_s seconds) until other processes leave the CPUs nearly idle."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        watch = CpuWatch()
+        time.sleep(5)
+        share = watch.others_share()
+        if share is None or share <= BUSY_LIMIT / 2:
+            return
+        if time.monotonic() > deadline:
+            log(f"warning: still busy ({share:.0%} of the CPUs used by others); measuring anyway")
+            return
+        log(f"waiting: other processes use {share:.0%} of the CPUs")
 
 
 def settle() -> None:
@@ -515,48 +563,72 @@ def run(args: argparse.Namespace) -> int:
     if not frameworks:
         return 1
 
+    if args.wait_idle > 0:
+        wait_for_idle(args.wait_idle)
     results = {name: {} for name in frameworks}
+    others = {name: {} for name in frameworks}  # CPU share taken by other processes, per sample
+    run_watch = CpuWatch()
 
-    def record(name, key, k, value):
+    def sample(name, key, k, rep, unit, fn, *fn_args):
+        """Run one measurement fn(*fn_args) -> (value, extra); record value; return extra."""
+        watch = CpuWatch()
+        value, extra = fn(*fn_args)
+        busy = watch.others_share()
         results[name].setdefault(key, {}).setdefault(str(k), []).append(value)
+        others[name].setdefault(key, {}).setdefault(str(k), []).append(busy)
+        shown = f"{value * 1e3:.3f}" if key == "latency" else f"{value:,.0f}"
+        note = f"  (other processes: {busy:.0%} of the CPUs)" if busy is not None else ""
+        log(f"  {name:7s} {key:10s} threads={k} run {rep + 1}: {shown} {unit}{note}")
+        return extra
+
+    def latency(fw, model, x, k):
+        return measure_latency(fw, model, x, k), None
+
+    def rss(name, k):
+        return measure_rss(name, k, args), None
 
     models = {}  # (name, k) -> model trained at batch 64, used for inference and latency
     for k in thread_counts:
         for batch_size, key in ((64, "train_b64"), (256, "train_b256")):
             for rep in range(args.repeats):
                 for name in frameworks:
-                    fw = adapters[name]
-                    ips, model = measure_train(fw, prepared[name]["train"], n_train, batch_size, k)
-                    record(name, key, k, ips)
+                    fw, train = adapters[name], prepared[name]["train"]
+                    model = sample(
+                        name,
+                        key,
+                        k,
+                        rep,
+                        "img/s",
+                        measure_train,
+                        fw,
+                        train,
+                        n_train,
+                        batch_size,
+                        k,
+                    )
                     if batch_size == 64 and rep == 0:
                         models[(name, k)] = model
-                    log(f"  {name:7s} {key:10s} threads={k} rep={rep + 1}: {ips:,.0f} img/s")
         for rep in range(args.repeats):
             for name in frameworks:
-                fw = adapters[name]
-                ips, preds = measure_infer(
-                    fw, models[(name, k)], prepared[name]["test"], N_INFER, k
+                fw, model, test = adapters[name], models[(name, k)], prepared[name]["test"]
+                preds = sample(
+                    name, "infer", k, rep, "img/s", measure_infer, fw, model, test, N_INFER, k
                 )
-                record(name, "infer", k, ips)
                 if rep == 0 and data["real"]:
-                    record(name, "accuracy", k, float(np.mean(preds == data["y_test"])))
-                log(f"  {name:7s} infer      threads={k} rep={rep + 1}: {ips:,.0f} img/s")
+                    acc = float(np.mean(preds == data["y_test"]))
+                    results[name].setdefault("accuracy", {})[str(k)] = [acc]
         for rep in range(args.repeats):
             for name in frameworks:
-                fw = adapters[name]
-                sec = measure_latency(fw, models[(name, k)], prepared[name]["test"], k)
-                record(name, "latency", k, sec)
-                log(f"  {name:7s} latency    threads={k} rep={rep + 1}: {sec * 1e3:.3f} ms")
+                fw, model, test = adapters[name], models[(name, k)], prepared[name]["test"]
+                sample(name, "latency", k, rep, "ms", latency, fw, model, test, k)
         if not args.no_rss:
             for rep in range(args.repeats):
                 for name in frameworks:
                     try:
-                        mib = measure_rss(name, k, args)
+                        sample(name, "rss", k, rep, "MiB", rss, name, k)
                     except Exception as exc:  # report it and go on with the others
                         log(f"warning: {name} peak RSS failed: {exc}")
-                        continue
-                    record(name, "rss", k, mib)
-                    log(f"  {name:7s} rss        threads={k} rep={rep + 1}: {mib:,.0f} MiB")
+    run_busy = run_watch.others_share()
 
     machine = machine_info()
     versions = {name: adapters[name].version() for name in frameworks}
@@ -582,6 +654,21 @@ def run(args: argparse.Namespace) -> int:
         else f"medians of {args.repeats} runs (± half the min-max range)"
     )
     print(f"          {times}")
+    if run_busy is not None:
+        disturbed = sum(
+            1
+            for figs in others.values()
+            for by_k in figs.values()
+            for shares in by_k.values()
+            for share in shares
+            if share is not None and share > BUSY_LIMIT
+        )
+        print(
+            f"load:     other processes used {run_busy:.0%} of the CPUs during the run; "
+            f"{disturbed} measurement(s) saw more than {BUSY_LIMIT:.0%}"
+        )
+        if disturbed:
+            print("          WARNING: the machine was not idle; figures may be off (see the log)")
     print()
     print_table(results, frameworks, thread_counts)
     if "torch" in frameworks and "lenet5" in frameworks:
@@ -612,6 +699,7 @@ def run(args: argparse.Namespace) -> int:
             },
             "units": {key: unit or "fraction" for key, _, unit, _ in FIGURES},
             "samples": results,
+            "others_cpu_share": {"run": run_busy, "per_sample": others},
             "medians": {
                 name: {
                     key: {k: statistics.median(v) for k, v in by_k.items()}
@@ -660,6 +748,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=["paper", "peer"],
         default="paper",
         help="lenet5 architecture: library defaults (paper) or avg pooling + full C3 like torch",
+    )
+    p.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="before measuring, wait up to SECONDS for other processes to leave the CPUs idle",
     )
     p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
     p.add_argument("--_rss", help=argparse.SUPPRESS)

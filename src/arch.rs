@@ -91,8 +91,48 @@ pub enum Init {
 /// What the last layer computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
-    /// A dense layer of logits, softmax, cross-entropy.
+    /// A dense layer of logits, softmax.
     Softmax,
+    /// The paper's Euclidean RBF units over F6, one per class:
+    /// `y_i = sum_j (x_j - w_ij)^2`, with the `w_i` set from the digit bitmaps.
+    Rbf,
+}
+
+/// The training criterion.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Loss {
+    /// Cross-entropy of the softmax (softmax output).
+    CrossEntropy,
+    /// The paper's Eq. 8: the penalty of the correct class (RBF output).
+    Mle,
+    /// The paper's Eq. 9: `y_D + log(exp(-j) + sum_i exp(-y_i))` (RBF output).
+    Map { j: f32 },
+}
+
+impl Loss {
+    /// Parses the loss name; `j` is the MAP constant.
+    pub fn parse(s: &str, j: f32) -> Result<Self> {
+        match s {
+            "ce" => Ok(Loss::CrossEntropy),
+            "mle" => Ok(Loss::Mle),
+            "map" if j.is_finite() => Ok(Loss::Map { j }),
+            "map" => Err(LeNetError::value(format!(
+                "map_j must be a finite number; got {j}"
+            ))),
+            other => Err(LeNetError::value(format!(
+                "loss must be one of 'ce', 'mle', 'map'; got {other:?}"
+            ))),
+        }
+    }
+
+    /// The loss's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Loss::CrossEntropy => "ce",
+            Loss::Mle => "mle",
+            Loss::Map { .. } => "map",
+        }
+    }
 }
 
 macro_rules! named_enum {
@@ -122,16 +162,19 @@ named_enum!(Activation, "activation", "tanh" => Activation::ScaledTanh, "relu" =
 named_enum!(Pooling, "pooling", "sub" => Pooling::Subsample, "avg" => Pooling::Average, "max" => Pooling::Max);
 named_enum!(C3Connections, "c3", "table" => C3Connections::TableI, "full" => C3Connections::Full);
 named_enum!(Init, "init", "lecun" => Init::LeCun, "he" => Init::He, "glorot" => Init::Glorot);
-named_enum!(Output, "output", "softmax" => Output::Softmax);
+named_enum!(Output, "output", "softmax" => Output::Softmax, "rbf" => Output::Rbf);
 
 /// The options that fix the network's shape and computation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ArchConfig {
     pub n_classes: usize,
     pub activation: Activation,
     pub pooling: Pooling,
     pub c3: C3Connections,
     pub output: Output,
+    pub loss: Loss,
+    /// RBF prototypes are trained too (otherwise they stay the bitmaps).
+    pub rbf_trainable: bool,
 }
 
 impl Default for ArchConfig {
@@ -142,6 +185,8 @@ impl Default for ArchConfig {
             pooling: Pooling::Subsample,
             c3: C3Connections::TableI,
             output: Output::Softmax,
+            loss: Loss::CrossEntropy,
+            rbf_trainable: false,
         }
     }
 }
@@ -195,6 +240,24 @@ impl ArchConfig {
                 self.n_classes
             )));
         }
+        match (self.output, self.loss) {
+            (Output::Softmax, Loss::CrossEntropy) => {}
+            (Output::Rbf, Loss::Mle | Loss::Map { .. }) => {}
+            (o, l) => {
+                return Err(LeNetError::value(format!(
+                    "loss '{}' does not go with output '{}': use loss='ce' with output='softmax', and 'map' or 'mle' with output='rbf'",
+                    l.name(),
+                    o.name()
+                )))
+            }
+        }
+        if self.output == Output::Rbf && self.n_classes > crate::rbf::N_BITMAPS {
+            return Err(LeNetError::value(format!(
+                "output='rbf' has one prototype per digit, so at most {} classes; got {} classes (use output='softmax')",
+                crate::rbf::N_BITMAPS,
+                self.n_classes
+            )));
+        }
         Ok(())
     }
 
@@ -244,7 +307,11 @@ impl ArchConfig {
         let f6_w = take(F6_UNITS * C5_UNITS);
         let f6_b = take(F6_UNITS);
         let out_w = take(self.n_classes * F6_UNITS);
-        let out_b = take(self.n_classes);
+        let out_b = take(if self.output == Output::Rbf {
+            0
+        } else {
+            self.n_classes
+        });
         Layout {
             cfg: *self,
             c1_w,
@@ -271,9 +338,29 @@ impl ArchConfig {
 }
 
 impl Layout {
-    /// Number of trainable parameters.
+    /// Number of trainable parameters (fixed RBF prototypes excluded).
     pub fn n_params(&self) -> usize {
+        self.total - self.frozen().len()
+    }
+
+    /// Length of the flat parameter vector (fixed RBF prototypes included).
+    pub fn n_params_total(&self) -> usize {
         self.total
+    }
+
+    /// Entries of the flat vector that training never changes (the RBF
+    /// prototypes, unless they are trainable).
+    pub fn frozen(&self) -> std::ops::Range<usize> {
+        if self.cfg.output == Output::Rbf && !self.cfg.rbf_trainable {
+            self.out_w..self.out_b
+        } else {
+            self.out_w..self.out_w
+        }
+    }
+
+    /// Whether the last layer is RBF (penalties: smaller is better).
+    pub fn is_rbf(&self) -> bool {
+        self.cfg.output == Output::Rbf
     }
 
     /// Number of C3 connections (kernels).
@@ -329,7 +416,9 @@ impl Layout {
         );
         push("f6.bias", vec![F6_UNITS], self.f6_b, F6_UNITS);
         push("output.weight", vec![k, F6_UNITS], self.out_w, k * F6_UNITS);
-        push("output.bias", vec![k], self.out_b, k);
+        if self.cfg.output != Output::Rbf {
+            push("output.bias", vec![k], self.out_b, k);
+        }
         v
     }
 
@@ -409,8 +498,12 @@ impl Layout {
         set(self.f6_b, F6_UNITS, C5_UNITS, F6_UNITS, true);
         let k = self.cfg.n_classes;
         set(self.out_w, k * F6_UNITS, F6_UNITS, k, false);
-        set(self.out_b, k, F6_UNITS, k, true);
+        set(self.out_b, self.out_b_len(), F6_UNITS, k, true);
         f
+    }
+
+    fn out_b_len(&self) -> usize {
+        self.total - self.out_b
     }
 
     /// Draws a fresh parameter vector.
@@ -436,6 +529,12 @@ impl Layout {
             } else {
                 rng.uniform(-limit, limit)
             };
+        }
+        if self.is_rbf() {
+            // Prototypes start as the stylised digit bitmaps (-1 / +1).
+            let k = self.cfg.n_classes;
+            p[self.out_w..self.out_w + k * F6_UNITS]
+                .copy_from_slice(&crate::rbf::bitmaps()[..k * F6_UNITS]);
         }
         p
     }

@@ -409,7 +409,7 @@ pub fn pool_backward<const L: usize, const OS: usize, const SQ: bool>(
                             let sum = (a[l] + b[l]) + (cc[l] + d[l]);
                             cacc[l] += dp * sq::<SQ>(sum);
                             bacc[l] += dp;
-                            let v = dp * sq::<SQ>(cf);
+                            let v = dp * cf; // `coef` is already squared in squared mode
                             to[0][l] = v;
                             to[1][l] = v;
                             to[2][l] = v;
@@ -599,6 +599,68 @@ pub fn dense_backward<M: Math, const L: usize, const NI: usize, const SQ: bool>(
     if let Some(act) = in_act {
         for (g, x) in gin[..NI * L].iter_mut().zip(&inp[..NI * L]) {
             *g *= slope::<SQ>(act, *x);
+        }
+    }
+}
+
+/// RBF output: `y[i] = sum_j (x[j] - w[i][j])^2` for each lane.
+///
+/// # Shapes
+/// `inp`: `[84][L]`; `out`: `[K][L]`; `w`: `[K][84]`.
+#[inline(always)]
+pub fn rbf_forward(inp: &[f32], out: &mut [f32], w: &[f32], k: usize, lanes: usize) {
+    let ni = w.len() / k;
+    for i in 0..k {
+        let wr = &w[i * ni..(i + 1) * ni];
+        let o = &mut out[i * lanes..(i + 1) * lanes];
+        o.fill(0.0);
+        for (j, wv) in wr.iter().enumerate() {
+            let x = &inp[j * lanes..(j + 1) * lanes];
+            for (ol, xl) in o.iter_mut().zip(x) {
+                let d = *xl - *wv;
+                *ol += d * d;
+            }
+        }
+    }
+}
+
+/// Backward of [`rbf_forward`]: writes `gin[j] = sum_i gy[i] 2 (x[j] - w[i][j])`
+/// and, if `gw` is given, accumulates `gw[i][j] += sum_lanes -2 gy[i] (x[j] - w[i][j])`.
+#[inline(always)]
+pub fn rbf_backward(
+    inp: &[f32],
+    gy: &[f32],
+    w: &[f32],
+    k: usize,
+    lanes: usize,
+    gin: &mut [f32],
+    gw: Option<&mut [f32]>,
+) {
+    let ni = w.len() / k;
+    gin[..ni * lanes].fill(0.0);
+    for i in 0..k {
+        let wr = &w[i * ni..(i + 1) * ni];
+        let g = &gy[i * lanes..(i + 1) * lanes];
+        for (j, wv) in wr.iter().enumerate() {
+            let x = &inp[j * lanes..(j + 1) * lanes];
+            let gi = &mut gin[j * lanes..(j + 1) * lanes];
+            for ((gl, xl), yl) in gi.iter_mut().zip(x).zip(g) {
+                *gl += 2.0 * *yl * (*xl - *wv);
+            }
+        }
+    }
+    if let Some(gw) = gw {
+        for i in 0..k {
+            let g = &gy[i * lanes..(i + 1) * lanes];
+            for j in 0..ni {
+                let x = &inp[j * lanes..(j + 1) * lanes];
+                let wv = w[i * ni + j];
+                let mut s = 0.0f32;
+                for (xl, yl) in x.iter().zip(g) {
+                    s += -2.0 * *yl * (*xl - wv);
+                }
+                gw[i * ni + j] += s;
+            }
         }
     }
 }

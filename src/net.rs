@@ -123,8 +123,7 @@ fn forward_w<S: Math>(s: S, lay: &Layout, p: &[f32], ws: &mut Workspace) {
     wide::dense_forward_w::<S, C5_IN>(s, &ws.a4, &mut ws.a5, c5w, c5b, Some(act));
     let (f6w, f6b) = (&p[lay.f6_w..lay.f6_b], &p[lay.f6_b..lay.out_w]);
     wide::dense_forward_w::<S, C5_UNITS>(s, &ws.a5, &mut ws.a6, f6w, f6b, Some(act));
-    let (ow, ob) = (&p[lay.out_w..lay.out_b], &p[lay.out_b..lay.total]);
-    wide::dense_forward_w::<S, F6_UNITS>(s, &ws.a6, &mut ws.z, ow, ob, None);
+    output_forward(s, lay, p, ws);
 }
 
 /// Forward pass of one image; `ws.x` must hold the input.
@@ -159,8 +158,76 @@ fn forward_1<S: Math>(s: S, lay: &Layout, p: &[f32], ws: &mut Workspace) {
     wide::dense_forward_1::<S, C5_IN>(s, &ws.a4, &mut ws.a5, c5w, c5b, Some(act));
     let (f6w, f6b) = (&p[lay.f6_w..lay.f6_b], &p[lay.f6_b..lay.out_w]);
     wide::dense_forward_1::<S, C5_UNITS>(s, &ws.a5, &mut ws.a6, f6w, f6b, Some(act));
+    output_forward(s, lay, p, ws);
+}
+
+/// The last layer: dense logits or RBF penalties.
+#[inline(always)]
+fn output_forward<S: Math>(s: S, lay: &Layout, p: &[f32], ws: &mut Workspace) {
     let (ow, ob) = (&p[lay.out_w..lay.out_b], &p[lay.out_b..lay.total]);
-    wide::dense_forward_1::<S, F6_UNITS>(s, &ws.a6, &mut ws.z, ow, ob, None);
+    let k = lay.cfg.n_classes;
+    if lay.is_rbf() {
+        rbf_forward(&ws.a6, &mut ws.z, ow, k, ws.lanes);
+    } else if ws.lanes == 1 {
+        wide::dense_forward_1::<S, F6_UNITS>(s, &ws.a6, &mut ws.z, ow, ob, None);
+    } else {
+        wide::dense_forward_w::<S, F6_UNITS>(s, &ws.a6, &mut ws.z, ow, ob, None);
+    }
+}
+
+/// Backward of the last layer for RBF outputs: gradient (or curvature) wrt
+/// F6's pre-activation into `ws.g6`, prototype gradients into `grad`.
+#[inline(always)]
+fn rbf_output_backward<S: Math, const SQ: bool>(
+    s: S,
+    lay: &Layout,
+    wv: &[f32],
+    ws: &mut Workspace,
+    grad: &mut [f32],
+) {
+    let k = lay.cfg.n_classes;
+    let lanes = ws.lanes;
+    let n6 = F6_UNITS * lanes;
+    if SQ {
+        // d2E/dx_j^2 of the correct class's penalty is 2 (times the scale stored
+        // in gz for that class); the prototypes' curvature is the same.
+        ws.g6[..n6].fill(0.0);
+        for i in 0..k {
+            for l in 0..lanes {
+                let c = ws.gz[i * lanes + l];
+                if c != 0.0 {
+                    for j in 0..F6_UNITS {
+                        ws.g6[j * lanes + l] += 2.0 * c;
+                        if lay.cfg.rbf_trainable {
+                            grad[lay.out_w + i * F6_UNITS + j] += 2.0 * c;
+                        }
+                    }
+                }
+            }
+        }
+    } else {
+        let gw = lay
+            .cfg
+            .rbf_trainable
+            .then(|| &mut grad[lay.out_w..lay.out_b]);
+        rbf_backward(
+            &ws.a6,
+            &ws.gz,
+            &wv[lay.out_w..lay.out_b],
+            k,
+            lanes,
+            &mut ws.g6,
+            gw,
+        );
+    }
+    let act = lay.cfg.activation;
+    if lanes == 1 {
+        for j in 0..F6_UNITS {
+            ws.g6[j] *= slope::<SQ>(act, ws.a6[j]);
+        }
+    } else {
+        wide::apply_slope::<S, SQ>(s, act, &mut ws.g6[..n6], &ws.a6[..n6]);
+    }
 }
 
 /// Forward pass of a chunk of either width.
@@ -185,8 +252,11 @@ fn backward_w<S: Math, const SQ: bool>(
     let cfg = &lay.cfg;
     let act = cfg.activation;
     let k = cfg.n_classes;
+    if lay.is_rbf() {
+        rbf_output_backward::<S, SQ>(s, lay, wv, ws, grad);
+    }
     let w = ws;
-    {
+    if !lay.is_rbf() {
         let (gw, rest) = grad[lay.out_w..].split_at_mut(k * F6_UNITS);
         wide::dense_backward_w::<S, F6_UNITS, SQ>(
             s,
@@ -289,6 +359,7 @@ fn backward_w<S: Math, const SQ: bool>(
 /// `wv` is the parameter vector (or its square, with `SQ`).
 #[inline(always)]
 fn backward_1<M: Math, const L: usize, const IROW2: usize, const SQ: bool>(
+    m: M,
     lay: &Layout,
     wv: &[f32],
     ws: &mut Workspace,
@@ -297,9 +368,12 @@ fn backward_1<M: Math, const L: usize, const IROW2: usize, const SQ: bool>(
     let cfg = &lay.cfg;
     let act = cfg.activation;
     let k = cfg.n_classes;
+    if lay.is_rbf() {
+        rbf_output_backward::<M, SQ>(m, lay, wv, ws, grad);
+    }
     let w = ws;
     // Output layer: logits gradient -> F6 pre-activation gradient.
-    {
+    if !lay.is_rbf() {
         let (gw, rest) = grad[lay.out_w..].split_at_mut(k * F6_UNITS);
         dense_backward::<M, L, F6_UNITS, SQ>(
             &w.a6,
@@ -398,6 +472,69 @@ fn backward_1<M: Math, const L: usize, const IROW2: usize, const SQ: bool>(
     }
 }
 
+/// The loss of a chunk: writes the gradient (or, with `SQ`, the diagonal
+/// curvature) of `scale * loss` wrt the last layer's outputs into `ws.gz`;
+/// returns the summed loss and the number of correct predictions.
+fn loss_grad<const SQ: bool>(
+    lay: &Layout,
+    ws: &mut Workspace,
+    labels: &[u32],
+    scale: f32,
+) -> (f64, usize) {
+    match lay.cfg.loss {
+        Loss::CrossEntropy => softmax_ce::<SQ>(ws, labels, scale),
+        Loss::Mle => rbf_loss::<SQ>(ws, labels, scale, None),
+        Loss::Map { j } => rbf_loss::<SQ>(ws, labels, scale, Some(j)),
+    }
+}
+
+/// The paper's losses on RBF penalties `y` (Eq. 8, and Eq. 9 when `map_j` is
+/// given): `E = y_D [+ log(exp(-j) + sum_i exp(-y_i))]`. The gradient wrt
+/// `y_i` is `[i == D] - q_i` with `q_i = exp(-y_i) / (exp(-j) + sum_k exp(-y_k))`
+/// (no `q` term for MLE). With `SQ` it marks the correct class with `scale`
+/// (its penalty's curvature is handled by the RBF backward).
+fn rbf_loss<const SQ: bool>(
+    ws: &mut Workspace,
+    labels: &[u32],
+    scale: f32,
+    map_j: Option<f32>,
+) -> (f64, usize) {
+    let l_n = ws.lanes;
+    let k = ws.n_classes;
+    ws.gz.fill(0.0);
+    let mut loss = 0.0f64;
+    let mut correct = 0;
+    for (lane, &y) in labels.iter().enumerate() {
+        let y = y as usize;
+        let pen = |c: usize| ws.z[c * l_n + lane] as f64;
+        let arg = (0..k).fold(0, |b, c| if pen(c) < pen(b) { c } else { b });
+        correct += usize::from(arg == y);
+        let mut e = pen(y);
+        let mut q = vec![0.0f64; k];
+        if let Some(j) = map_j {
+            // log(exp(-j) + sum exp(-y_i)) computed around its largest term.
+            let m = (0..k).map(|c| -pen(c)).fold(-(j as f64), f64::max);
+            let mut s = (-(j as f64) - m).exp();
+            for (c, qc) in q.iter_mut().enumerate() {
+                *qc = (-pen(c) - m).exp();
+                s += *qc;
+            }
+            q.iter_mut().for_each(|v| *v /= s);
+            e += m + s.ln();
+        }
+        loss += e;
+        for c in 0..k {
+            let t = if c == y { 1.0 } else { 0.0 };
+            ws.gz[c * l_n + lane] = if SQ {
+                scale * t as f32
+            } else {
+                scale * (t - q[c]) as f32
+            };
+        }
+    }
+    (loss, correct)
+}
+
 /// Softmax cross-entropy of a chunk: writes the gradient (or, with `SQ`, the
 /// diagonal of the Gauss-Newton matrix p(1-p)) of `scale * loss` wrt the logits
 /// into `ws.gz`; returns the summed loss and the number of correct argmaxes.
@@ -436,14 +573,25 @@ fn softmax_ce<const SQ: bool>(ws: &mut Workspace, labels: &[u32], scale: f32) ->
     (loss, correct)
 }
 
-/// Softmax of each live lane's logits into rows of `out` (`[live][K]`).
-pub fn softmax_rows(ws: &Workspace, live: usize, out: &mut [f32]) {
-    let (l_n, k) = (ws.lanes, ws.n_classes);
+/// Class scores of a lane: logits, or minus the RBF penalties.
+#[inline]
+pub fn score(ws: &Workspace, rbf: bool, c: usize, lane: usize) -> f32 {
+    let z = ws.z[c * ws.lanes + lane];
+    if rbf {
+        -z
+    } else {
+        z
+    }
+}
+
+/// Softmax of each live lane's scores into rows of `out` (`[live][K]`).
+pub fn softmax_rows(ws: &Workspace, rbf: bool, live: usize, out: &mut [f32]) {
+    let k = ws.n_classes;
     for lane in 0..live {
         let row = &mut out[lane * k..(lane + 1) * k];
         let mut m = f32::NEG_INFINITY;
         for (c, r) in row.iter_mut().enumerate() {
-            *r = ws.z[c * l_n + lane];
+            *r = score(ws, rbf, c, lane);
             m = m.max(*r);
         }
         let mut s = 0.0f32;
@@ -502,9 +650,9 @@ impl SimdTask for TrainChunk<'_> {
             grad,
         } = self;
         forward_any(m, lay, p, ws);
-        let r = softmax_ce::<false>(ws, labels, scale);
+        let r = loss_grad::<false>(lay, ws, labels, scale);
         if ws.lanes == 1 {
-            backward_1::<M, 1, { S2_SIDE }, false>(lay, p, ws, grad);
+            backward_1::<M, 1, { S2_SIDE }, false>(m, lay, p, ws, grad);
         } else {
             backward_w::<M, false>(m, lay, p, ws, grad);
         }
@@ -541,9 +689,9 @@ impl SimdTask for CurvatureChunk<'_> {
             grad,
         } = self;
         forward_any(m, lay, p, ws);
-        softmax_ce::<true>(ws, labels, scale);
+        loss_grad::<true>(lay, ws, labels, scale);
         if ws.lanes == 1 {
-            backward_1::<M, 1, { S2_SIDE }, true>(lay, p2, ws, grad);
+            backward_1::<M, 1, { S2_SIDE }, true>(m, lay, p2, ws, grad);
         } else {
             backward_w::<M, true>(m, lay, p2, ws, grad);
         }

@@ -5,6 +5,11 @@
 //! Adam: `g += wd p; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
 //! p -= lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)`.
 //!
+//! SDLM (stochastic diagonal Levenberg-Marquardt, the paper's Appendix C):
+//! `p -= lr / (mu + h) g` with `h` the diagonal Gauss-Newton estimate of each
+//! parameter's second derivative, re-estimated by the caller (see
+//! [`crate::train::estimate_curvature`]).
+//!
 //! A step takes the per-chunk gradient buffers, sums them in chunk order
 //! (deterministic) and updates each parameter, in parallel over fixed ranges.
 
@@ -24,6 +29,9 @@ pub enum OptimKind {
         beta2: f32,
         epsilon: f32,
     },
+    Sdlm {
+        mu: f32,
+    },
 }
 
 /// An optimizer and its state.
@@ -38,6 +46,10 @@ pub struct Optimizer {
     pub v: Vec<f32>,
     /// Steps taken.
     pub t: u64,
+    /// Curvature estimates `h_kk` (SDLM).
+    pub h: Vec<f32>,
+    /// Entries never updated (fixed RBF prototypes).
+    pub frozen: std::ops::Range<usize>,
 }
 
 const RANGE: usize = 4096;
@@ -80,8 +92,14 @@ impl Optimizer {
                 check("beta2", beta2, (0.0..1.0).contains(&beta2), "in [0, 1)")?;
                 check("epsilon", epsilon, epsilon > 0.0, "a positive number")?;
             }
+            OptimKind::Sdlm { mu } => check("mu", mu, mu > 0.0, "a positive number")?,
         }
         let v = if matches!(kind, OptimKind::Adam { .. }) {
+            n
+        } else {
+            0
+        };
+        let h = if matches!(kind, OptimKind::Sdlm { .. }) {
             n
         } else {
             0
@@ -93,7 +111,21 @@ impl Optimizer {
             m: vec![0.0; n],
             v: vec![0.0; v],
             t: 0,
+            h: vec![0.0; h],
+            frozen: 0..0,
         })
+    }
+
+    /// The per-parameter step sizes `lr / (mu + h)` of SDLM (empty otherwise).
+    pub fn step_sizes(&self) -> Vec<f32> {
+        match self.kind {
+            OptimKind::Sdlm { mu } => self
+                .h
+                .iter()
+                .map(|h| self.learning_rate / (mu + h))
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// Sums the chunk gradients (`grads` holds `grads.len() / n` buffers of `n`)
@@ -101,6 +133,7 @@ impl Optimizer {
     /// untouched, if any summed gradient is not finite.
     pub fn step(&mut self, params: &mut [f32], grads: &[f32], n: usize) -> bool {
         let chunks = grads.len() / n;
+        let frozen = self.frozen.clone();
         let sum = |at: usize| {
             let mut g = grads[at];
             for c in 1..chunks {
@@ -108,6 +141,7 @@ impl Optimizer {
             }
             g
         };
+        let live = |at: usize| !frozen.contains(&at);
         // Finite check first, so a failed step changes nothing.
         let finite = (0..n.div_ceil(RANGE))
             .into_par_iter()
@@ -125,6 +159,9 @@ impl Optimizer {
                     .enumerate()
                     .for_each(|(r, (p, m))| {
                         for (j, (p, m)) in p.iter_mut().zip(m).enumerate() {
+                            if !live(r * RANGE + j) {
+                                continue;
+                            }
                             let g = sum(r * RANGE + j) + wd * *p;
                             *m = momentum * *m + g;
                             let d = if nesterov { g + momentum * *m } else { *m };
@@ -147,10 +184,28 @@ impl Optimizer {
                     .enumerate()
                     .for_each(|(r, ((p, m), v))| {
                         for (j, ((p, m), v)) in p.iter_mut().zip(m).zip(v).enumerate() {
+                            if !live(r * RANGE + j) {
+                                continue;
+                            }
                             let g = sum(r * RANGE + j) + wd * *p;
                             *m = beta1 * *m + (1.0 - beta1) * g;
                             *v = beta2 * *v + (1.0 - beta2) * g * g;
                             *p -= lr * (*m / c1) / ((*v / c2).sqrt() + epsilon);
+                        }
+                    });
+            }
+            OptimKind::Sdlm { mu } => {
+                params
+                    .par_chunks_mut(RANGE)
+                    .zip(self.h.par_chunks(RANGE))
+                    .enumerate()
+                    .for_each(|(r, (p, h))| {
+                        for (j, (p, h)) in p.iter_mut().zip(h).enumerate() {
+                            if !live(r * RANGE + j) {
+                                continue;
+                            }
+                            let g = sum(r * RANGE + j) + wd * *p;
+                            *p -= lr / (mu + *h) * g;
                         }
                     });
             }
@@ -192,6 +247,29 @@ mod tests {
         assert!(!o.step(&mut p, &[f32::NAN, 0.0], 2));
         assert_eq!(p, vec![1.0, 2.0]);
         assert_eq!(o.t, 0);
+    }
+
+    #[test]
+    fn sdlm_step_divides_by_curvature() {
+        let mut o = Optimizer::new(OptimKind::Sdlm { mu: 0.02 }, 0.001, 0.0, 2).unwrap();
+        o.h = vec![0.08, 0.0];
+        let mut p = vec![1.0f32, 1.0];
+        o.step(&mut p, &[1.0, 1.0], 2);
+        assert!((p[0] - (1.0 - 0.001 / 0.1)).abs() < 1e-7);
+        assert!((p[1] - (1.0 - 0.001 / 0.02)).abs() < 1e-7);
+    }
+
+    #[test]
+    fn frozen_entries_do_not_move() {
+        let kind = OptimKind::Sgd {
+            momentum: 0.0,
+            nesterov: false,
+        };
+        let mut o = Optimizer::new(kind, 0.1, 0.0, 3).unwrap();
+        o.frozen = 1..2;
+        let mut p = vec![1.0f32; 3];
+        o.step(&mut p, &[1.0, 1.0, 1.0], 3);
+        assert_eq!(p, vec![0.9, 1.0, 0.9]);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::arch::{self, ArchConfig, Layout};
 use crate::data::{ImageStore, ImageView, Pixel};
 use crate::error::LeNetError;
 use crate::idx::{self, IdxData};
-use crate::net::{wide_lanes, TrainChunk, Workspace};
+use crate::net::{wide_lanes, CurvatureChunk, TrainChunk, Workspace};
 use crate::optim::{OptimKind, Optimizer};
 use crate::rng::Rng;
 use crate::simd::{dispatch, isa};
@@ -215,7 +215,8 @@ fn parse_label(n: usize, k: Option<usize>, y: &PyReadonlyArray1<'_, i64>) -> PyR
 #[pymethods]
 impl PyNetwork {
     #[new]
-    #[pyo3(signature = (n_classes, *, activation="tanh", pooling="sub", c3="table", output="softmax", init="lecun", seed=0))]
+    #[pyo3(signature = (n_classes, *, activation="tanh", pooling="sub", c3="table", output="softmax", init="lecun", seed=0, loss=None, map_j=0.1, rbf_trainable=false))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         n_classes: i64,
         activation: &str,
@@ -224,6 +225,9 @@ impl PyNetwork {
         output: &str,
         init: &str,
         seed: u64,
+        loss: Option<&str>,
+        map_j: f64,
+        rbf_trainable: bool,
     ) -> PyResult<Self> {
         if n_classes < 2 || n_classes > arch::MAX_CLASSES as i64 {
             return Err(PyValueError::new_err(format!(
@@ -237,6 +241,11 @@ impl PyNetwork {
             pooling: arch::Pooling::parse(pooling)?,
             c3: arch::C3Connections::parse(c3)?,
             output: arch::Output::parse(output)?,
+            loss: arch::Loss::parse(
+                loss.unwrap_or(if output == "rbf" { "map" } else { "ce" }),
+                map_j as f32,
+            )?,
+            rbf_trainable,
         };
         cfg.validate()?;
         let init = arch::Init::parse(init)?;
@@ -279,18 +288,18 @@ impl PyNetwork {
         d.set_item("output", c.output.name())?;
         d.set_item("init", self.init.name())?;
         d.set_item("seed", self.seed)?;
+        d.set_item("loss", c.loss.name())?;
+        if let arch::Loss::Map { j } = c.loss {
+            d.set_item("map_j", j)?;
+        }
+        d.set_item("rbf_trainable", c.rbf_trainable)?;
         Ok(d)
     }
 
     /// Copies of the weights, name -> float32 array (PyTorch state_dict layout).
     fn get_weights<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let p = self.snapshot()?;
-        let d = PyDict::new(py);
-        for t in self.layout.tensors() {
-            let arr = self.layout.export(&t, &p).into_pyarray(py);
-            d.set_item(t.name, arr.reshape(t.shape.clone())?)?;
-        }
-        Ok(d)
+        self.tensors_dict(py, &p)
     }
 
     /// Replaces all weights at once from a dict name -> array (float32 or
@@ -323,7 +332,7 @@ impl PyNetwork {
                 "set_weights needs exactly the keys {expected:?}; missing {missing:?}, unexpected {extra:?}"
             )));
         }
-        let mut p = vec![0.0f32; self.layout.n_params()];
+        let mut p = self.snapshot()?.as_ref().clone();
         for s in &specs {
             let v = &given[s.name];
             let dense: Vec<f32> = if let Ok(a) = v.extract::<PyReadonlyArrayDyn<f32>>() {
@@ -419,7 +428,7 @@ impl PyNetwork {
     }
 
     /// Forgets the optimizer state and seeds the shuffling generator.
-    #[pyo3(signature = (optimizer="sgd", learning_rate=0.01, momentum=0.9, weight_decay=0.0, nesterov=false, beta1=0.9, beta2=0.999, epsilon=1e-8, seed=0))]
+    #[pyo3(signature = (optimizer="sgd", learning_rate=0.01, momentum=0.9, weight_decay=0.0, nesterov=false, beta1=0.9, beta2=0.999, epsilon=1e-8, seed=0, mu=0.02))]
     #[allow(clippy::too_many_arguments)]
     fn reset_optimizer(
         &self,
@@ -432,8 +441,10 @@ impl PyNetwork {
         beta2: f64,
         epsilon: f64,
         seed: u64,
+        mu: f64,
     ) -> PyResult<()> {
         let kind = match optimizer {
+            "sdlm" => OptimKind::Sdlm { mu: mu as f32 },
             "sgd" => OptimKind::Sgd {
                 momentum: momentum as f32,
                 nesterov,
@@ -445,16 +456,17 @@ impl PyNetwork {
             },
             other => {
                 return Err(PyValueError::new_err(format!(
-                    "optimizer must be one of 'sgd', 'adam'; got {other:?}"
+                    "optimizer must be one of 'sgd', 'adam', 'sdlm'; got {other:?}"
                 )))
             }
         };
-        let opt = Optimizer::new(
+        let mut opt = Optimizer::new(
             kind,
             learning_rate as f32,
             weight_decay as f32,
-            self.layout.n_params(),
+            self.layout.n_params_total(),
         )?;
+        opt.frozen = self.layout.frozen();
         let mut st = self.train.try_lock().map_err(|_| busy())?;
         st.opt = Some(opt);
         st.rng = Rng::new(seed);
@@ -497,14 +509,7 @@ impl PyNetwork {
                 "interval must be >= 0; got {interval}"
             )));
         }
-        let k = self.k();
-        if let Some(&m) = data.inner.labels.iter().max() {
-            if m as usize >= k {
-                return Err(PyValueError::new_err(format!(
-                    "the data set has class index {m} but the network has {k} classes"
-                )));
-            }
-        }
+        self.check_labels(&data)?;
         let pool = self.pool(n_jobs)?;
         let mut guard = self.train.try_lock().map_err(|_| busy())?;
         let st = &mut *guard;
@@ -516,8 +521,11 @@ impl PyNetwork {
                 },
                 0.01,
                 0.0,
-                self.layout.n_params(),
+                self.layout.n_params_total(),
             )?);
+            if let Some(o) = st.opt.as_mut() {
+                o.frozen = self.layout.frozen();
+            }
         }
         let opt = st.opt.as_mut().expect("set above");
         let rng = &mut st.rng;
@@ -567,6 +575,64 @@ impl PyNetwork {
         Ok(d)
     }
 
+    /// Re-estimates the SDLM curvature `h_kk` on `n_samples` images of `data`
+    /// (drawn with the optimizer's generator). Needs optimizer "sdlm".
+    #[pyo3(signature = (data, n_samples=500, n_jobs=0))]
+    fn estimate_curvature(
+        &self,
+        py: Python<'_>,
+        data: PyRef<'_, PyDataset>,
+        n_samples: i64,
+        n_jobs: i64,
+    ) -> PyResult<()> {
+        if n_samples < 1 {
+            return Err(PyValueError::new_err(format!(
+                "n_samples must be a positive integer; got {n_samples}"
+            )));
+        }
+        self.check_labels(&data)?;
+        let pool = self.pool(n_jobs)?;
+        let mut guard = self.train.try_lock().map_err(|_| busy())?;
+        let st = &mut *guard;
+        let Some(opt) = st.opt.as_mut() else {
+            return Err(PyRuntimeError::new_err(
+                "call reset_optimizer('sdlm', ...) first",
+            ));
+        };
+        if !matches!(opt.kind, OptimKind::Sdlm { .. }) {
+            return Err(PyRuntimeError::new_err(
+                "the curvature is only used by optimizer 'sdlm'",
+            ));
+        }
+        let p = self.snapshot()?;
+        let lay = &self.layout;
+        let dataset = data.inner.clone();
+        let rng = &mut st.rng;
+        let h = py.detach(|| {
+            train::estimate_curvature(lay, &p, &dataset, n_samples as usize, rng, &pool)
+        })?;
+        opt.h = h;
+        Ok(())
+    }
+
+    /// The SDLM curvature estimates `h_kk` (dict name -> array), or None.
+    fn curvature<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let st = self.train.try_lock().map_err(|_| busy())?;
+        match st.opt.as_ref() {
+            Some(o) if !o.h.is_empty() => Ok(Some(self.tensors_dict(py, &o.h)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The SDLM per-parameter step sizes `lr / (mu + h_kk)` (dict), or None.
+    fn step_sizes<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let st = self.train.try_lock().map_err(|_| busy())?;
+        match st.opt.as_ref() {
+            Some(o) if !o.h.is_empty() => Ok(Some(self.tensors_dict(py, &o.step_sizes())?)),
+            _ => Ok(None),
+        }
+    }
+
     fn __repr__(&self) -> String {
         let c = &self.layout.cfg;
         format!(
@@ -588,6 +654,27 @@ fn busy() -> PyErr {
 }
 
 impl PyNetwork {
+    fn tensors_dict<'py>(&self, py: Python<'py>, flat: &[f32]) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for t in self.layout.tensors() {
+            let arr = self.layout.export(&t, flat).into_pyarray(py);
+            d.set_item(t.name, arr.reshape(t.shape.clone())?)?;
+        }
+        Ok(d)
+    }
+
+    fn check_labels(&self, data: &PyDataset) -> PyResult<()> {
+        let k = self.k();
+        if let Some(&m) = data.inner.labels.iter().max() {
+            if m as usize >= k {
+                return Err(PyValueError::new_err(format!(
+                    "the data set has class index {m} but the network has {k} classes"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn run_infer(
         &self,
         py: Python<'_>,
@@ -737,14 +824,17 @@ fn load_idx<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bound<'p
 ///
 /// `x` float32 (n, 32, 32), `y` int64 (n,). `lanes` = 1 or 8 forces the chunk
 /// width (default: chunks of 8, single images for the rest).
+/// With `curvature=True`, "grads" holds the diagonal Gauss-Newton estimate
+/// averaged over the samples instead of the gradient.
 #[pyfunction]
-#[pyo3(signature = (network, x, y, lanes=None))]
+#[pyo3(signature = (network, x, y, lanes=None, curvature=false))]
 fn _forward_backward<'py>(
     py: Python<'py>,
     network: &PyNetwork,
     x: PyReadonlyArray3<'py, f32>,
     y: PyReadonlyArray1<'py, i64>,
     lanes: Option<usize>,
+    curvature: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let xv: ArrayView3<f32> = x.as_array();
     let (n, h, w) = xv.dim();
@@ -763,7 +853,7 @@ fn _forward_backward<'py>(
     let k = lay.cfg.n_classes;
     let labels = parse_label(n, Some(k), &y)?;
     let p = network.snapshot()?;
-    let np = lay.n_params();
+    let np = lay.n_params_total();
     let layers = layer_shapes(k);
     let mut outs: Vec<Vec<f32>> = layers
         .iter()
@@ -790,15 +880,28 @@ fn _forward_backward<'py>(
             }
         }
         chunk_grad.fill(0.0);
-        let (ls, _) = dispatch(TrainChunk {
-            lay,
-            p: &p,
-            ws: &mut ws,
-            labels: &labels[start..start + live],
-            scale: 1.0 / n as f32,
-            grad: &mut chunk_grad,
-        });
-        loss += ls;
+        if curvature {
+            let p2: Vec<f32> = p.iter().map(|v| v * v).collect();
+            dispatch(CurvatureChunk {
+                lay,
+                p: &p,
+                p2: &p2,
+                ws: &mut ws,
+                labels: &labels[start..start + live],
+                scale: 1.0 / n as f32,
+                grad: &mut chunk_grad,
+            });
+        } else {
+            let (ls, _) = dispatch(TrainChunk {
+                lay,
+                p: &p,
+                ws: &mut ws,
+                labels: &labels[start..start + live],
+                scale: 1.0 / n as f32,
+                grad: &mut chunk_grad,
+            });
+            loss += ls;
+        }
         for (g, c) in grad.iter_mut().zip(&chunk_grad) {
             *g += c;
         }
@@ -811,8 +914,9 @@ fn _forward_backward<'py>(
     let z: PyReadonlyArrayDyn<f32> = zi.extract()?;
     let zv: ArrayViewD<f32> = z.as_array();
     let mut proba = vec![0.0f32; n * k];
+    let sign = if lay.is_rbf() { -1.0 } else { 1.0 };
     for i in 0..n {
-        let row: Vec<f32> = (0..k).map(|c| zv[[i, c]]).collect();
+        let row: Vec<f32> = (0..k).map(|c| sign * zv[[i, c]]).collect();
         let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let s: f32 = row.iter().map(|v| (v - m).exp()).sum();
         for c in 0..k {
@@ -834,6 +938,13 @@ fn _forward_backward<'py>(
     Ok(d)
 }
 
+/// The RBF prototypes: stylised 7x12 digit bitmaps, (10, 84) float32 of -1/+1.
+#[pyfunction]
+fn rbf_bitmaps(py: Python<'_>) -> PyResult<Bound<'_, PyArray2<f32>>> {
+    Ok(PyArray1::from_vec(py, crate::rbf::bitmaps())
+        .reshape([crate::rbf::N_BITMAPS, arch::F6_UNITS])?)
+}
+
 /// Name of the instruction set the kernels run with ("avx2+fma", "scalar", ...).
 #[pyfunction]
 fn _isa() -> &'static str {
@@ -848,5 +959,6 @@ fn _lenet5(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load_idx, m)?)?;
     m.add_function(wrap_pyfunction!(_forward_backward, m)?)?;
     m.add_function(wrap_pyfunction!(_isa, m)?)?;
+    m.add_function(wrap_pyfunction!(rbf_bitmaps, m)?)?;
     Ok(())
 }

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use crate::arch::Layout;
 use crate::data::{fill_chunk, ImageStore, ImageView, Pixel};
 use crate::error::{LeNetError, Result};
-use crate::net::{softmax_rows, wide_lanes, Forward, TrainChunk, Workspace};
+use crate::net::{score, softmax_rows, wide_lanes, CurvatureChunk, Forward, TrainChunk, Workspace};
 use crate::optim::Optimizer;
 use crate::rng::Rng;
 use crate::simd::dispatch;
@@ -115,7 +115,7 @@ pub fn train_epoch(
         ));
     }
     let n = data.len();
-    let np = lay.n_params();
+    let np = lay.n_params_total();
     let bs = batch_size.min(n);
     let wide = wide_lanes();
     let lanes = if bs < wide { 1 } else { wide };
@@ -185,6 +185,63 @@ pub fn train_epoch(
     Ok(out)
 }
 
+/// Estimates the diagonal Gauss-Newton curvature `h_kk` of the loss, averaged
+/// over `n_samples` training images drawn without replacement (all if fewer),
+/// as the SDLM optimizer uses it (re-estimated before each pass in the paper).
+pub fn estimate_curvature(
+    lay: &Layout,
+    params: &[f32],
+    data: &Dataset,
+    n_samples: usize,
+    rng: &mut Rng,
+    pool: &rayon::ThreadPool,
+) -> Result<Vec<f32>> {
+    let n = data.len();
+    let m = n_samples.clamp(1, n);
+    let mut order: Vec<usize> = (0..n).collect();
+    // Partial Fisher-Yates: the first m entries are a uniform sample.
+    for i in 0..m {
+        let j = i + rng.below((n - i) as u64) as usize;
+        order.swap(i, j);
+    }
+    let idx = &order[..m];
+    let np = lay.n_params_total();
+    let wide = wide_lanes();
+    let lanes = if m < wide { 1 } else { wide };
+    let nch = m.div_ceil(lanes);
+    let p2: Vec<f32> = params.iter().map(|v| v * v).collect();
+    let mut grads = try_alloc(nch * np, "curvature buffers")?;
+    let wss = Workspaces::new(pool.current_num_threads(), lanes, lay.cfg.n_classes);
+    let scale = 1.0 / m as f32;
+    pool.install(|| {
+        grads.par_chunks_mut(np).enumerate().for_each(|(ci, g)| {
+            let part = &idx[ci * lanes..((ci + 1) * lanes).min(m)];
+            let labels: Vec<u32> = part.iter().map(|&i| data.labels[i]).collect();
+            wss.with(|ws| {
+                fill_chunk(&mut ws.x, lanes, part, |i, dst, lane| {
+                    data.images.write_lane(i, dst, lane, lanes)
+                });
+                dispatch(CurvatureChunk {
+                    lay,
+                    p: params,
+                    p2: &p2,
+                    ws,
+                    labels: &labels,
+                    scale,
+                    grad: g,
+                })
+            });
+        });
+    });
+    let mut h = vec![0.0f32; np];
+    for g in grads.chunks(np) {
+        for (a, b) in h.iter_mut().zip(g) {
+            *a += b;
+        }
+    }
+    Ok(h)
+}
+
 /// Reserves a zeroed buffer, reporting failure instead of aborting.
 pub fn try_alloc(n: usize, what: &str) -> Result<Vec<f32>> {
     let mut v: Vec<f32> = Vec::new();
@@ -233,14 +290,15 @@ pub fn infer<T: Pixel>(
             view.write_lane(i, dst, lane, lanes)
         });
         dispatch(Forward { lay, p: params, ws });
+        let rbf = lay.is_rbf();
         if let Some(pr) = proba {
-            softmax_rows(ws, live, pr);
+            softmax_rows(ws, rbf, live, pr);
         }
         if let Some(a) = arg {
             for (lane, dst) in a.iter_mut().enumerate().take(live) {
                 let mut best = 0;
                 for c in 1..k {
-                    if ws.z[c * lanes + lane] > ws.z[best * lanes + lane] {
+                    if score(ws, rbf, c, lane) > score(ws, rbf, best, lane) {
                         best = c;
                     }
                 }

@@ -350,7 +350,8 @@ pub fn pool_backward_w<S: Simd, const OS: usize, const SQ: bool>(
         } else {
             0.0
         };
-        let cf = s.splat(if SQ { cf * cf } else { cf });
+        // In squared mode the caller passes squared parameters already.
+        let cf = s.splat(cf);
         for y in 0..OS {
             for x in 0..OS {
                 let o_at = ((c * OS + y) * OS + x) * S::W;

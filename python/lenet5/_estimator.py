@@ -510,7 +510,6 @@ class LeNet5:
         self.history_: dict[str, list[Any]] = {key: [] for key in HISTORY_KEYS}
         self.best_epoch_: int | None = None
         self.n_params_ = int(net.n_params)
-        self._optimizer_key: tuple[Any, ...] | None = None
         self._net = net
 
     # ------------------------------------------------------------------ locking
@@ -610,10 +609,10 @@ class LeNet5:
                 net = _lenet5.Network(
                     len(classes), **{k: p[k] for k in ARCHITECTURE}, seed=init_seed
                 )
+            self._reset_optimizer(net, p, shuffle_seed)
             # Everything is checked: from here on the model changes.
             if not warm:
                 self._commit_new_network(net, classes)
-            self._reset_optimizer(net, p, shuffle_seed)
             self._train(net, train_set, p, n_epochs=p["epochs"], val=val, schedule_start=None)
         return self
 
@@ -687,11 +686,11 @@ class LeNet5:
                 net = _lenet5.Network(
                     len(new_classes), **{k: p[k] for k in ARCHITECTURE}, seed=init_seed
                 )
+            if needs_optimizer:
+                self._reset_optimizer(net, p, shuffle_seed)
             # Everything is checked: from here on the model changes.
             if not fitted:
                 self._commit_new_network(net, new_classes)
-            if needs_optimizer:
-                self._reset_optimizer(net, p, shuffle_seed)
             self._train(net, train_set, p, n_epochs=1, val=None, schedule_start=self.n_iter_)
         return self
 
@@ -722,7 +721,7 @@ class LeNet5:
             epsilon=p["epsilon"],
             seed=seed,
         )
-        self._optimizer_key = _optimizer_key(p)
+        self._optimizer_key: tuple[Any, ...] | None = _optimizer_key(p)
 
     def _train(
         self,
@@ -741,7 +740,8 @@ class LeNet5:
         best_loss = math.inf
         best_weights = None
         stale = 0
-        interrupted_in = None
+        interrupted = False
+        in_epoch = False  # True while the native loop runs (an interrupt then cuts an epoch)
         self.best_epoch_ = None
         try:
             for i in range(n_epochs):
@@ -756,6 +756,7 @@ class LeNet5:
                 start = time.perf_counter()
                 with EpochProgress(verbose, label, n_samples) as progress:
                     try:
+                        in_epoch = True
                         stats = net.train_epoch(
                             train_set,
                             p["batch_size"],
@@ -784,6 +785,7 @@ class LeNet5:
                 for key in HISTORY_KEYS:
                     self.history_[key].append(epoch_no if key == "epoch" else logs[key])
                 self.n_iter_ = epoch_no
+                in_epoch = False
                 stop = False
                 if early:
                     if val_loss < best_loss - p["min_delta"]:
@@ -808,21 +810,23 @@ class LeNet5:
                 if stop:
                     break
         except KeyboardInterrupt:
-            interrupted_in = self.n_iter_ + 1
+            interrupted = True
         finally:
             # Whatever ended training, early stopping leaves the best epoch's weights.
             if best_weights is not None:
                 net.set_weights(best_weights)
-        if interrupted_in is not None:
-            kept = (
-                f"the weights of epoch {self.best_epoch_} (best validation loss)"
-                if best_weights is not None
-                else "the weights of the last completed mini-batch"
-            )
+        if interrupted:
+            if in_epoch:
+                when = f"during epoch {self.n_iter_ + 1}"
+                kept = "the weights of the last completed mini-batch"
+            else:
+                when = f"after epoch {self.n_iter_}"
+                kept = f"the weights after epoch {self.n_iter_}"
+            if best_weights is not None:
+                kept = f"the weights of epoch {self.best_epoch_} (best validation loss)"
             warnings.warn(
-                f"Training was interrupted (KeyboardInterrupt) in epoch {interrupted_in}; "
-                f"the model keeps {kept} and history_ covers the {self.n_iter_} completed "
-                "epochs.",
+                f"Training was interrupted (KeyboardInterrupt) {when}; the model keeps {kept}, "
+                f"and history_ covers the {self.n_iter_} completed epochs.",
                 UserWarning,
                 stacklevel=3,
             )
