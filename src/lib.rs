@@ -20,6 +20,7 @@
 
 pub mod arch;
 pub mod data;
+pub mod distort;
 pub mod error;
 pub mod idx;
 pub mod io;

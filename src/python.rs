@@ -23,7 +23,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::arch::{self, ArchConfig, Layout};
-use crate::data::{ImageStore, ImageView, Pixel};
+use crate::data::{ImageStore, ImageView, Pixel, BACKGROUND, INK_RANGE};
+use crate::distort::{image_rng, Distortion};
 use crate::error::LeNetError;
 use crate::idx::{self, IdxData};
 use crate::net::{wide_lanes, CurvatureChunk, TrainChunk, Workspace};
@@ -489,7 +490,11 @@ impl PyNetwork {
     }
 
     /// One pass over `data` (shuffled), releasing the GIL. See the module docs.
-    #[pyo3(signature = (data, batch_size, n_jobs=0, callback=None, interval=0.2))]
+    ///
+    /// `augment`: None, or a dict of distortion strengths (keys translate,
+    /// scale, squeeze, shear; missing keys take their defaults).
+    #[pyo3(signature = (data, batch_size, n_jobs=0, callback=None, interval=0.2, augment=None))]
+    #[allow(clippy::too_many_arguments)]
     fn train_epoch<'py>(
         &self,
         py: Python<'py>,
@@ -498,7 +503,9 @@ impl PyNetwork {
         n_jobs: i64,
         callback: Option<Py<PyAny>>,
         interval: f64,
+        augment: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyDict>> {
+        let augment = augment.map(parse_distortion).transpose()?;
         if batch_size < 1 {
             return Err(PyValueError::new_err(format!(
                 "batch_size must be a positive integer; got {batch_size}"
@@ -542,6 +549,7 @@ impl PyNetwork {
                 &dataset,
                 batch_size as usize,
                 &pool,
+                augment.as_ref(),
                 Duration::from_secs_f64(interval),
                 &mut |done, loss, params| {
                     self.publish(params.to_vec());
@@ -938,6 +946,86 @@ fn _forward_backward<'py>(
     Ok(d)
 }
 
+fn parse_distortion(d: &Bound<'_, PyDict>) -> PyResult<Distortion> {
+    let mut out = Distortion::default();
+    for (k, v) in d.iter() {
+        let key: String = k.extract()?;
+        let val: f64 = v.extract().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "distortion {key} must be a number; got {}",
+                v.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+        let slot = match key.as_str() {
+            "translate" => &mut out.translate,
+            "scale" => &mut out.scale,
+            "squeeze" => &mut out.squeeze,
+            "shear" => &mut out.shear,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown distortion {other:?}; expected translate, scale, squeeze, shear"
+                )))
+            }
+        };
+        *slot = val as f32;
+    }
+    out.validate()?;
+    Ok(out)
+}
+
+/// Randomly distorted copies of images `x` ((n, 28, 28) or (n, 32, 32), uint8 or
+/// floats in [0, 1]): float32 (n, 32, 32) in [0, 1], image i distorted by the
+/// generator of (seed, i). Strengths as in `Network.train_epoch(augment=...)`.
+#[pyfunction]
+#[pyo3(signature = (x, seed=0, translate=2.0, scale=0.1, squeeze=0.1, shear=0.2))]
+fn distort<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    seed: u64,
+    translate: f64,
+    scale: f64,
+    squeeze: f64,
+    shear: f64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let d = Distortion {
+        translate: translate as f32,
+        scale: scale as f32,
+        squeeze: squeeze as f32,
+        shear: shear as f32,
+    };
+    d.validate()?;
+    let b = Borrowed::extract(x)?;
+    let imgs = b.images()?;
+    let n = imgs.len();
+    let mut out = train::try_alloc(n * 1024, "the distorted images")?;
+    py.detach(|| -> crate::Result<()> {
+        let mut tmp = [0.0f32; 1024];
+        for (i, dst) in out.chunks_mut(1024).enumerate() {
+            match &imgs {
+                Images::U8(v) => v.write_lane(i, &mut tmp, 0, 1),
+                Images::F32(v) => {
+                    v.check(i)?;
+                    v.write_lane(i, &mut tmp, 0, 1)
+                }
+                Images::F64(v) => {
+                    v.check(i)?;
+                    v.write_lane(i, &mut tmp, 0, 1)
+                }
+            }
+            d.draw(&mut image_rng(seed, i as u64))
+                .apply(&tmp, dst, 0, 1);
+            for v in dst.iter_mut() {
+                *v = ((*v - BACKGROUND) / INK_RANGE).clamp(0.0, 1.0);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(PyArray1::from_vec(py, out).reshape([n, 32, 32])?.into_any())
+}
+
 /// The RBF prototypes: stylised 7x12 digit bitmaps, (10, 84) float32 of -1/+1.
 #[pyfunction]
 fn rbf_bitmaps(py: Python<'_>) -> PyResult<Bound<'_, PyArray2<f32>>> {
@@ -960,5 +1048,6 @@ fn _lenet5(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_forward_backward, m)?)?;
     m.add_function(wrap_pyfunction!(_isa, m)?)?;
     m.add_function(wrap_pyfunction!(rbf_bitmaps, m)?)?;
+    m.add_function(wrap_pyfunction!(distort, m)?)?;
     Ok(())
 }

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use crate::arch::Layout;
+use crate::arch::{Layout, IN};
 use crate::data::{fill_chunk, ImageStore, ImageView, Pixel};
+use crate::distort::{image_rng, Distortion};
 use crate::error::{LeNetError, Result};
 use crate::net::{score, softmax_rows, wide_lanes, CurvatureChunk, Forward, TrainChunk, Workspace};
 use crate::optim::Optimizer;
@@ -106,6 +107,7 @@ pub fn train_epoch(
     data: &Dataset,
     batch_size: usize,
     pool: &rayon::ThreadPool,
+    augment: Option<&Distortion>,
     interval: Duration,
     observer: &mut dyn FnMut(usize, f64, &[f32]) -> Control,
 ) -> Result<EpochStats> {
@@ -125,6 +127,7 @@ pub fn train_epoch(
     let wss = Workspaces::new(pool.current_num_threads(), lanes, lay.cfg.n_classes);
     let mut order: Vec<usize> = (0..n).collect();
     rng.shuffle(&mut order);
+    let distort_seed = rng.next_u64();
 
     let mut out = EpochStats::default();
     let mut last = Instant::now();
@@ -141,9 +144,17 @@ pub fn train_epoch(
                     let part = &idx[ci * lanes..((ci + 1) * lanes).min(idx.len())];
                     let labels: Vec<u32> = part.iter().map(|&i| data.labels[i]).collect();
                     g.fill(0.0);
+                    let first = b * bs + ci * lanes;
                     *st = wss.with(|ws| {
-                        fill_chunk(&mut ws.x, lanes, part, |i, dst, lane| {
-                            data.images.write_lane(i, dst, lane, lanes)
+                        let mut tmp = [0.0f32; IN * IN];
+                        fill_chunk(&mut ws.x, lanes, part, |i, dst, lane| match augment {
+                            None => data.images.write_lane(i, dst, lane, lanes),
+                            Some(d) => {
+                                data.images.write_lane(i, &mut tmp, 0, 1);
+                                let pos = (first + lane) as u64;
+                                d.draw(&mut image_rng(distort_seed, pos))
+                                    .apply(&tmp, dst, lane, lanes);
+                            }
                         });
                         dispatch(TrainChunk {
                             lay,

@@ -1,0 +1,562 @@
+"""Model files and pickling for :class:`~lenet5.LeNet5`: plain values and arrays only.
+
+A model file is one safetensors file (readable by the ``safetensors`` package, so
+PyTorch users get the weights under the names of ``get_weights``). Its tensors are the
+fitted weights, float32; its ``__metadata__`` maps these keys to strings:
+
+``format``
+    ``"lenet5"``.
+``format_version``
+    ``"1"``. :func:`load` refuses a newer version than it knows.
+``library_version``
+    The lenet5 version that wrote the file (information only).
+``architecture``
+    JSON object: the native network's constructor values (``n_classes``,
+    ``activation``, ``pooling``, ``c3``, ``output``, ``init``, ...), the ones the
+    weights were fitted with.
+``hyperparameters``
+    JSON object: ``get_params()``, restricted to JSON values (None, bool, int, finite
+    float, str and lists of them). Other values (a callable ``lr_schedule``, callbacks,
+    a ``RandomState``) cannot be stored: :func:`save` leaves them out with a
+    :class:`UserWarning`, and the loaded model has the defaults for them.
+``classes``
+    JSON object ``{"dtype": ..., "values": [...]}``: ``classes_`` with its numpy dtype,
+    so integer, bool, float and string labels come back with the same type and values.
+``n_iter``
+    Decimal integer: ``n_iter_``.
+``history``
+    JSON object: ``history_`` (NaN as null).
+``best_epoch``
+    JSON: ``best_epoch_`` (an integer or null).
+
+The file is parsed in Rust (``lenet5._lenet5.load_safetensors``), which checks every
+byte of it; this module then checks the metadata and rebuilds the estimator through
+``set_weights``, which checks names, shapes and values again. Nothing in a file can run
+code: there is no pickle inside. Every problem is a :class:`ValueError` naming the file
+and the problem (:class:`OSError` for a file that cannot be read).
+
+``getstate`` / ``setstate`` serve ``pickle`` and ``copy.deepcopy``: the state holds the
+hyperparameters as they are (pickle carries callables like any other object), the
+weights as numpy arrays and the fitted attributes as plain values, never a native
+handle, and ``setstate`` rebuilds the network through the same checks as :func:`load`.
+The optimizer's state (momentum, Adam moments) is not kept by either: training that
+continues after a load or an unpickle starts a fresh optimizer state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import re
+import warnings
+from typing import Any
+
+import numpy as np
+
+from . import _lenet5
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "getstate", "load", "save", "setstate"]
+
+#: Value of the ``format`` metadata entry.
+FORMAT = "lenet5"
+#: The model file format this version writes, and the newest it reads.
+FORMAT_VERSION = 1
+#: Version of the pickle state of :func:`getstate`.
+STATE_VERSION = 1
+
+# Metadata entries every lenet5 model file has.
+_REQUIRED = ("architecture", "hyperparameters", "classes", "n_iter")
+
+# numpy dtypes that classes_ may have in a file (object arrays hold str, bool, int,
+# float values).
+_CLASS_DTYPE = re.compile(r"^[<>|=]?(b1|[iu][1248]|f[248]|U[0-9]{1,6}|S[0-9]{1,6})$")
+_OBJECT = "object"
+
+_INT = re.compile(r"^(0|[1-9][0-9]{0,17})$")
+
+
+class _NotPlain(Exception):
+    """A value that JSON cannot carry exactly."""
+
+
+# ---------------------------------------------------------------------------- JSON
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as a JSON value, or raise _NotPlain."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        f = float(value)
+        if math.isfinite(f):
+            return f
+        raise _NotPlain
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    raise _NotPlain
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _duplicates_refused(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {key!r} appears twice")
+        out[key] = value
+    return out
+
+
+def _loads(text: str, key: str) -> Any:
+    """Strict JSON (no NaN/Infinity, no duplicate keys) of metadata entry ``key``."""
+    try:
+        return json.loads(
+            text, parse_constant=_reject_constant, object_pairs_hook=_duplicates_refused
+        )
+    except (ValueError, RecursionError) as err:
+        raise ValueError(f"metadata entry {key!r} is not valid JSON ({err})") from None
+
+
+def _check_int(value: Any, what: str, low: int = 0) -> int:
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, numbers.Integral)
+        or value < low
+    ):
+        raise ValueError(f"{what} must be an integer >= {low}; got {value!r:.80}")
+    return int(value)
+
+
+# ---------------------------------------------------------------------------- pieces
+
+
+def _encode_classes(classes: np.ndarray) -> dict[str, Any]:
+    kind = classes.dtype.kind
+    if kind in "biufU":
+        return {"dtype": classes.dtype.str, "values": _plain(classes.tolist())}
+    if kind == "S":
+        return {"dtype": classes.dtype.str, "values": [v.decode("latin-1") for v in classes]}
+    if kind == "O":
+        values = []
+        for v in classes:
+            try:
+                if not isinstance(v, (str, bool, np.bool_, numbers.Real)):
+                    raise _NotPlain
+                values.append(_plain(v))
+            except _NotPlain:
+                raise ValueError(
+                    f"cannot save classes_ holding {type(v).__name__} {v!r:.40}; model "
+                    "files hold str, bool, int and float labels"
+                ) from None
+        return {"dtype": _OBJECT, "values": values}
+    raise ValueError(f"cannot save classes_ of dtype {classes.dtype}")
+
+
+def _decode_classes(obj: Any) -> np.ndarray:
+    if not isinstance(obj, dict) or set(obj) != {"dtype", "values"}:
+        raise ValueError('classes must be a JSON object {"dtype": ..., "values": [...]}')
+    dtype, values = obj["dtype"], obj["values"]
+    if not isinstance(values, list):
+        raise ValueError("classes.values must be a list")
+    if not isinstance(dtype, str) or not (dtype == _OBJECT or _CLASS_DTYPE.match(dtype)):
+        raise ValueError(f"classes has the unsupported dtype {dtype!r:.40}")
+    try:
+        kind = "O" if dtype == _OBJECT else np.dtype(dtype).kind
+    except TypeError:
+        raise ValueError(f"classes has the unsupported dtype {dtype!r:.40}") from None
+
+    def all_of(types: tuple[type, ...], exclude_bool: bool = True) -> bool:
+        return all(
+            isinstance(v, types) and not (exclude_bool and isinstance(v, bool)) for v in values
+        )
+
+    ok = {
+        "b": lambda: all(isinstance(v, bool) for v in values),
+        "i": lambda: all_of((int,)),
+        "u": lambda: all_of((int,)),
+        "f": lambda: all_of((int, float)),
+        "U": lambda: all_of((str,)),
+        "S": lambda: all_of((str,)),
+        "O": lambda: all_of((str, bool, int, float), exclude_bool=False),
+    }[kind]()
+    if not ok:
+        raise ValueError(f"classes.values do not all fit the dtype {dtype}")
+    try:
+        if kind == "S":
+            arr = np.array([v.encode("latin-1") for v in values], dtype=dtype)
+        elif kind == "O":
+            arr = np.empty(len(values), dtype=object)
+            arr[:] = values
+        else:
+            arr = np.array(values, dtype=dtype)
+    except (ValueError, OverflowError, UnicodeError) as err:
+        raise ValueError(f"classes.values do not fit the dtype {dtype} ({err})") from None
+    if kind in "US" and any(arr.tolist()[i] != values[i] for i in range(len(values))):
+        # Longer strings than the dtype holds would be cut silently.
+        raise ValueError(f"classes.values do not fit the dtype {dtype}")
+    return arr
+
+
+def _check_classes(classes: Any, n_classes: int) -> np.ndarray:
+    """classes_ as fit leaves it: 1-D, sorted, unique, one per network output."""
+    if not isinstance(classes, np.ndarray) or classes.ndim != 1:
+        raise ValueError("classes_ must be a 1-D numpy array")
+    if classes.shape[0] != n_classes:
+        raise ValueError(
+            f"there are {classes.shape[0]} classes but the network has {n_classes} outputs"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            unique = np.unique(classes)
+            same = unique.shape == classes.shape and bool(np.all(unique == classes))
+    except TypeError:
+        same = False
+    if not same:
+        raise ValueError("classes_ must be sorted and hold each label once")
+    return classes
+
+
+def _check_architecture(obj: Any) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise ValueError("architecture must be a JSON object")
+    for key, value in obj.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"architecture {key} is not finite")
+        if not (value is None or isinstance(value, (str, bool, int, float))):
+            raise ValueError(f"architecture {key} must be a plain value; got {value!r:.40}")
+    _check_int(obj.get("n_classes"), "architecture n_classes", low=2)
+    return obj
+
+
+def _build_network(architecture: dict[str, Any], weights: dict[str, Any]) -> Any:
+    """A native network of this architecture holding these weights, all checked."""
+    options = dict(architecture)
+    n_classes = options.pop("n_classes")
+    try:
+        net = _lenet5.Network(n_classes, **options)
+    except (TypeError, ValueError) as err:  # e.g. an option this version does not know
+        raise ValueError(f"architecture {architecture!r:.200} is not supported ({err})") from None
+    if not isinstance(weights, dict):
+        raise ValueError("the weights must be a dict name -> array")
+    try:
+        net.set_weights(weights)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"bad weights: {err}") from None
+    return net
+
+
+def _encode_history(history: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    out = {}
+    for key, values in history.items():
+        row = []
+        for v in values:
+            try:
+                row.append(_plain(v))
+            except _NotPlain:
+                row.append(None)  # NaN (no validation data)
+        out[str(key)] = row
+    return out
+
+
+def _check_history(obj: Any) -> dict[str, list[Any]]:
+    if not isinstance(obj, dict):
+        raise ValueError("history must be a JSON object of lists")
+    out: dict[str, list[Any]] = {}
+    lengths = set()
+    for key, values in obj.items():
+        if not isinstance(key, str) or not isinstance(values, list):
+            raise ValueError("history must map names to lists")
+        row: list[Any] = []
+        for v in values:
+            if v is None:
+                row.append(math.nan)
+            elif isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)):
+                row.append(v)
+            else:
+                raise ValueError(f"history[{key!r}] holds {v!r:.40}; numbers only")
+        out[key] = row
+        lengths.add(len(row))
+    if len(lengths) > 1:
+        raise ValueError("history lists have different lengths")
+    return out
+
+
+def _check_best_epoch(value: Any) -> int | None:
+    if value is None:
+        return None
+    return _check_int(value, "best_epoch", low=1)
+
+
+def _fitted_attributes(
+    architecture: Any,
+    weights: Any,
+    classes: Any,
+    n_iter: Any,
+    history: Any,
+    best_epoch: Any,
+) -> dict[str, Any]:
+    """Checks the fitted state and returns the attributes to install (nothing changes)."""
+    architecture = _check_architecture(architecture)
+    net = _build_network(architecture, weights)
+    return {
+        "classes_": _check_classes(classes, int(net.n_classes)),
+        "n_iter_": _check_int(n_iter, "n_iter"),
+        "history_": _check_history(history),
+        "best_epoch_": _check_best_epoch(best_epoch),
+        "n_params_": int(net.n_params),
+        "_net": net,
+    }
+
+
+def _split_params(cls: type, params: dict[str, Any], where: str) -> dict[str, Any]:
+    """The entries of ``params`` that are hyperparameters of ``cls``; warns about others."""
+    names = cls._param_names()
+    unknown = sorted(str(k) for k in params if k not in names)
+    if unknown:
+        warnings.warn(
+            f"{where} has hyperparameters that {cls.__name__} does not have: "
+            f"{', '.join(unknown)}; they are ignored",
+            UserWarning,
+            stacklevel=4,
+        )
+    return {k: v for k, v in params.items() if k in names}
+
+
+def _check_params(model: Any) -> None:
+    try:
+        model._checked_params()
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"bad hyperparameters: {err}") from None
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def save(model: Any, path: str | os.PathLike[str]) -> None:
+    """Write the fitted ``model`` to ``path`` (one safetensors file), atomically.
+
+    The file holds the weights (float32, the names of ``get_weights``) and, as
+    metadata, the format and library versions, the architecture, the hyperparameters,
+    the classes, ``n_iter_``, ``history_`` and ``best_epoch_``. It is written to a
+    temporary file in the same folder, flushed to disk and renamed over ``path``, so
+    ``path`` holds the old or the new model, never a mix, whatever happens meanwhile.
+
+    Hyperparameters that are not JSON values (a callable ``lr_schedule``, callbacks, a
+    ``RandomState`` or ``Generator`` as ``random_state``) are left out with a
+    :class:`UserWarning`; the loaded model has their defaults.
+
+    Raises
+    ------
+    NotFittedError
+        When the model has not been fitted.
+    ValueError
+        When a stored hyperparameter is invalid (the file could not be loaded).
+    OSError
+        When the file cannot be written (the previous file, if any, is kept).
+    """
+    net = model._fitted_net()
+    target = os.fspath(path)
+    if not isinstance(target, str):
+        target = os.fsdecode(target)
+    stored: dict[str, Any] = {}
+    dropped = []
+    for name, value in model.get_params().items():
+        try:
+            stored[name] = _plain(value)
+        except _NotPlain:
+            dropped.append(name)
+    if dropped:
+        warnings.warn(
+            f"{type(model).__name__}.save: the hyperparameters {', '.join(dropped)} are not "
+            "JSON values (None, bool, int, float, str or lists of them) and are not saved; "
+            "the loaded model will have their default values",
+            UserWarning,
+            stacklevel=3,
+        )
+    # What is stored must load: check it as load will.
+    _check_params(type(model)(**stored))
+    config = dict(net.config())
+    weights = net.get_weights()
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "library_version": _lenet5.__version__,
+        "architecture": _dumps(_plain_dict(config)),
+        "hyperparameters": _dumps(stored),
+        "classes": _dumps(_encode_classes(np.asarray(model.classes_))),
+        "n_iter": str(int(model.n_iter_)),
+        "history": _dumps(_encode_history(model.history_)),
+        "best_epoch": _dumps(model.best_epoch_),
+    }
+    _lenet5.save_safetensors(target, weights, metadata)
+
+
+def _plain_dict(d: dict[str, Any]) -> dict[str, Any]:
+    return {str(k): _plain(v) for k, v in d.items()}
+
+
+def load(path: str | os.PathLike[str], cls: type | None = None) -> Any:
+    """Read a model written by :func:`save`; returns a fitted ``cls`` (``LeNet5``).
+
+    The loaded model predicts exactly as the saved one did and can continue training
+    (``partial_fit``, or ``fit`` with ``warm_start=True``) with a fresh optimizer state.
+
+    Raises
+    ------
+    ValueError
+        For anything wrong in the file: not a safetensors file, malformed header,
+        wrong tensor names, shapes or values, missing or malformed metadata, not a
+        lenet5 model, or a ``format_version`` newer than this lenet5 reads.
+    OSError
+        When the file cannot be read.
+    """
+    if cls is None:
+        from ._estimator import LeNet5
+
+        cls = LeNet5
+    source = os.fspath(path)
+    if not isinstance(source, str):
+        source = os.fsdecode(source)
+    tensors, metadata = _lenet5.load_safetensors(source)
+    try:
+        return _from_file(cls, tensors, metadata)
+    except ValueError as err:
+        raise ValueError(f"model file {source!r}: {err}") from None
+
+
+def _from_file(cls: type, tensors: dict[str, Any], metadata: dict[str, str]) -> Any:
+    fmt = metadata.get("format")
+    if fmt is None:
+        raise ValueError(
+            "not a lenet5 model file: its metadata has no 'format' entry (bare weights "
+            "can be given to LeNet5.set_weights after reading them with the safetensors "
+            "package)"
+        )
+    if fmt != FORMAT:
+        raise ValueError(f"not a lenet5 model file: its format is {fmt!r:.80}")
+    version_text = metadata.get("format_version", "")
+    if not _INT.match(version_text) or int(version_text) < 1:
+        raise ValueError(f"format_version must be a positive integer; got {version_text!r:.40}")
+    version = int(version_text)
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"the file has format_version {version}, newer than this lenet5 "
+            f"({_lenet5.__version__}) reads (up to {FORMAT_VERSION}); upgrade lenet5 to "
+            "load it"
+        )
+    missing = [k for k in _REQUIRED if k not in metadata]
+    if missing:
+        raise ValueError(f"the metadata lacks {', '.join(missing)}")
+    n_iter_text = metadata["n_iter"]
+    if not _INT.match(n_iter_text):
+        raise ValueError(f"n_iter must be a non-negative integer; got {n_iter_text!r:.40}")
+    params = _loads(metadata["hyperparameters"], "hyperparameters")
+    if not isinstance(params, dict):
+        raise ValueError("hyperparameters must be a JSON object")
+    history = _loads(metadata["history"], "history") if "history" in metadata else {}
+    best_epoch = _loads(metadata["best_epoch"], "best_epoch") if "best_epoch" in metadata else None
+    fitted = _fitted_attributes(
+        _loads(metadata["architecture"], "architecture"),
+        tensors,
+        _decode_classes(_loads(metadata["classes"], "classes")),
+        int(n_iter_text),
+        history,
+        best_epoch,
+    )
+    model = cls(**_split_params(cls, params, "the model file"))
+    _check_params(model)
+    model.__dict__.update(fitted)
+    return model
+
+
+# ---------------------------------------------------------------------------- pickle
+
+# Fitted attributes carried in the "fitted" part of the state.
+_FITTED = ("classes_", "n_iter_", "history_", "best_epoch_", "n_params_")
+# Attributes never carried: the native network, the fit lock, the optimizer's key.
+_TRANSIENT = ("_net", "_lock", "_optimizer_key")
+
+
+def getstate(model: Any) -> dict[str, Any]:
+    """The state pickled for ``model``: plain values and numpy arrays, no native handle.
+
+    ``{"lenet5_state": 1, "library_version": str, "params": {hyperparameters},
+    "fitted": None or {"architecture", "weights", "classes", "n_iter", "history",
+    "best_epoch"}, "attributes": {other instance attributes}}``.
+    """
+    d = model.__dict__
+    names = type(model)._param_names()
+    state: dict[str, Any] = {
+        "lenet5_state": STATE_VERSION,
+        "library_version": _lenet5.__version__,
+        "params": {name: d[name] for name in names if name in d},
+        "fitted": None,
+    }
+    net = d.get("_net")
+    if net is not None:
+        state["fitted"] = {
+            "architecture": dict(net.config()),
+            "weights": net.get_weights(),
+            "classes": d.get("classes_"),
+            "n_iter": d.get("n_iter_", 0),
+            "history": {k: list(v) for k, v in d.get("history_", {}).items()},
+            "best_epoch": d.get("best_epoch_"),
+        }
+    skip = set(names) | set(_FITTED) | set(_TRANSIENT)
+    state["attributes"] = {k: v for k, v in d.items() if k not in skip}
+    return state
+
+
+def setstate(model: Any, state: Any) -> None:
+    """Restore ``model`` from :func:`getstate`'s dict, checking the weights and the
+    fitted attributes as :func:`load` does. Nothing changes when a check fails."""
+    if not isinstance(state, dict) or "lenet5_state" not in state:
+        raise ValueError("not a LeNet5 state: expected the dict made by LeNet5.__getstate__")
+    version = state["lenet5_state"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"bad LeNet5 state version {version!r:.40}")
+    if version > STATE_VERSION:
+        raise ValueError(
+            f"this LeNet5 was pickled by a newer lenet5 ({state.get('library_version')!r:.40}, "
+            f"state version {version}); this lenet5 ({_lenet5.__version__}) reads up to "
+            f"{STATE_VERSION}"
+        )
+    cls = type(model)
+    params = state.get("params", {})
+    attributes = state.get("attributes", {})
+    if not isinstance(params, dict) or not isinstance(attributes, dict):
+        raise ValueError("bad LeNet5 state: params and attributes must be dicts")
+    values = dict(cls._param_defaults())
+    values.update(_split_params(cls, params, "the pickled LeNet5"))
+    fitted = state.get("fitted")
+    installed: dict[str, Any] = {}
+    if fitted is not None:
+        if not isinstance(fitted, dict):
+            raise ValueError("bad LeNet5 state: fitted must be a dict or None")
+        installed = _fitted_attributes(
+            fitted.get("architecture"),
+            fitted.get("weights"),
+            fitted.get("classes"),
+            fitted.get("n_iter"),
+            fitted.get("history", {}),
+            fitted.get("best_epoch"),
+        )
+    for key in _TRANSIENT + _FITTED:
+        model.__dict__.pop(key, None)
+    skip = set(values) | set(_FITTED) | set(_TRANSIENT)
+    model.__dict__.update({k: v for k, v in attributes.items() if k not in skip})
+    model.__dict__.update(values)
+    model.__dict__.update(installed)
