@@ -162,10 +162,7 @@ pub enum ImageStore {
 
 impl ImageStore {
     /// Copies and validates every image of `view`.
-    pub fn from_view<T: Pixel>(view: &ImageView<'_, T>, to_u8: bool) -> Result<Self>
-    where
-        T: Into<f64>,
-    {
+    pub fn from_view<T: Pixel + Into<f64>>(view: &ImageView<'_, T>, to_u8: bool) -> Result<Self> {
         let (n, side) = (view.n, view.side);
         for i in 0..n {
             view.check(i)?;

@@ -624,13 +624,13 @@ fn parse_entry(p: &mut Parser<'_>, name: String) -> Res<Entry> {
     let mut offsets = None;
     p.object(&what, |p, field| {
         match field.as_str() {
-            "dtype" => dtype = Some(p.string(&format!("the dtype of {what}"))?),
-            "shape" => shape = Some(p.uint_array(&format!("the shape of {what}"), MAX_RANK)?),
+            "dtype" => dtype = Some(p.string(&format!("{what} dtype"))?),
+            "shape" => shape = Some(p.uint_array(&format!("{what} shape"), MAX_RANK)?),
             "data_offsets" => {
-                let o = p.uint_array(&format!("the data_offsets of {what}"), 2)?;
+                let o = p.uint_array(&format!("{what} data_offsets"), 2)?;
                 if o.len() != 2 {
                     return Err(format!(
-                        "the data_offsets of {what} must be [begin, end]; got {o:?}"
+                        "{what} data_offsets must be [begin, end]; got {o:?}"
                     ));
                 }
                 offsets = Some((o[0], o[1]));
@@ -1120,7 +1120,7 @@ mod tests {
             ("{\"a\":{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}".into(), "key 'dtype' twice"),
             ("{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,8]}}".into(), "no shape"),
             ("{\"a\":{\"dtype\":\"F32\",\"shape\":[2]}}".into(), "no data_offsets"),
-            ("{\"a\":{\"dtype\":7,\"shape\":[2],\"data_offsets\":[0,8]}}".into(), "dtype of tensor 'a' must be a string"),
+            ("{\"a\":{\"dtype\":7,\"shape\":[2],\"data_offsets\":[0,8]}}".into(), "tensor 'a' dtype must be a string"),
             ("{\"a\":{\"dtype\":\"F\\u0033\\u00322\",\"shape\":[2],\"data_offsets\":[0,8]}}".into(), "dtype 'F322'"),
             ("{\"a\\x\":1}".into(), "bad escape"),
             ("{\"a\\u12\":1}".into(), "bad \\u escape"),

@@ -523,12 +523,12 @@ fn rbf_loss<const SQ: bool>(
             e += m + s.ln();
         }
         loss += e;
-        for c in 0..k {
+        for (c, qc) in q.iter().enumerate() {
             let t = if c == y { 1.0 } else { 0.0 };
             ws.gz[c * l_n + lane] = if SQ {
                 scale * t as f32
             } else {
-                scale * (t - q[c]) as f32
+                scale * (t - qc) as f32
             };
         }
     }

@@ -260,7 +260,7 @@ impl PyNetwork {
             params: RwLock::new(Arc::new(params)),
             train: Mutex::new(TrainState {
                 opt: None,
-                rng: Rng::new(seed ^ 0x5EED_0F_5A4D_u64),
+                rng: Rng::new(seed ^ 0x005E_ED0F_5A4D_u64),
             }),
             pools: Mutex::new(PoolCache::default()),
         })
@@ -378,7 +378,7 @@ impl PyNetwork {
         let k = self.k();
         let mut out = train::try_alloc(n * k, "the probabilities")?;
         self.run_infer(py, &imgs, n_jobs, InferOut::Proba(&mut out))?;
-        Ok(PyArray1::from_vec(py, out).reshape([n, k])?)
+        PyArray1::from_vec(py, out).reshape([n, k])
     }
 
     /// Index of the most probable class, (n,) int64.
@@ -1029,8 +1029,7 @@ fn distort<'py>(
 /// The RBF prototypes: stylised 7x12 digit bitmaps, (10, 84) float32 of -1/+1.
 #[pyfunction]
 fn rbf_bitmaps(py: Python<'_>) -> PyResult<Bound<'_, PyArray2<f32>>> {
-    Ok(PyArray1::from_vec(py, crate::rbf::bitmaps())
-        .reshape([crate::rbf::N_BITMAPS, arch::F6_UNITS])?)
+    PyArray1::from_vec(py, crate::rbf::bitmaps()).reshape([crate::rbf::N_BITMAPS, arch::F6_UNITS])
 }
 
 /// Name of the instruction set the kernels run with ("avx2+fma", "scalar", ...).

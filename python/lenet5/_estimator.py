@@ -967,6 +967,59 @@ class LeNet5:
         x3 = check_images(x, "x", allow_single=True)
         return net.activations(x3)
 
+    def summary(self, n_classes: int | None = None) -> Any:
+        """The layers with their output shapes, trainable parameters and connections.
+
+        Works before ``fit`` (the network the hyperparameters describe, for ``n_classes``
+        classes, 10 by default) and after it (the fitted network). Counts follow the paper:
+        for the defaults and 10 classes, C1 has 156 parameters and 122,304 connections, S2
+        12 and 5,880, C3 1,516 and 151,600, S4 32 and 2,000, C5 48,120, F6 10,164 and the
+        output layer 850.
+
+        Parameters
+        ----------
+        n_classes : int, optional
+            Classes of the output layer of an unfitted model (10 when omitted). For a
+            fitted model it may be omitted, or must equal ``len(classes_)``.
+
+        Returns
+        -------
+        lenet5._summary.Summary
+            Printed as a text table, shown as an HTML table in Jupyter; ``summary["C3"]``
+            is a row (``params``, ``connections``, ``output_shape``), and
+            ``total_params`` / ``total_connections`` are the totals.
+
+        Examples
+        --------
+        >>> from lenet5 import LeNet5
+        >>> s = LeNet5().summary()
+        >>> s["C3"].params, s["C3"].connections, s.total_params
+        (1516, 151600, 60850)
+        >>> LeNet5(pooling="max").summary()["S2"].params
+        0
+        >>> print(LeNet5().summary())  # doctest: +ELLIPSIS
+        LeNet5 (not fitted, 10 classes)
+        Layer   Output shape  Params  Connections  Description
+        ...
+        C1      6 x 28 x 28      156      122,304  5x5 convolution, 6 maps, scaled tanh
+        ...
+        Total                 60,850      340,918
+        ...
+        """
+        from ._summary import model_summary
+
+        return model_summary(self, n_classes)
+
+    def _repr_html_(self) -> str:
+        """HTML for Jupyter: the ``repr`` and the :meth:`summary` table."""
+        import html
+
+        try:
+            table = self.summary()._repr_html_()
+        except ValueError as err:  # hyperparameters that describe no network
+            table = f"<p>{html.escape(str(err))}</p>"
+        return f"<div><pre>{html.escape(repr(self))}</pre>\n{table}</div>"
+
     # ------------------------------------------------------------------ weights
 
     def get_weights(self) -> dict[str, np.ndarray]:
@@ -1014,6 +1067,26 @@ class LeNet5:
         True
         """
         self._fitted_net().set_weights(weights)
+
+    def to_onnx(self, path: Any = None, *, image_size: int = 28) -> Any:
+        """Export the fitted network as an ONNX graph (needs ``pip install 'lenet5[onnx]'``).
+
+        The graph takes float32 pixels in [0, 1] of shape ``(N, 1, 28, 28)`` (or
+        ``(N, 1, 32, 32)`` with ``image_size=32``) and outputs ``probabilities``
+        ``(N, n_classes)`` as :meth:`predict_proba`. Writes ``path`` (atomically) if given
+        and returns the ``onnx.ModelProto``; see :mod:`lenet5._onnx` for the graph.
+
+        Examples
+        --------
+        >>> from lenet5 import LeNet5
+        >>> from lenet5.datasets import load_mnist
+        >>> (x, y), _ = load_mnist()
+        >>> model = LeNet5(epochs=1, random_state=0, verbose=0).fit(x[:300], y[:300])
+        >>> model.to_onnx("lenet5.onnx")  # doctest: +SKIP
+        """
+        from ._onnx import to_onnx
+
+        return to_onnx(self, path, image_size=image_size)
 
     # ------------------------------------------------------------------ pickling
 

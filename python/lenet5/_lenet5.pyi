@@ -1,7 +1,8 @@
 """Native core of lenet5 (Rust). Private: use :class:`lenet5.LeNet5` and :mod:`lenet5.datasets`.
 
-Images passed here are 3-D, ``(n, 28, 28)`` or ``(n, 32, 32)``, of dtype uint8, float32 or
-float64 in native byte order (any strides); the Python layer converts everything else.
+Images passed here are 3-D, ``(n, 28, 28)`` or ``(n, 32, 32)``, of dtype uint8 (0..255),
+float32 or float64 (in [0, 1]), in native byte order (any strides); the Python layer
+converts every other layout first.
 """
 
 from collections.abc import Callable
@@ -11,13 +12,27 @@ from typing import Any, final
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Dataset", "Network", "__version__", "_forward_backward", "_isa", "load_idx"]
+__all__ = [
+    "Dataset",
+    "Network",
+    "__version__",
+    "_forward_backward",
+    "_isa",
+    "distort",
+    "load_idx",
+    "rbf_bitmaps",
+]
 
 __version__: str
 
 @final
 class Network:
-    """The LeNet-5 network and its training state."""
+    """The LeNet-5 network and its training state.
+
+    ``output`` is ``"softmax"`` or ``"rbf"`` (the paper's Euclidean RBF units, at most 10
+    classes); ``loss`` is ``"ce"``, ``"map"`` or ``"mle"`` (None: ``"ce"`` for softmax,
+    ``"map"`` for rbf). The RBF prototypes are fixed unless ``rbf_trainable``.
+    """
 
     def __new__(
         cls,
@@ -29,25 +44,29 @@ class Network:
         output: str = "softmax",
         init: str = "lecun",
         seed: int = 0,
+        loss: str | None = None,
+        map_j: float = 0.1,
+        rbf_trainable: bool = False,
     ) -> Network: ...
     @property
     def n_classes(self) -> int:
         """Number of classes of the output layer."""
     @property
     def n_params(self) -> int:
-        """Number of trainable parameters."""
+        """Number of trainable parameters (fixed RBF prototypes excluded)."""
     def config(self) -> dict[str, Any]:
-        """The constructor's keyword values."""
+        """The constructor's keyword values (``loss`` resolved, ``map_j`` for MAP only)."""
     def get_weights(self) -> dict[str, NDArray[np.float32]]:
         """Copies of the weights (PyTorch ``state_dict`` names and layouts)."""
     def set_weights(self, weights: dict[str, Any]) -> None:
         """Replace all weights at once; nothing changes if any entry is wrong."""
     def predict_proba(self, x: NDArray[Any], n_jobs: int = 0) -> NDArray[np.float32]:
-        """Class probabilities, (n, n_classes)."""
+        """Class probabilities, (n, n_classes) (``softmax(-penalties)`` for RBF output)."""
     def predict(self, x: NDArray[Any], n_jobs: int = 0) -> NDArray[np.int64]:
         """Index of the most probable class, (n,)."""
     def activations(self, x: NDArray[Any]) -> dict[str, NDArray[np.float32]]:
-        """Every layer's outputs: "c1", "s2", "c3", "s4", "c5", "f6", "output" (logits)."""
+        """Every layer's outputs: "c1", "s2", "c3", "s4", "c5", "f6", "output" (logits, or
+        the RBF penalties)."""
     def reset_optimizer(
         self,
         optimizer: str = "sgd",
@@ -59,8 +78,10 @@ class Network:
         beta2: float = 0.999,
         epsilon: float = 1e-8,
         seed: int = 0,
+        mu: float = 0.02,
     ) -> None:
-        """Forget the optimizer state and seed the shuffling generator."""
+        """Forget the optimizer state ("sgd", "adam" or "sdlm") and seed the shuffling
+        generator."""
     def set_learning_rate(self, learning_rate: float) -> None:
         """Set the learning rate, keeping the optimizer state."""
     def train_epoch(
@@ -70,9 +91,17 @@ class Network:
         n_jobs: int = 0,
         callback: Callable[[int, float], object] | None = None,
         interval: float = 0.2,
+        augment: dict[str, float] | None = None,
     ) -> dict[str, Any]:
         """One shuffled pass over ``data`` without the GIL; returns loss, accuracy, samples,
-        batches. Raises KeyboardInterrupt on Ctrl-C and FloatingPointError on divergence."""
+        batches. ``augment`` distorts each image afresh (keys translate, scale, squeeze,
+        shear). Raises KeyboardInterrupt on Ctrl-C and FloatingPointError on divergence."""
+    def estimate_curvature(self, data: Dataset, n_samples: int = 500, n_jobs: int = 0) -> None:
+        """Estimate the SDLM curvature ``h_kk`` on a random sample of ``data``."""
+    def curvature(self) -> dict[str, NDArray[np.float32]] | None:
+        """The SDLM curvature estimates ``h_kk``, or None."""
+    def step_sizes(self) -> dict[str, NDArray[np.float32]] | None:
+        """The SDLM step sizes ``lr / (mu + h_kk)``, or None."""
 
 @final
 class Dataset:
@@ -87,13 +116,28 @@ class Dataset:
 def load_idx(path: str | PathLike[str]) -> NDArray[Any]:
     """Read an IDX file, gzipped or not."""
 
+def distort(
+    x: NDArray[Any],
+    seed: int = 0,
+    translate: float = 2.0,
+    scale: float = 0.1,
+    squeeze: float = 0.1,
+    shear: float = 0.2,
+) -> NDArray[np.float32]:
+    """Randomly distorted copies of images: float32 (n, 32, 32) in [0, 1]."""
+
+def rbf_bitmaps() -> NDArray[np.float32]:
+    """The RBF prototypes: 7x12 digit bitmaps, (10, 84) of -1/+1."""
+
 def _forward_backward(
     network: Network,
     x: NDArray[np.float32],
     y: NDArray[np.int64],
     lanes: int | None = None,
+    curvature: bool = False,
 ) -> dict[str, Any]:
-    """Test hook: activations, probabilities, loss and gradients of a batch."""
+    """Test hook: activations, probabilities, loss and gradients (or the diagonal
+    Gauss-Newton curvature) of a batch given in network units."""
 
 def _isa() -> str:
     """Instruction set the kernels run with."""

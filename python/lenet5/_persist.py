@@ -119,11 +119,22 @@ def _duplicates_refused(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text:.40} does not fit a float")
+    return value
+
+
 def _loads(text: str, key: str) -> Any:
-    """Strict JSON (no NaN/Infinity, no duplicate keys) of metadata entry ``key``."""
+    """Strict JSON (no NaN/Infinity, no overflowing numbers, no duplicate keys) of
+    metadata entry ``key``."""
     try:
         return json.loads(
-            text, parse_constant=_reject_constant, object_pairs_hook=_duplicates_refused
+            text,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_duplicates_refused,
         )
     except (ValueError, RecursionError) as err:
         raise ValueError(f"metadata entry {key!r} is not valid JSON ({err})") from None

@@ -1,14 +1,28 @@
-"""Data sets in the IDX format of MNIST: the embedded subset, MNIST folders, Fashion-MNIST.
+"""Data sets in the IDX format of MNIST: the embedded subset, MNIST folders, Fashion-MNIST,
+and the full MNIST downloaded on request.
 
 The IDX files are parsed by the native core (gzip or not, detected from the first bytes),
 which rejects malformed files with :class:`ValueError`.
+
+Downloads (``load_mnist(download=True)`` or :func:`download_mnist`) go to a cache folder,
+:func:`data_home` (the ``LENET5_DATA`` environment variable, else the user's cache
+folder), are checked against the published sha256 of each file before they are used,
+and are written atomically (a temporary file in the same folder, renamed once complete
+and verified), so an interrupted or corrupted download never leaves a file behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import http.client
 import os
-from collections.abc import Iterator
+import secrets
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Union
@@ -17,7 +31,16 @@ import numpy as np
 
 from . import _lenet5
 
-__all__ = ["FASHION_MNIST_CLASSES", "load_fashion_mnist", "load_idx", "load_mnist"]
+__all__ = [
+    "FASHION_MNIST_CLASSES",
+    "MNIST_MIRRORS",
+    "MNIST_SHA256",
+    "data_home",
+    "download_mnist",
+    "load_fashion_mnist",
+    "load_idx",
+    "load_mnist",
+]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -51,6 +74,43 @@ _STEMS = {
 }
 
 Split = tuple[np.ndarray, np.ndarray]
+
+#: Public mirrors of the full MNIST, tried in this order for each file: the copies kept
+#: for PyTorch's and TensorFlow's data set loaders, then the original site.
+MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "https://yann.lecun.com/exdb/mnist/",
+)
+
+#: Published sha256 of the four gzipped MNIST files (the same on every mirror).
+MNIST_SHA256 = {
+    "train-images-idx3-ubyte.gz": (
+        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"
+    ),
+    "train-labels-idx1-ubyte.gz": (
+        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"
+    ),
+    "t10k-images-idx3-ubyte.gz": (
+        "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"
+    ),
+    "t10k-labels-idx1-ubyte.gz": (
+        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"
+    ),
+}
+
+#: Sizes in bytes of the MNIST files (for the progress bar when a server sends none).
+MNIST_SIZES = {
+    "train-images-idx3-ubyte.gz": 9_912_422,
+    "train-labels-idx1-ubyte.gz": 28_881,
+    "t10k-images-idx3-ubyte.gz": 1_648_877,
+    "t10k-labels-idx1-ubyte.gz": 4_542,
+}
+
+#: A download larger than this is cut off and rejected (the largest MNIST file is 10 MB).
+MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024
+
+_CHUNK = 64 * 1024
 
 
 def load_idx(file: PathLike) -> np.ndarray:
@@ -124,7 +184,11 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, where: str) -> Split:
 
 
 def _load_folder(folder: Path) -> tuple[Split, Split]:
-    loaded = {key: load_idx(_find(folder, stem)) for key, stem in _STEMS.items()}
+    return _load_files({key: _find(folder, stem) for key, stem in _STEMS.items()}, folder)
+
+
+def _load_files(files: dict[tuple[str, str], Path], folder: Path) -> tuple[Split, Split]:
+    loaded = {key: load_idx(file) for key, file in files.items()}
     train = _check_pair(loaded["train", "images"], loaded["train", "labels"], f"{folder} (train)")
     test = _check_pair(loaded["test", "images"], loaded["test", "labels"], f"{folder} (t10k)")
     return train, test
@@ -146,8 +210,17 @@ def _embedded_folder() -> Iterator[Path]:
         yield Path(folder)
 
 
-def load_mnist(path: PathLike | None = None) -> tuple[Split, Split]:
-    """Load MNIST-style digits: the embedded subset, or a folder of IDX files.
+def load_mnist(
+    path: PathLike | None = None,
+    download: bool = False,
+    *,
+    mirrors: Sequence[str] | None = None,
+    sha256: Mapping[str, str] | None = None,
+    progress: bool = True,
+    timeout: float = 60.0,
+) -> tuple[Split, Split]:
+    """Load MNIST-style digits: the embedded subset, a folder of IDX files, or the full
+    MNIST (downloaded once into a cache folder).
 
     Parameters
     ----------
@@ -157,7 +230,21 @@ def load_mnist(path: PathLike | None = None) -> tuple[Split, Split]:
         ``t10k-labels-idx1-ubyte``, each optionally gzipped (``.gz``), for example the full
         MNIST. By default, the subset embedded in the package: 4,000 training digits (400
         per class) and 1,000 test digits (100 per class) from MNIST (Y. LeCun, C. Cortes,
-        C. J. C. Burges; CC BY-SA 3.0; see ``lenet5/data/mnist-5k/README.md``).
+        C. J. C. Burges; CC BY-SA 3.0; see ``lenet5/data/mnist-5k/README.md``). With
+        ``download=True``: the folder to download into (default ``data_home() / "mnist"``).
+    download : bool, default=False
+        Load the full MNIST (60,000 training and 10,000 test digits): the gzipped files
+        missing from the folder are fetched from ``mirrors``; every file, fetched or
+        already there, must have its published sha256 (see :func:`download_mnist`).
+    mirrors : sequence of str, optional
+        Base URLs (http or https) tried in order for each file; default ``MNIST_MIRRORS``.
+    sha256 : mapping, optional
+        File name -> expected sha256 (hex) of the four ``.gz`` files; default
+        ``MNIST_SHA256``, the published ones.
+    progress : bool, default=True
+        Show a progress bar (tqdm, on stderr) per downloaded file.
+    timeout : float, default=60.0
+        Seconds a connection may stay silent before the mirror counts as failed.
 
     Returns
     -------
@@ -167,9 +254,12 @@ def load_mnist(path: PathLike | None = None) -> tuple[Split, Split]:
     Raises
     ------
     FileNotFoundError
-        When the folder or one of its files is missing.
+        When the folder or one of its files is missing (without ``download``).
     ValueError
-        When a file is malformed or images and labels do not match.
+        When a file is malformed, images and labels do not match, or (``download``) a file
+        does not have the expected sha256.
+    OSError
+        When (``download``) no mirror could deliver a file.
 
     Examples
     --------
@@ -177,11 +267,247 @@ def load_mnist(path: PathLike | None = None) -> tuple[Split, Split]:
     >>> (x_train, y_train), (x_test, y_test) = load_mnist()
     >>> x_train.shape, x_test.shape, y_test.dtype
     ((4000, 28, 28), (1000, 28, 28), dtype('uint8'))
+    >>> (x_train, _), (x_test, _) = load_mnist(download=True)  # doctest: +SKIP
+    >>> x_train.shape, x_test.shape  # doctest: +SKIP
+    ((60000, 28, 28), (10000, 28, 28))
     """
+    if download:
+        folder = download_mnist(
+            path, mirrors=mirrors, sha256=sha256, progress=progress, timeout=timeout
+        )
+        files = {key: folder / (stem + ".gz") for key, stem in _STEMS.items()}
+        return _load_files(files, folder)
     if path is None:
         with _embedded_folder() as folder:
             return _load_folder(folder)
     return _load_folder(_checked_folder(path))
+
+
+def data_home() -> Path:
+    """The folder where downloaded data sets are kept.
+
+    ``LENET5_DATA`` if that environment variable is set (and not empty); otherwise
+    ``lenet5`` in the user's cache folder: ``$XDG_CACHE_HOME`` or ``~/.cache`` on Linux,
+    ``~/Library/Caches`` on macOS, ``%LOCALAPPDATA%`` on Windows. MNIST goes to its
+    ``mnist`` subfolder. The folder is not created here.
+
+    Examples
+    --------
+    >>> from lenet5.datasets import data_home
+    >>> data_home()  # doctest: +SKIP
+    PosixPath('/home/me/.cache/lenet5')
+    """
+    explicit = os.environ.get("LENET5_DATA")
+    if explicit:
+        return Path(explicit).expanduser()
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "lenet5" / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "lenet5"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "lenet5"
+    return Path.home() / ".cache" / "lenet5"
+
+
+def download_mnist(
+    path: PathLike | None = None,
+    *,
+    mirrors: Sequence[str] | None = None,
+    sha256: Mapping[str, str] | None = None,
+    progress: bool = True,
+    timeout: float = 60.0,
+) -> Path:
+    """Make sure a folder holds the four gzipped MNIST files, each with its sha256.
+
+    A file already in the folder is checked and kept (nothing is downloaded for it); a
+    file there with the wrong sha256 is an error (it is not overwritten: delete it to
+    download it again). A missing file is fetched from the first mirror that delivers it
+    with the expected sha256: it is streamed into a temporary file in the same folder
+    while hashing, flushed to disk, and renamed to its final name only when the whole
+    file has the right sha256, so the folder never holds a partial or corrupted file.
+
+    Parameters
+    ----------
+    path : str or path-like, optional
+        The folder (created if needed); default ``data_home() / "mnist"``.
+    mirrors, sha256, progress, timeout
+        As for :func:`load_mnist`.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder.
+
+    Raises
+    ------
+    ValueError
+        When a file in the folder, or every copy delivered, has the wrong sha256 (also
+        for bad ``mirrors`` or ``sha256`` arguments).
+    OSError
+        When no mirror could deliver a file, or the folder cannot be written.
+
+    Examples
+    --------
+    >>> from lenet5.datasets import download_mnist, load_mnist
+    >>> folder = download_mnist()  # doctest: +SKIP
+    >>> (x_train, y_train), _ = load_mnist(folder)  # doctest: +SKIP
+    """
+    bases = _check_mirrors(MNIST_MIRRORS if mirrors is None else mirrors)
+    digests = _check_digests(MNIST_SHA256 if sha256 is None else sha256)
+    if not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0):
+        raise ValueError(f"timeout must be a positive number of seconds; got {timeout!r}")
+    folder = data_home() / "mnist" if path is None else Path(os.fspath(path)).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"download folder {folder} is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, digest in digests.items():
+        target = folder / name
+        if target.is_file():
+            found = _sha256_of(target)
+            if found != digest:
+                raise ValueError(
+                    f"{target} has sha256 {found}, expected {digest}: it is not the published "
+                    "file; delete it to download it again"
+                )
+            continue
+        _fetch(name, digest, bases, target, progress=progress, timeout=float(timeout))
+    return folder
+
+
+def _check_mirrors(mirrors: Sequence[str]) -> list[str]:
+    if isinstance(mirrors, (str, bytes)):
+        mirrors = [mirrors]  # type: ignore[list-item]
+    bases = []
+    for base in mirrors:
+        if not isinstance(base, str):
+            raise ValueError(f"mirrors must be URLs (str); got {base!r}")
+        scheme = urllib.parse.urlsplit(base).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise ValueError(f"mirror {base!r} is not an http or https URL")
+        bases.append(base if base.endswith("/") else base + "/")
+    if not bases:
+        raise ValueError("mirrors must name at least one URL")
+    return bases
+
+
+def _check_digests(sha256: Mapping[str, str]) -> dict[str, str]:
+    names = [stem + ".gz" for stem in _STEMS.values()]
+    if not isinstance(sha256, Mapping) or sorted(sha256) != sorted(names):
+        raise ValueError(f"sha256 must map exactly the file names {', '.join(names)} to digests")
+    digests = {}
+    for name in names:
+        digest = sha256[name]
+        if not isinstance(digest, str) or len(digest) != 64:
+            raise ValueError(f"sha256 of {name} must be 64 hexadecimal digits; got {digest!r}")
+        try:
+            int(digest, 16)
+        except ValueError:
+            raise ValueError(
+                f"sha256 of {name} must be 64 hexadecimal digits; got {digest!r}"
+            ) from None
+        digests[name] = digest.lower()
+    return digests
+
+
+def _sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fetch(
+    name: str, digest: str, bases: list[str], target: Path, *, progress: bool, timeout: float
+) -> None:
+    """Download ``name`` from the first mirror that has it with ``digest`` into ``target``."""
+    failures: list[str] = []
+    corrupted = False
+    for base in bases:
+        url = base + name
+        try:
+            _download_verified(url, name, digest, target, progress=progress, timeout=timeout)
+            return
+        except _ChecksumMismatch as err:
+            corrupted = True
+            failures.append(f"{url}: {err}")
+        # URLError, HTTPError and timeouts are OSErrors; a cut connection may raise
+        # http.client.IncompleteRead; a malformed URL ValueError.
+        except (OSError, ValueError, http.client.HTTPException) as err:
+            failures.append(f"{url}: {' '.join(str(err).split()) or type(err).__name__}")
+    summary = "; ".join(failures)
+    if corrupted:
+        raise ValueError(f"no mirror delivered {name} with the published sha256 ({summary})")
+    raise OSError(f"could not download {name} from any mirror ({summary})")
+
+
+class _ChecksumMismatch(ValueError):
+    pass
+
+
+def _download_verified(
+    url: str, name: str, digest: str, target: Path, *, progress: bool, timeout: float
+) -> None:
+    from tqdm.auto import tqdm
+
+    agent = f"lenet5/{_lenet5.__version__}"
+    request = urllib.request.Request(url, headers={"User-Agent": agent})
+    temp = _create_temp(target)
+    try:
+        h = hashlib.sha256()
+        received = 0
+        with open(temp, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else MNIST_SIZES.get(name)
+            with tqdm(
+                total=total,
+                desc=name,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                disable=not progress,
+                leave=False,
+                file=sys.stderr,
+            ) as bar:
+                while True:
+                    chunk = response.read(_CHUNK)
+                    if not chunk:
+                        break
+                    received += len(chunk)
+                    if received > MAX_DOWNLOAD_BYTES:
+                        raise _ChecksumMismatch(
+                            f"more than {MAX_DOWNLOAD_BYTES} bytes: not the published file"
+                        )
+                    h.update(chunk)
+                    out.write(chunk)
+                    bar.update(len(chunk))
+            out.flush()
+            os.fsync(out.fileno())
+        found = h.hexdigest()
+        if found != digest:
+            raise _ChecksumMismatch(
+                f"the {received} bytes received have sha256 {found}, expected {digest}"
+            )
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def _create_temp(target: Path) -> Path:
+    """A new empty file beside ``target`` (hidden, unique name)."""
+    for _ in range(100):
+        temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return temp
+    raise FileExistsError(f"could not create a temporary file beside {target}")
 
 
 def load_fashion_mnist(path: PathLike | None = None) -> tuple[Split, Split]:

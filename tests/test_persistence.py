@@ -1,0 +1,564 @@
+"""Model files (save/load), pickle and deepcopy: round trips, atomic saves, refusals."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import weights_equal
+from lenet5 import LeNet5, NotFittedError, _lenet5
+from lenet5._persist import FORMAT_VERSION
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def _regression_module():
+    spec = importlib.util.spec_from_file_location(
+        "make_regression_files", DATA / "make_regression_files.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+REGRESSION = _regression_module()
+
+
+def same_history(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(
+        np.array_equal(np.asarray(a[k], float), np.asarray(b[k], float), equal_nan=True) for k in a
+    )
+
+
+def assert_same_model(a: LeNet5, b: LeNet5, x: np.ndarray) -> None:
+    assert type(a) is type(b)
+    assert np.array_equal(a.predict_proba(x), b.predict_proba(x))
+    assert weights_equal(a.get_weights(), b.get_weights())
+    assert a.classes_.dtype == b.classes_.dtype
+    np.testing.assert_array_equal(a.classes_, b.classes_)
+    assert a.n_iter_ == b.n_iter_
+    assert same_history(a.history_, b.history_)
+    assert a.best_epoch_ == b.best_epoch_
+    assert a.n_params_ == b.n_params_
+    assert a.get_params() == b.get_params()
+
+
+def read_raw(path: Path) -> tuple[dict, bytes]:
+    blob = path.read_bytes()
+    (n,) = struct.unpack("<Q", blob[:8])
+    return json.loads(blob[8 : 8 + n]), blob[8 + n :]
+
+
+def write_with_metadata(src: Path, dst: Path, **changes: str | None) -> Path:
+    """Copy a model file, changing metadata entries (None removes one)."""
+    weights, metadata = _lenet5.load_safetensors(str(src))
+    for key, value in changes.items():
+        if value is None:
+            metadata.pop(key, None)
+        else:
+            metadata[key] = value
+    _lenet5.save_safetensors(str(dst), weights, metadata)
+    return dst
+
+
+@pytest.fixture
+def saved(fitted_small, tmp_path):
+    path = tmp_path / "model.safetensors"
+    fitted_small.save(path)
+    return path
+
+
+# ------------------------------------------------------------------ round trips
+
+
+def test_save_load_round_trip_is_bit_identical(fitted_small, saved, mnist):
+    _, (x_test, _) = mnist
+    loaded = LeNet5.load(saved)
+    assert_same_model(fitted_small, loaded, x_test)
+    assert (loaded.predict(x_test) == fitted_small.predict(x_test)).all()
+    # str paths work as well as Path objects.
+    assert_same_model(fitted_small, LeNet5.load(str(saved)), x_test[:10])
+
+
+def test_file_layout_and_size(fitted_small, saved):
+    header, buffer = read_raw(saved)
+    metadata = header.pop("__metadata__")
+    weights = fitted_small.get_weights()
+    assert list(header) == list(weights)  # get_weights order, contiguous
+    at = 0
+    for name, entry in header.items():
+        assert entry["dtype"] == "F32"
+        assert tuple(entry["shape"]) == weights[name].shape
+        assert entry["data_offsets"][0] == at
+        at = entry["data_offsets"][1]
+    assert at == len(buffer)
+    assert metadata["format"] == "lenet5"
+    assert metadata["format_version"] == str(FORMAT_VERSION)
+    assert metadata["library_version"] == _lenet5.__version__
+    assert json.loads(metadata["hyperparameters"]) == fitted_small.get_params()
+    assert json.loads(metadata["classes"]) == {"dtype": "|u1", "values": list(range(10))}
+    assert metadata["n_iter"] == "3"
+    assert json.loads(metadata["architecture"])["n_classes"] == 10
+    # 61,750 float32 values (60,850 parameters and C3's 900 zeros outside Table I)
+    # plus a header of about 2 KB.
+    size = saved.stat().st_size
+    assert 247_000 < size < 247_000 + 4096
+    assert (8 + struct.unpack("<Q", saved.read_bytes()[:8])[0]) % 8 == 0
+
+
+def test_loaded_model_continues_training(fitted_small, saved, mnist):
+    (x, y), (x_test, _) = mnist
+    loaded = LeNet5.load(saved)
+    unpickled = pickle.loads(pickle.dumps(fitted_small))
+    # Both start a fresh optimizer from the same random_state: identical results.
+    loaded.partial_fit(x[:300], y[:300])
+    unpickled.partial_fit(x[:300], y[:300])
+    assert loaded.n_iter_ == 4
+    assert len(loaded.history_["loss"]) == 4
+    assert weights_equal(loaded.get_weights(), unpickled.get_weights())
+    assert not weights_equal(loaded.get_weights(), fitted_small.get_weights())
+    # warm_start continues from the loaded weights.
+    warm = LeNet5.load(saved).set_params(warm_start=True, epochs=1)
+    warm.fit(x[:300], y[:300])
+    assert warm.n_iter_ == 4
+    assert warm.score(x_test, mnist[1][1]) > 0.5
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        pytest.param(lambda y: y.astype(np.int64) - 3, id="int64-negative"),
+        pytest.param(lambda y: y.astype(np.uint16) * 1000, id="uint16"),
+        pytest.param(lambda y: y.astype(np.float64) + 0.0, id="float64"),
+        pytest.param(lambda y: y % 2 == 0, id="bool"),
+        pytest.param(lambda y: np.array(["zero", "one", "two"])[y % 3], id="str"),
+        pytest.param(lambda y: np.array(["é", "ß😀", "x"])[y % 3], id="unicode"),
+        pytest.param(lambda y: np.array([b"a", b"bb", b"\xff"])[y % 3], id="bytes"),
+        pytest.param(lambda y: np.array(["cat", "dog"], dtype=object)[y % 2], id="object-str"),
+        pytest.param(lambda y: np.array([7, 2**40], dtype=object)[y % 2], id="object-int"),
+    ],
+)
+def test_class_labels_round_trip(labels, make_model, mnist, tmp_path):
+    (x, y), (x_test, _) = mnist
+    model = make_model(epochs=1).fit(x[:200], labels(y[:200]))
+    path = tmp_path / "m.safetensors"
+    model.save(path)
+    loaded = LeNet5.load(path)
+    assert loaded.classes_.dtype == model.classes_.dtype
+    assert loaded.classes_.tolist() == model.classes_.tolist()
+    assert [type(v) for v in loaded.classes_.tolist()] == [
+        type(v) for v in model.classes_.tolist()
+    ]
+    predicted = loaded.predict(x_test[:50])
+    assert predicted.dtype == model.predict(x_test[:50]).dtype
+    assert (predicted == model.predict(x_test[:50])).all()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"pooling": "avg", "activation": "relu"},
+        {"pooling": "max", "c3": "full"},
+        {"early_stopping": True, "patience": 1, "epochs": 2},
+    ],
+)
+def test_architectures_round_trip(params, make_model, mnist, tmp_path):
+    (x, y), (x_test, _) = mnist
+    model = make_model(**params).fit(x[:300], y[:300])
+    path = tmp_path / "m.safetensors"
+    model.save(path)
+    assert_same_model(model, LeNet5.load(path), x_test[:100])
+
+
+def test_subclass_loads_as_itself(fitted_small, saved, mnist):
+    class Mine(LeNet5):
+        pass
+
+    loaded = Mine.load(saved)
+    assert type(loaded) is Mine
+    assert np.array_equal(
+        loaded.predict_proba(mnist[1][0][:20]), fitted_small.predict_proba(mnist[1][0][:20])
+    )
+
+
+def test_file_readable_by_safetensors_package(fitted_small, saved):
+    st_numpy = pytest.importorskip("safetensors.numpy")
+    safetensors = pytest.importorskip("safetensors")
+    tensors = st_numpy.load_file(str(saved))
+    weights = fitted_small.get_weights()
+    assert weights_equal(dict(tensors), weights)
+    assert all(t.dtype == np.float32 for t in tensors.values())
+    with safetensors.safe_open(str(saved), framework="np") as f:
+        assert f.metadata()["format"] == "lenet5"
+        assert sorted(f.keys()) == sorted(weights)
+
+
+def test_file_written_by_safetensors_package_loads(fitted_small, saved, tmp_path, mnist):
+    st_numpy = pytest.importorskip("safetensors.numpy")
+    _, metadata = _lenet5.load_safetensors(str(saved))
+    other = tmp_path / "other.safetensors"
+    st_numpy.save_file(fitted_small.get_weights(), str(other), metadata=metadata)
+    assert_same_model(fitted_small, LeNet5.load(other), mnist[1][0][:50])
+
+
+def test_golden_model_file_of_format_version_1(mnist):
+    """A file written by the first format version must load in every later version."""
+    _, (x_test, _) = mnist
+    model = LeNet5.load(DATA / "model_v1.safetensors")
+    assert model.n_iter_ == 1
+    assert model.classes_.tolist() == list(range(10))
+    expected = np.load(DATA / "model_v1_proba.npy")
+    np.testing.assert_allclose(model.predict_proba(x_test[:32]), expected, atol=1e-5)
+
+
+# ------------------------------------------------------------------ pickle / deepcopy
+
+
+def schedule(epoch: int, lr: float) -> float:
+    return lr / (1 + epoch)
+
+
+def test_pickle_round_trip(fitted_small, mnist):
+    _, (x_test, _) = mnist
+    for protocol in (2, pickle.HIGHEST_PROTOCOL):
+        blob = pickle.dumps(fitted_small, protocol=protocol)
+        assert_same_model(fitted_small, pickle.loads(blob), x_test)
+
+
+def test_pickle_state_is_plain(fitted_small):
+    state = fitted_small.__getstate__()
+    allowed = (type(None), bool, int, float, str, list, dict, tuple, np.ndarray)
+
+    def walk(value):
+        assert isinstance(value, allowed), type(value)
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v)
+
+    walk(state)
+    assert "_net" not in state
+
+
+def test_deepcopy_is_independent(fitted_small, mnist):
+    (x, y), (x_test, _) = mnist
+    twin = copy.deepcopy(fitted_small)
+    assert_same_model(fitted_small, twin, x_test)
+    before = fitted_small.get_weights()
+    twin.partial_fit(x[:200], y[:200])
+    assert weights_equal(fitted_small.get_weights(), before)
+    assert twin.n_iter_ == fitted_small.n_iter_ + 1
+
+
+def test_pickle_keeps_callable_hyperparameters(make_model, mnist):
+    (x, y), _ = mnist
+    model = make_model(lr_schedule=schedule).fit(x[:200], y[:200])
+    again = pickle.loads(pickle.dumps(model))
+    assert again.lr_schedule is schedule
+    assert copy.deepcopy(model).lr_schedule is schedule
+
+
+def test_pickle_unfitted(make_model):
+    model = make_model(epochs=7)
+    again = pickle.loads(pickle.dumps(model))
+    assert again.get_params() == model.get_params()
+    assert not hasattr(again, "classes_")
+    with pytest.raises(NotFittedError):
+        again.predict(np.zeros((1, 28, 28), np.uint8))
+
+
+def test_setstate_validates(fitted_small):
+    state = fitted_small.__getstate__()
+    model = LeNet5()
+    bad_weights = copy.deepcopy(state)
+    bad_weights["fitted"]["weights"]["c1.weight"] = np.zeros((6, 1, 5, 4), np.float32)
+    with pytest.raises(ValueError, match=r"c1\.weight must have shape"):
+        model.__setstate__(bad_weights)
+    nan = copy.deepcopy(state)
+    nan["fitted"]["weights"]["f6.bias"][3] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        model.__setstate__(nan)
+    classes = copy.deepcopy(state)
+    classes["fitted"]["classes"] = np.arange(9)
+    with pytest.raises(ValueError, match="9 classes but the network has 10"):
+        model.__setstate__(classes)
+    newer = dict(state, lenet5_state=99)
+    with pytest.raises(ValueError, match="newer"):
+        model.__setstate__(newer)
+    with pytest.raises(ValueError, match="not a LeNet5 state"):
+        model.__setstate__({"_weights": {}})
+    # Nothing changed on failure.
+    assert "_net" not in model.__dict__
+
+
+# ------------------------------------------------------------------ refusals
+
+
+def test_unfitted_model_cannot_be_saved(make_model, tmp_path):
+    with pytest.raises(NotFittedError):
+        make_model().save(tmp_path / "m.safetensors")
+    assert not list(tmp_path.iterdir())
+
+
+def test_non_json_hyperparameters_are_dropped_with_a_warning(make_model, mnist, tmp_path):
+    (x, y), (x_test, _) = mnist
+    model = make_model(lr_schedule=schedule, callbacks=[lambda e, logs: None]).fit(
+        x[:200], y[:200]
+    )
+    model.set_params(random_state=np.random.RandomState(0))
+    path = tmp_path / "m.safetensors"
+    with pytest.warns(UserWarning, match="lr_schedule, callbacks, random_state"):
+        model.save(path)
+    loaded = LeNet5.load(path)
+    assert loaded.lr_schedule == "constant"
+    assert loaded.callbacks is None
+    assert loaded.random_state is None
+    assert np.array_equal(loaded.predict_proba(x_test[:20]), model.predict_proba(x_test[:20]))
+
+
+def test_invalid_hyperparameters_are_not_saved(fitted, tmp_path):
+    fitted.set_params(epochs=0)
+    path = tmp_path / "m.safetensors"
+    with pytest.raises(ValueError, match="epochs"):
+        fitted.save(path)
+    assert not path.exists()
+
+
+def test_newer_format_version_is_refused(saved, tmp_path):
+    newer = write_with_metadata(saved, tmp_path / "v2.safetensors", format_version="2")
+    with pytest.raises(ValueError, match="format_version 2, newer than this lenet5"):
+        LeNet5.load(newer)
+    for bad in ("0", "1.0", "", "01", "one", "99999999999999999999"):
+        path = write_with_metadata(saved, tmp_path / "bad.safetensors", format_version=bad)
+        with pytest.raises(ValueError, match="format_version"):
+            LeNet5.load(path)
+
+
+def test_not_a_lenet5_file(saved, tmp_path, fitted_small):
+    bare = tmp_path / "bare.safetensors"
+    _lenet5.save_safetensors(str(bare), fitted_small.get_weights(), {})
+    with pytest.raises(ValueError, match="no 'format' entry"):
+        LeNet5.load(bare)
+    other = write_with_metadata(saved, tmp_path / "o.safetensors", format="pt")
+    with pytest.raises(ValueError, match="its format is 'pt'"):
+        LeNet5.load(other)
+    for key in ("architecture", "hyperparameters", "classes", "n_iter"):
+        path = write_with_metadata(saved, tmp_path / f"no-{key}.safetensors", **{key: None})
+        with pytest.raises(ValueError, match=f"lacks {key}"):
+            LeNet5.load(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"c9.weight": "c1.weight"}, "set_weights needs exactly the keys"),
+        ({"extra": None}, "unexpected"),
+        ({"c1.bias": "drop"}, "missing"),
+        ({"f6.weight": "shape"}, r"f6\.weight must have shape \[84, 120\]"),
+        ({"output.weight": "shape"}, "output.weight must have shape"),
+    ],
+)
+def test_wrong_tensor_names_and_shapes_are_refused(change, message, saved, tmp_path):
+    weights, metadata = _lenet5.load_safetensors(str(saved))
+    for name, what in change.items():
+        if what is None:
+            weights[name] = np.zeros(3, np.float32)
+        elif what == "drop":
+            del weights[name]
+        elif what == "shape":
+            weights[name] = np.zeros(weights[name].shape[0] - 1, np.float32)
+        else:
+            weights[name] = weights.pop(what)
+    path = tmp_path / "bad.safetensors"
+    _lenet5.save_safetensors(str(path), weights, metadata)
+    with pytest.raises(ValueError, match=message):
+        LeNet5.load(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("bad_header_length_huge", "header length field says 18446744073709551615 bytes"),
+        ("bad_header_length_past_end", "header length field says"),
+        ("bad_truncated", "outside the data buffer"),
+        ("bad_empty", "too short"),
+        ("bad_duplicate_tensor", "the header has the key 'c1.bias' twice"),
+        ("bad_duplicate_metadata_key", "__metadata__ has the key 'format' twice"),
+        ("bad_overlapping_offsets", "overlap"),
+        ("bad_huge_shape", "too many elements"),
+        ("bad_huge_offsets", "outside the data buffer"),
+        ("bad_number_too_big", "too large"),
+        ("bad_dtype_f64", "dtype 'F64'"),
+        ("bad_nan_weight", r"tensor 'c1\.weight' has a non-finite value \(NaN\) at element 1"),
+        ("bad_header_utf8", "not valid UTF-8"),
+        ("bad_tensor_name", "set_weights needs exactly the keys"),
+        ("bad_not_lenet5", "not a lenet5 model file"),
+        ("bad_format_version_2", "newer"),
+        ("bad_classes_count", "3 classes but the network has 10"),
+        ("bad_hyperparameter", "epochs"),
+        ("bad_metadata_json", "not valid JSON"),
+        ("bad_architecture", "pooling must be one of"),
+    ],
+)
+def test_hostile_files_are_refused_with_value_error(name, message, tmp_path):
+    good = (DATA / "model_v1.safetensors").read_bytes()
+    path = tmp_path / f"{name}.safetensors"
+    path.write_bytes(REGRESSION.bad_files(good)[name])
+    with pytest.raises(ValueError, match=message) as info:
+        LeNet5.load(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("classes", '{"dtype":"<i8","values":[3,1,2,4,5,6,7,8,9,10]}', "sorted"),
+        ("classes", '{"dtype":"<i8","values":[1,1,2,3,4,5,6,7,8,9]}', "each label once"),
+        ("classes", '{"dtype":"O","values":[0,1,2,3,4,5,6,7,8,9]}', "unsupported dtype"),
+        ("classes", '{"dtype":"<U1","values":["a","bb","c","d","e","f","g","h","i","j"]}', "fit"),
+        ("classes", '{"dtype":"|u1","values":[0,1,2,3,4,5,6,7,8,256]}', "fit"),
+        ("classes", '{"dtype":"<i8","values":[0,1,2,3,4,5,6,7,8,true]}', "fit"),
+        ("classes", '{"dtype":"<i8"}', "classes must be"),
+        ("classes", "[0,1]", "classes must be"),
+        ("hyperparameters", '{"epochs": 1, "epochs": 2}', "appears twice"),
+        ("hyperparameters", "[1]", "must be a JSON object"),
+        ("hyperparameters", '{"learning_rate": "fast"}', "learning_rate"),
+        ("hyperparameters", '{"learning_rate": 1e999}', "does not fit a float"),
+        ("history", '{"loss": [1, 2], "epoch": [1]}', "different lengths"),
+        ("history", '{"loss": ["x"]}', "numbers only"),
+        ("best_epoch", "0", "best_epoch"),
+        ("n_iter", "-1", "n_iter"),
+        ("n_iter", "1e3", "n_iter"),
+        ("architecture", '{"n_classes": 9}', "9 classes|10 outputs|output"),
+        ("architecture", '{"n_classes": 10, "colour": "red"}', "not supported"),
+        ("architecture", '{"n_classes": 10, "pooling": ["sub"]}', "plain value"),
+        ("architecture", '{"pooling": "sub"}', "n_classes"),
+        ("architecture", "[" * 100_000, "not valid JSON"),
+    ],
+)
+def test_bad_metadata_is_refused(key, value, message, saved, tmp_path):
+    path = write_with_metadata(saved, tmp_path / "bad.safetensors", **{key: value})
+    with pytest.raises(ValueError, match=message):
+        LeNet5.load(path)
+
+
+def test_unknown_hyperparameters_are_ignored_with_a_warning(saved, tmp_path, fitted_small):
+    params = dict(fitted_small.get_params(), colour="red")
+    path = write_with_metadata(
+        saved, tmp_path / "m.safetensors", hyperparameters=json.dumps(params)
+    )
+    with pytest.warns(UserWarning, match="colour"):
+        loaded = LeNet5.load(path)
+    assert loaded.get_params() == fitted_small.get_params()
+
+
+def test_load_errors_for_paths(tmp_path):
+    with pytest.raises(OSError, match="cannot read model file"):
+        LeNet5.load(tmp_path / "missing.safetensors")
+    with pytest.raises(OSError, match="not a regular file"):
+        LeNet5.load(tmp_path)
+    with pytest.raises(TypeError):
+        LeNet5.load(42)
+
+
+# ------------------------------------------------------------------ atomic saves
+
+
+def test_failed_save_keeps_the_previous_file(fitted_small, saved, tmp_path, mnist):
+    before = saved.read_bytes()
+    with pytest.raises(OSError, match="cannot save model file"):
+        fitted_small.save(tmp_path / "no" / "such" / "folder" / "m.safetensors")
+    # A folder in the way of the rename: the temporary file is removed.
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "x").write_bytes(b"x")
+    with pytest.raises(OSError, match="cannot save model file"):
+        fitted_small.save(tmp_path / "taken")
+    assert saved.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors", "taken"]
+
+
+def test_save_replaces_an_existing_file(fitted_small, make_model, saved, mnist):
+    (x, y), (x_test, _) = mnist
+    other = make_model(epochs=1, random_state=5).fit(x[:200], y[:200])
+    other.save(saved)
+    assert_same_model(other, LeNet5.load(saved), x_test[:20])
+    assert [p.name for p in saved.parent.iterdir()] == [saved.name]
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from lenet5 import LeNet5
+
+    a, b, target = sys.argv[1:4]
+    models = [LeNet5.load(a), LeNet5.load(b)]
+    print("ready", flush=True)
+    i = 0
+    while True:
+        models[i % 2].save(target)
+        i += 1
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_save_killed_midway_leaves_the_previous_file(make_model, mnist, tmp_path):
+    """A child saves two big models in turn, over and over, and is killed with SIGKILL at
+    random moments: the file always holds one whole model, never a mix."""
+    (x, y), (x_test, _) = mnist
+    # 40,000 classes: a 13 MB file, so a kill often lands inside a write.
+    classes = np.arange(40_000)
+    a = make_model().partial_fit(x[:8], y[:8], classes=classes)
+    b = copy.deepcopy(a)
+    weights = b.get_weights()
+    weights["output.bias"] = weights["output.bias"] + 1.0
+    b.set_weights(weights)
+    paths = [tmp_path / "a.safetensors", tmp_path / "b.safetensors"]
+    a.save(paths[0])
+    b.save(paths[1])
+    expected = [m.get_weights()["output.bias"] for m in (a, b)]
+    target = tmp_path / "target.safetensors"
+    a.save(target)
+    rng = np.random.default_rng(0)
+    caught_mid_write = 0
+    for trial in range(12):
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(paths[0]), str(paths[1]), str(target)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout.readline().strip() == "ready"
+            time.sleep(0.05 + rng.uniform(0, 0.4))
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=30)
+            child.stdout.close()
+        leftovers = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+        if leftovers:
+            caught_mid_write += 1
+            for p in leftovers:
+                p.unlink()
+        loaded = LeNet5.load(target)  # never a torn file
+        bias = loaded.get_weights()["output.bias"]
+        assert any(np.array_equal(bias, e) for e in expected), trial
+        if caught_mid_write >= 3:
+            break
+    # The kills did land inside writes (the temporary file was left behind).
+    assert caught_mid_write >= 1
+    assert LeNet5.load(target).predict_proba(x_test[:5]).shape == (5, 40_000)
+    assert os.path.getsize(target) > 13_000_000
