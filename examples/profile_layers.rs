@@ -1,12 +1,21 @@
-//! Times each stage of one training chunk (forward, loss, backward) on random
-//! data: `cargo run --release --no-default-features --example profile_layers`.
+//! Times one training chunk (forward, loss, backward) and each of its stages
+//! on random data, single-threaded, and prints the split with the multiply-adds
+//! of each stage:
+//! `cargo run --release --no-default-features --example profile_layers [1|wide]`.
 
 use std::time::Instant;
 
 use _lenet5::arch::{ArchConfig, Init};
-use _lenet5::net::{wide_lanes, TrainChunk, Workspace};
+use _lenet5::net::{wide_lanes, Forward, TrainChunk, Workspace};
+use _lenet5::profile;
 use _lenet5::rng::Rng;
 use _lenet5::simd::{dispatch, isa};
+
+/// Multiply-adds per image of each timed stage (default network, Table I).
+const MACS: [f64; 18] = [
+    117_600.0, 0.0, 0.0, 150_000.0, 0.0, 0.0, 48_000.0, 10_080.0, 840.0, 0.0, 1_680.0, 20_160.0,
+    96_000.0, 0.0, 150_000.0, 150_000.0, 0.0, 117_600.0,
+];
 
 fn main() {
     let lay = ArchConfig::default().layout();
@@ -14,8 +23,8 @@ fn main() {
     let p = lay.init_params(Init::LeCun, &mut rng);
     let which: Vec<usize> = match std::env::args().nth(1).as_deref() {
         Some("1") => vec![1],
-        Some("8") => vec![wide_lanes()],
-        _ => vec![wide_lanes(), 1],
+        Some(_) => vec![wide_lanes()],
+        None => vec![wide_lanes(), 1],
     };
     for lanes in which {
         let mut ws = Workspace::new(lanes, 10);
@@ -23,9 +32,10 @@ fn main() {
             *v = rng.uniform(-0.1, 1.175);
         }
         let labels: Vec<u32> = (0..lanes as u32).map(|i| i % 10).collect();
-        let mut grad = vec![0.0f32; lay.n_params()];
-        let reps = if lanes == 1 { 4000 } else { 1000 };
-        let mut best = f64::MAX;
+        let mut grad = vec![0.0f32; lay.n_params_total()];
+        let reps = 8000 / lanes;
+        let mut train = f64::MAX;
+        let mut fwd = f64::MAX;
         for _ in 0..5 {
             let t = Instant::now();
             for _ in 0..reps {
@@ -38,23 +48,62 @@ fn main() {
                     grad: &mut grad,
                 });
             }
-            best = best.min(t.elapsed().as_secs_f64() / (reps * lanes) as f64);
-        }
-        let mut fbest = f64::MAX;
-        for _ in 0..5 {
+            train = train.min(t.elapsed().as_secs_f64() / (reps * lanes) as f64);
             let t = Instant::now();
             for _ in 0..reps {
-                _lenet5::net::forward(&lay, &p, &mut ws);
+                dispatch(Forward {
+                    lay: &lay,
+                    p: &p,
+                    ws: &mut ws,
+                });
             }
-            fbest = fbest.min(t.elapsed().as_secs_f64() / (reps * lanes) as f64);
+            fwd = fwd.min(t.elapsed().as_secs_f64() / (reps * lanes) as f64);
         }
         println!(
-            "isa {} lanes {lanes}: train {:.1} us/img ({:.0} img/s), forward {:.1} us/img ({:.0} img/s)",
+            "isa {}, {lanes} image(s) per chunk, 1 thread: train {:.2} us/img ({:.0} img/s, {:.1} GFLOP/s), forward {:.2} us/img ({:.0} img/s)",
             isa().name(),
-            best * 1e6,
-            1.0 / best,
-            fbest * 1e6,
-            1.0 / fbest
+            train * 1e6,
+            1.0 / train,
+            2.0 * MACS.iter().sum::<f64>() / train / 1e9,
+            fwd * 1e6,
+            1.0 / fwd
         );
+        if lanes == 1 {
+            continue;
+        }
+        profile::enable(true);
+        profile::take();
+        for _ in 0..reps {
+            dispatch(TrainChunk {
+                lay: &lay,
+                p: &p,
+                ws: &mut ws,
+                labels: &labels,
+                scale: 1.0 / 64.0,
+                grad: &mut grad,
+            });
+        }
+        profile::enable(false);
+        let times = profile::take();
+        let total: f64 = times.iter().sum();
+        println!(
+            "{:<16} {:>9} {:>7} {:>10} {:>9}",
+            "stage", "us/img", "share", "MAC/img", "GFLOP/s"
+        );
+        for (i, name) in profile::STAGES.iter().enumerate() {
+            let per = times[i] / (reps * lanes) as f64;
+            let gf = if MACS[i] > 0.0 {
+                format!("{:.1}", 2.0 * MACS[i] / per / 1e9)
+            } else {
+                "-".into()
+            };
+            println!(
+                "{name:<16} {:>9.3} {:>6.1}% {:>10.0} {:>9}",
+                per * 1e6,
+                100.0 * times[i] / total,
+                MACS[i],
+                gf
+            );
+        }
     }
 }

@@ -27,6 +27,7 @@ pub mod io;
 pub mod kernels;
 pub mod net;
 pub mod optim;
+pub mod profile;
 pub mod rbf;
 pub mod rng;
 pub mod simd;

@@ -7,6 +7,7 @@
 
 use crate::arch::*;
 use crate::kernels::*;
+use crate::profile;
 use crate::simd::{dispatch, Math, SimdTask};
 use crate::wide;
 
@@ -88,15 +89,19 @@ const C1_IN: [usize; C1_MAPS] = [0; C1_MAPS];
 /// Forward pass of a chunk of eight; `ws.x` must hold the inputs.
 #[inline(always)]
 fn forward_w<S: Math>(s: S, lay: &Layout, p: &[f32], ws: &mut Workspace) {
+    profile::start();
     let cfg = &lay.cfg;
     let act = cfg.activation;
     let c1w = &p[lay.c1_w..lay.c1_b];
     let c1b = &p[lay.c1_b..lay.c1_b + C1_MAPS];
     wide::conv_forward_w::<S, IN, C1_SIDE, 7>(s, &ws.x, &mut ws.a1, c1w, c1b, &C1_START, &C1_IN);
+    profile::lap(0);
     wide::activate(s, act, &mut ws.a1);
+    profile::lap(1);
     let (s2w, s2b) = (&p[lay.s2_w..lay.s2_b], &p[lay.s2_b..lay.c3_w]);
     let n2 = C1_MAPS * S2_SIDE * S2_SIDE * S::W;
     wide::pool_forward_w::<S, S2_SIDE>(s, &ws.a1, &mut ws.a2[..n2], cfg.pooling, s2w, s2b, act);
+    profile::lap(2);
     let c3w = &p[lay.c3_w..lay.c3_b];
     let c3b = &p[lay.c3_b..lay.c3_b + C3_MAPS];
     wide::conv_forward_w::<S, S2_SIDE, C3_SIDE, 10>(
@@ -108,7 +113,9 @@ fn forward_w<S: Math>(s: S, lay: &Layout, p: &[f32], ws: &mut Workspace) {
         &lay.conn_start,
         &lay.conn_in,
     );
+    profile::lap(3);
     wide::activate(s, act, &mut ws.a3);
+    profile::lap(4);
     let (s4w, s4b) = (&p[lay.s4_w..lay.s4_b], &p[lay.s4_b..lay.c5_w]);
     wide::pool_forward_w::<S, S4_SIDE>(
         s,
@@ -119,11 +126,15 @@ fn forward_w<S: Math>(s: S, lay: &Layout, p: &[f32], ws: &mut Workspace) {
         s4b,
         act,
     );
+    profile::lap(5);
     let (c5w, c5b) = (&p[lay.c5_w..lay.c5_b], &p[lay.c5_b..lay.f6_w]);
     wide::dense_forward_w::<S, C5_IN>(s, &ws.a4, &mut ws.a5, c5w, c5b, Some(act));
+    profile::lap(6);
     let (f6w, f6b) = (&p[lay.f6_w..lay.f6_b], &p[lay.f6_b..lay.out_w]);
     wide::dense_forward_w::<S, C5_UNITS>(s, &ws.a5, &mut ws.a6, f6w, f6b, Some(act));
+    profile::lap(7);
     output_forward(s, lay, p, ws);
+    profile::lap(8);
 }
 
 /// Forward pass of one image; `ws.x` must hold the input.
@@ -256,6 +267,7 @@ fn backward_w<S: Math, const SQ: bool>(
         rbf_output_backward::<S, SQ>(s, lay, wv, ws, grad);
     }
     let w = ws;
+    profile::lap(10);
     if !lay.is_rbf() {
         let (gw, rest) = grad[lay.out_w..].split_at_mut(k * F6_UNITS);
         wide::dense_backward_w::<S, F6_UNITS, SQ>(
@@ -270,6 +282,7 @@ fn backward_w<S: Math, const SQ: bool>(
         );
     }
     {
+        profile::lap(10);
         let (gw, rest) = grad[lay.f6_w..].split_at_mut(F6_UNITS * C5_UNITS);
         wide::dense_backward_w::<S, C5_UNITS, SQ>(
             s,
@@ -283,6 +296,7 @@ fn backward_w<S: Math, const SQ: bool>(
         );
     }
     {
+        profile::lap(11);
         let (gw, rest) = grad[lay.c5_w..].split_at_mut(C5_UNITS * C5_IN);
         wide::dense_backward_w::<S, C5_IN, SQ>(
             s,
@@ -296,6 +310,7 @@ fn backward_w<S: Math, const SQ: bool>(
         );
     }
     {
+        profile::lap(12);
         let (gs4, gb4) = grad[lay.s4_w..lay.c5_w].split_at_mut(lay.s4_b - lay.s4_w);
         let n3 = C3_MAPS * C3_SIDE * C3_SIDE * S::W;
         wide::pool_backward_w::<S, S4_SIDE, SQ>(
@@ -312,6 +327,7 @@ fn backward_w<S: Math, const SQ: bool>(
         );
     }
     {
+        profile::lap(13);
         let (gw, gb) = grad[lay.c3_w..lay.s4_w].split_at_mut(lay.c3_b - lay.c3_w);
         wide::conv_grad_w_w::<S, S2_SIDE, C3_SIDE, SQ>(
             s,
@@ -322,6 +338,7 @@ fn backward_w<S: Math, const SQ: bool>(
             &lay.conn_start,
             &lay.conn_in,
         );
+        profile::lap(14);
         wide::conv_grad_x_w::<S, S2_SIDE, C3_SIDE>(
             s,
             &w.g3,
@@ -332,6 +349,7 @@ fn backward_w<S: Math, const SQ: bool>(
         );
     }
     {
+        profile::lap(15);
         let (gs2, gb2) = grad[lay.s2_w..lay.c3_w].split_at_mut(lay.s2_b - lay.s2_w);
         let n1 = C1_MAPS * C1_SIDE * C1_SIDE * S::W;
         let n2 = C1_MAPS * S2_SIDE * S2_SIDE * S::W;
@@ -349,9 +367,11 @@ fn backward_w<S: Math, const SQ: bool>(
         );
     }
     {
+        profile::lap(16);
         let (gw, gb) = grad[lay.c1_w..lay.s2_w].split_at_mut(lay.c1_b - lay.c1_w);
         wide::conv_grad_w_w::<S, IN, C1_SIDE, SQ>(s, &w.x, &w.g1, gw, gb, &C1_START, &C1_IN);
     }
+    profile::lap(17);
 }
 
 /// Backward pass of a chunk (generic lanes; used for single images) after the forward pass: `ws.gz` must hold the gradient
@@ -651,6 +671,7 @@ impl SimdTask for TrainChunk<'_> {
         } = self;
         forward_any(m, lay, p, ws);
         let r = loss_grad::<false>(lay, ws, labels, scale);
+        profile::lap(9);
         if ws.lanes == 1 {
             backward_1::<M, 1, { S2_SIDE }, false>(m, lay, p, ws, grad);
         } else {
