@@ -6,7 +6,7 @@
 //! sees the model before or after an update, never a torn mix. A second
 //! concurrent `train_epoch` gets a RuntimeError.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -1026,6 +1026,48 @@ fn distort<'py>(
     Ok(PyArray1::from_vec(py, out).reshape([n, 32, 32])?.into_any())
 }
 
+/// Writes float32 tensors and string metadata to a safetensors file, atomically
+/// (a temporary file in the same folder, flushed, synced, then renamed).
+#[pyfunction]
+fn save_safetensors(
+    py: Python<'_>,
+    path: std::path::PathBuf,
+    tensors: &Bound<'_, PyDict>,
+    metadata: BTreeMap<String, String>,
+) -> PyResult<()> {
+    let mut list = Vec::with_capacity(tensors.len());
+    for (k, v) in tensors.iter() {
+        let name: String = k.extract().map_err(|_| PyTypeError::new_err("tensor names must be str"))?;
+        let a: PyReadonlyArrayDyn<f32> = v.extract().map_err(|_| {
+            PyTypeError::new_err(format!("tensor {name:?} must be a float32 numpy array in native byte order"))
+        })?;
+        let view = a.as_array();
+        list.push(crate::io::Tensor {
+            name,
+            shape: view.shape().to_vec(),
+            data: view.iter().copied().collect(),
+        });
+    }
+    py.detach(|| {
+        let bytes = crate::io::encode(&list, &metadata)?;
+        crate::io::write_file_atomic(&path, &bytes)
+    })?;
+    Ok(())
+}
+
+/// Reads a safetensors file written by `save_safetensors`, checking everything:
+/// returns (dict name -> float32 array, dict of metadata). ValueError for any
+/// malformed content, OSError when the file cannot be read.
+#[pyfunction]
+fn load_safetensors<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<(Bound<'py, PyDict>, BTreeMap<String, String>)> {
+    let (tensors, metadata) = py.detach(|| crate::io::read_file(&path))?;
+    let d = PyDict::new(py);
+    for t in tensors {
+        d.set_item(&t.name, t.data.into_pyarray(py).reshape(t.shape)?)?;
+    }
+    Ok((d, metadata))
+}
+
 /// The RBF prototypes: stylised 7x12 digit bitmaps, (10, 84) float32 of -1/+1.
 #[pyfunction]
 fn rbf_bitmaps(py: Python<'_>) -> PyResult<Bound<'_, PyArray2<f32>>> {
@@ -1048,5 +1090,7 @@ fn _lenet5(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_isa, m)?)?;
     m.add_function(wrap_pyfunction!(rbf_bitmaps, m)?)?;
     m.add_function(wrap_pyfunction!(distort, m)?)?;
+    m.add_function(wrap_pyfunction!(save_safetensors, m)?)?;
+    m.add_function(wrap_pyfunction!(load_safetensors, m)?)?;
     Ok(())
 }

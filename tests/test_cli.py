@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import os
 import re
 import subprocess
 import sys
+import time
 from importlib import metadata
 
+import numpy as np
 import pytest
 from lenet5.__main__ import main
 from test_datasets import idx_bytes
@@ -149,3 +152,271 @@ def test_console_script_is_declared():
         scripts = entry_points.get("console_scripts", [])
     (entry,) = [e for e in scripts if e.name == "lenet5"]
     assert entry.value == "lenet5.__main__:main"
+
+
+# ---------------------------------------------------------------- saved models
+
+
+def save_model(model, path) -> None:
+    saver = getattr(model, "save", None)
+    if saver is not None:
+        saver(str(path))
+    else:  # before LeNet5.save was hooked to the model-file module
+        from lenet5._persist import save
+
+        save(model, str(path))
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory, fitted_small):
+    """fitted_small saved to a file (about 85% accuracy on the embedded test digits)."""
+    path = tmp_path_factory.mktemp("model") / "lenet5.safetensors"
+    save_model(fitted_small, path)
+    return path
+
+
+def one_line_error(result, message: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("lenet5"), lines[0]
+    assert message in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "summary"])
+def test_every_command_has_help(command):
+    result = run(command, "--help", timeout=60)
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"usage: lenet5 {command}")
+    top = run("--help", timeout=60)
+    assert command in top.stdout
+
+
+def test_train_saves_the_model(tiny_folder, tmp_path, mnist):
+    from lenet5 import LeNet5
+
+    path = tmp_path / "m.safetensors"
+    result = run(
+        "train", "--data", str(tiny_folder), "--epochs", "1", "--n-jobs", "1",
+        "--optimizer", "adam", "--learning-rate", "0.001", "--pooling", "max",
+        "--save", str(path), "--quiet", timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 2  # --quiet: only the results
+    accuracy = re.search(r"test accuracy: (\d+\.\d\d)% \((\d+)/100\)", result.stdout)
+    loaded = LeNet5.load(path) if hasattr(LeNet5, "load") else _persist_load(path)
+    assert loaded.pooling == "max"
+    assert loaded.optimizer == "adam"
+    assert loaded.n_iter_ == 1
+    _, (xt, yt) = mnist
+    assert round(loaded.score(xt[:100], yt[:100]) * 100) == int(accuracy.group(2))
+
+
+def _persist_load(path):
+    from lenet5._persist import load
+
+    return load(str(path))
+
+
+def test_train_says_where_it_saved(tiny_folder, tmp_path):
+    path = tmp_path / "m.safetensors"
+    result = run(
+        "train", "--data", str(tiny_folder), "--epochs", "1", "--save", str(path), timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"model saved to {path} (" in result.stdout
+    assert path.stat().st_size > 200_000  # 60,850 float32 weights and the metadata
+
+
+def test_train_checks_the_save_folder_before_training(tmp_path):
+    start = time.monotonic()
+    result = run("train", "--save", str(tmp_path / "no" / "m.safetensors"), timeout=60)
+    one_line_error(result, "does not exist")
+    assert "Training" not in result.stdout
+    assert time.monotonic() - start < 30
+    one_line_error(run("train", "--save", str(tmp_path), timeout=60), "is a folder")
+
+
+def test_data_and_download_exclude_each_other(tmp_path):
+    result = run("train", "--data", str(tmp_path), "--download", timeout=60)
+    one_line_error(result, "not allowed with argument")
+
+
+def test_evaluate_prints_accuracy_and_confusion_matrix(model_file, fitted_small, mnist):
+    _, (xt, yt) = mnist
+    result = run("evaluate", str(model_file), "--n-jobs", "1", timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    correct = int(np.sum(fitted_small.predict(xt) == yt))
+    assert f"accuracy: {correct / 10:.2f}% ({correct:,}/1,000)" in out
+    assert "the embedded MNIST subset, test split (1,000 images)" in out
+    lines = out.splitlines()
+    start = lines.index("confusion matrix (rows: true label, columns: predicted label):")
+    header = lines[start + 1].split()
+    assert header[-11:] == [*(str(d) for d in range(10)), "total"]
+    rows = [line.split() for line in lines[start + 2 : start + 12]]
+    matrix = np.array([[int(v.replace(",", "")) for v in row[1:11]] for row in rows])
+    assert [row[0] for row in rows] == [str(d) for d in range(10)]
+    assert [int(row[11]) for row in rows] == [100] * 10
+    expected = np.zeros((10, 10), dtype=int)
+    np.add.at(expected, (yt, fitted_small.predict(xt)), 1)
+    np.testing.assert_array_equal(matrix, expected)
+    assert np.trace(matrix) == correct
+
+
+def test_evaluate_on_a_folder(model_file, tiny_folder):
+    result = run("evaluate", str(model_file), "--data", str(tiny_folder), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^accuracy: \d+\.\d\d% \(\d+/100\)$", result.stdout, re.M)
+
+
+def test_predict_npy(model_file, fitted_small, mnist, tmp_path):
+    _, (xt, _) = mnist
+    batch = tmp_path / "batch.npy"
+    np.save(batch, xt[:6])
+    single = tmp_path / "single.npy"
+    np.save(single, xt[6].astype(np.float32) / 255)
+    result = run("predict", str(model_file), str(batch), str(single), timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["input", "label", "probability"]
+    rows = [line.split() for line in lines[1:]]
+    assert [r[0] for r in rows] == [f"{batch}[{i}]" for i in range(6)] + [str(single)]
+    proba = fitted_small.predict_proba(xt[:7])
+    assert [int(r[1]) for r in rows] == proba.argmax(axis=1).tolist()
+    np.testing.assert_allclose([float(r[2]) for r in rows], proba.max(axis=1), atol=6e-5)
+
+
+def test_predict_all_probabilities(model_file, fitted_small, mnist, tmp_path):
+    _, (xt, _) = mnist
+    path = tmp_path / "flat.npy"
+    np.save(path, xt[:3].reshape(3, 784))
+    result = run("predict", str(model_file), str(path), "--all", timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["input", "label", *(str(d) for d in range(10))]
+    values = np.array([[float(v) for v in line.split()[2:]] for line in lines[1:]])
+    np.testing.assert_allclose(values, fitted_small.predict_proba(xt[:3]), atol=6e-5)
+
+
+def confident_digits(model, xt, yt, count=4):
+    """Indices of test digits the model gets right with probability > 0.9."""
+    proba = model.predict_proba(xt)
+    ok = np.flatnonzero((proba.argmax(axis=1) == yt) & (proba.max(axis=1) > 0.9))
+    return ok[:count]
+
+
+def test_predict_image_files(model_file, fitted_small, mnist, tmp_path):
+    image = pytest.importorskip("PIL.Image")
+    _, (xt, yt) = mnist
+    chosen = confident_digits(fitted_small, xt, yt)
+    assert len(chosen) == 4
+    paths, expected = [], []
+    for k, i in enumerate(chosen):
+        digit = xt[i]
+        big = image.fromarray(digit, mode="L").resize((84, 84), image.Resampling.BICUBIC)
+        if k == 0:  # MNIST-like, PNG
+            path = tmp_path / "light-on-dark.png"
+            big.save(path)
+        elif k == 1:  # dark ink on white paper, colour JPEG
+            path = tmp_path / "dark-on-light.jpg"
+            image.eval(big, lambda v: 255 - v).convert("RGB").save(path, quality=95)
+        elif k == 2:  # black ink on a transparent background
+            rgba = image.new("RGBA", (84, 84), (0, 0, 0, 0))
+            rgba.putalpha(big)
+            path = tmp_path / "transparent.png"
+            rgba.save(path)
+        else:  # exactly 28x28: used as it is
+            path = tmp_path / "mnist-sized.PNG"
+            image.fromarray(digit, mode="L").save(path, format="PNG")
+        paths.append(str(path))
+        expected.append(int(yt[i]))
+    result = run("predict", str(model_file), *paths, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()[1:]]
+    assert [r[0] for r in rows] == paths
+    assert [int(r[1]) for r in rows] == expected
+
+
+def test_load_image_inverts_light_backgrounds(tmp_path, mnist):
+    image = pytest.importorskip("PIL.Image")
+    from lenet5.__main__ import load_image
+
+    _, (xt, _) = mnist
+    digit = xt[0]
+    image.fromarray(255 - digit, mode="L").save(tmp_path / "paper.png")
+    image.fromarray(digit, mode="L").save(tmp_path / "screen.png")
+    np.testing.assert_array_equal(load_image(tmp_path / "paper.png"), digit)
+    np.testing.assert_array_equal(load_image(tmp_path / "screen.png"), digit)
+    np.testing.assert_array_equal(load_image(tmp_path / "screen.png", "yes"), 255 - digit)
+    np.testing.assert_array_equal(load_image(tmp_path / "paper.png", "no"), 255 - digit)
+    # Not square: padded with the background to a square, then resized.
+    wide = np.zeros((28, 56), dtype=np.uint8)
+    wide[:, 14:42] = digit
+    image.fromarray(wide, mode="L").save(tmp_path / "wide.png")
+    loaded = load_image(tmp_path / "wide.png")
+    assert loaded.shape == (28, 28)
+    assert loaded[:7].max() <= 10 and loaded[-7:].max() <= 10  # the padding
+    assert loaded.max() > 200  # the ink
+
+
+def test_predict_errors(model_file, tmp_path):
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("not an image")
+    one_line_error(run("predict", str(model_file), str(not_image), timeout=60), "not an image")
+    one_line_error(
+        run("predict", str(model_file), str(tmp_path / "none.png"), timeout=60), "does not exist"
+    )
+    pickled = tmp_path / "objects.npy"
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    one_line_error(run("predict", str(model_file), str(pickled), timeout=60), "objects.npy")
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((2, 5, 5), dtype=np.uint8))
+    one_line_error(run("predict", str(model_file), str(wrong), timeout=60), "wrong.npy")
+    out_of_range = tmp_path / "range.npy"
+    np.save(out_of_range, np.full((1, 28, 28), 7.0))
+    one_line_error(run("predict", str(model_file), str(out_of_range), timeout=60), "range.npy")
+    one_line_error(run("predict", str(model_file), timeout=60), "required")
+
+
+def test_predict_images_without_pillow(model_file, tmp_path):
+    """Without Pillow, image files are a one-line error naming the extra to install."""
+    blocker = tmp_path / "blocker" / "PIL"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('No module named PIL')\n")
+    image = tmp_path / "digit.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n")
+    path = os.pathsep.join(p for p in (str(blocker.parent), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path}
+    result = subprocess.run(
+        [sys.executable, "-m", "lenet5", "predict", str(model_file), str(image)],
+        capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    one_line_error(result, "pip install 'lenet5[image]'")
+
+
+def test_summary_of_a_saved_model(model_file):
+    result = run("summary", str(model_file), timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"model file: {model_file} (" in out
+    assert "classes: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9" in out
+    assert "epochs trained: 3" in out
+    assert "C3" in out
+    assert "60,850" in out
+
+
+@pytest.mark.parametrize("command", ["evaluate", "summary", "predict"])
+def test_bad_model_files_are_one_line(command, tmp_path, mnist):
+    extra = []
+    if command == "predict":
+        extra = [str(tmp_path / "x.npy")]
+        np.save(extra[0], mnist[1][0][:1])
+    one_line_error(
+        run(command, str(tmp_path / "missing.safetensors"), *extra, timeout=60), "does not exist"
+    )
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    one_line_error(run(command, str(garbage), *extra, timeout=60), "garbage.safetensors")
+    one_line_error(run(command, str(tmp_path), *extra, timeout=60), "is a folder")

@@ -515,27 +515,38 @@ CHILD = textwrap.dedent(
 )
 
 
+def _wait_for_temporary_file(folder: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(name.endswith(".tmp") for name in os.listdir(folder)):
+            return
+    raise AssertionError("the child never started a save")
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_save_killed_midway_leaves_the_previous_file(make_model, mnist, tmp_path):
-    """A child saves two big models in turn, over and over, and is killed with SIGKILL at
-    random moments: the file always holds one whole model, never a mix."""
+    """A child saves two big models in turn, over and over, and is killed with SIGKILL,
+    at random moments or as soon as a save has created its temporary file: the target
+    always holds one whole model, never a mix or a partial file."""
     (x, y), (x_test, _) = mnist
-    # 40,000 classes: a 13 MB file, so a kill often lands inside a write.
+    # 40,000 classes: a 13 MB file, so a write takes a while.
     classes = np.arange(40_000)
     a = make_model().partial_fit(x[:8], y[:8], classes=classes)
     b = copy.deepcopy(a)
     weights = b.get_weights()
     weights["output.bias"] = weights["output.bias"] + 1.0
     b.set_weights(weights)
+    folder = tmp_path / "models"
+    folder.mkdir()
     paths = [tmp_path / "a.safetensors", tmp_path / "b.safetensors"]
     a.save(paths[0])
     b.save(paths[1])
     expected = [m.get_weights()["output.bias"] for m in (a, b)]
-    target = tmp_path / "target.safetensors"
+    target = folder / "target.safetensors"
     a.save(target)
     rng = np.random.default_rng(0)
     caught_mid_write = 0
-    for trial in range(12):
+    for trial in range(10):
         child = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(paths[0]), str(paths[1]), str(target)],
             stdout=subprocess.PIPE,
@@ -543,22 +554,27 @@ def test_save_killed_midway_leaves_the_previous_file(make_model, mnist, tmp_path
         )
         try:
             assert child.stdout.readline().strip() == "ready"
-            time.sleep(0.05 + rng.uniform(0, 0.4))
+            if trial % 2 == 0:
+                _wait_for_temporary_file(folder, timeout=30)
+                time.sleep(rng.uniform(0, 0.005))
+            else:
+                time.sleep(rng.uniform(0.01, 0.3))
         finally:
             child.send_signal(signal.SIGKILL)
             child.wait(timeout=30)
             child.stdout.close()
-        leftovers = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+        leftovers = [p for p in folder.iterdir() if p.name.endswith(".tmp")]
         if leftovers:
             caught_mid_write += 1
             for p in leftovers:
                 p.unlink()
+        assert [p.name for p in folder.iterdir()] == [target.name]
         loaded = LeNet5.load(target)  # never a torn file
         bias = loaded.get_weights()["output.bias"]
         assert any(np.array_equal(bias, e) for e in expected), trial
-        if caught_mid_write >= 3:
+        if caught_mid_write >= 3 and trial >= 3:
             break
-    # The kills did land inside writes (the temporary file was left behind).
+    # The kills did land inside writes (a temporary file was left behind).
     assert caught_mid_write >= 1
     assert LeNet5.load(target).predict_proba(x_test[:5]).shape == (5, 40_000)
     assert os.path.getsize(target) > 13_000_000

@@ -11,6 +11,7 @@
 from . import datasets
 from ._estimator import LeNet5
 from ._lenet5 import __version__
+from ._paper import distort, rbf_bitmaps
 from ._validation import NotFittedError
 
-__all__ = ["LeNet5", "NotFittedError", "__version__", "datasets"]
+__all__ = ["LeNet5", "NotFittedError", "__version__", "datasets", "distort", "rbf_bitmaps"]

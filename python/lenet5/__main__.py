@@ -1,11 +1,24 @@
-"""Command line: ``python -m lenet5 train`` (also installed as the ``lenet5`` command).
+"""Command line: ``python -m lenet5 COMMAND`` (also installed as the ``lenet5`` command).
 
 Subcommands:
 
 ``train``
     Train LeNet-5 on the embedded MNIST subset (or ``--data DIR``, a folder of IDX
-    files), show progress, and print the test accuracy and the wall time (process
-    start-up included).
+    files, or ``--download``, the full MNIST), show progress, print the test accuracy
+    and the wall time (process start-up included), and save the model with ``--save``.
+``evaluate MODEL``
+    Accuracy and confusion matrix of a saved model on a test set.
+``predict MODEL INPUT...``
+    Labels and probabilities for images (PNG, JPEG and what else Pillow reads; the
+    optional extra ``lenet5[image]``) or ``.npy`` arrays of images.
+``summary MODEL``
+    The layers of a saved model, their output shapes, parameters and connections.
+
+Images given to ``predict`` are converted to grayscale (transparent parts count as
+white), inverted when their background is light (MNIST digits are light ink on a dark
+background; the background is judged from the border pixels, ``--invert`` overrides it),
+padded to a square with the background and resized to 28x28 (Lanczos). For the best
+results the digit should fill about the central 20x20 pixels, as in MNIST.
 
 Errors are reported as one line on stderr with exit code 2.
 """
@@ -13,12 +26,14 @@ Errors are reported as one line on stderr with exit code 2.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
 import warnings
 from collections.abc import Sequence
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
 #: Seed used when --seed is not given, so that two runs print the same accuracy.
 DEFAULT_SEED = 0
@@ -94,7 +109,10 @@ def _n_jobs(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (one subparser per command)."""
-    from . import __version__
+    from . import __version__, _estimator
+    from ._estimator import ACTIVATIONS, C3_CONNECTIONS, OPTIMIZERS, OUTPUTS, POOLINGS
+
+    presets = tuple(getattr(_estimator, "PRESETS", ()))
 
     parser = _Parser(
         prog="lenet5",
@@ -109,18 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on MNIST-style data and print the test accuracy",
         description=(
             "Train LeNet-5 on the embedded MNIST subset (4,000 training and 1,000 test "
-            "digits) or on a folder of IDX files, then print the test accuracy and the wall "
-            "time including start-up. Ctrl-C stops training early and evaluates the model "
-            "as it stands."
+            "digits), on a folder of IDX files or on the full MNIST, then print the test "
+            "accuracy and the wall time including start-up, and save the model with --save. "
+            "Ctrl-C stops training early and evaluates (and saves) the model as it stands."
         ),
     )
-    train.add_argument(
-        "--data",
-        metavar="DIR",
-        help="folder with train-images-idx3-ubyte, train-labels-idx1-ubyte, "
-        "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each optionally .gz); "
-        "default: the embedded MNIST subset",
-    )
+    _add_data_options(train, "train and test on")
     train.add_argument(
         "--epochs", type=_positive_int, metavar="N", help="passes over the training data"
     )
@@ -138,33 +150,187 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"random seed for initialisation and shuffling (default: {DEFAULT_SEED})",
     )
+    if presets:
+        train.add_argument(
+            "--preset",
+            choices=presets,
+            help="a set of hyperparameters (the options below override it)",
+        )
+    train.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer")
+    train.add_argument("--activation", choices=ACTIVATIONS, help="activation function")
+    train.add_argument("--pooling", choices=POOLINGS, help="pooling layers S2 and S4")
+    train.add_argument("--c3", choices=C3_CONNECTIONS, help="connections from S2 to C3")
+    train.add_argument("--output", choices=OUTPUTS, help="output layer")
+    train.add_argument(
+        "--save",
+        metavar="PATH",
+        help="write the trained model to PATH (a safetensors file; load it with "
+        "LeNet5.load or the evaluate, predict and summary commands)",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress output, only the results")
     train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="accuracy and confusion matrix of a saved model",
+        description=(
+            "Print the accuracy and the confusion matrix (rows: true labels, columns: "
+            "predicted labels) of a saved model on the test split of the embedded MNIST "
+            "subset (1,000 digits), of a folder of IDX files, or of the full MNIST."
+        ),
+    )
+    evaluate.add_argument("model", metavar="MODEL", help="a model file written by train --save")
+    _add_data_options(evaluate, "test on")
+    evaluate.add_argument(
+        "--n-jobs", type=_n_jobs, metavar="N", help="threads (default: all cores, also -1)"
+    )
+    evaluate.set_defaults(run=_evaluate)
+
+    predict = commands.add_parser(
+        "predict",
+        help="labels and probabilities for image files or .npy arrays",
+        description=(
+            "Print the predicted label and its probability for each image: PNG, JPEG or "
+            "any format Pillow reads (pip install 'lenet5[image]'), converted to grayscale, "
+            "inverted when the background is light, padded to a square and resized to "
+            "28x28; or .npy files of uint8 (0-255) or float (0-1) images shaped (28, 28), "
+            "(n, 28, 28), (n, 784), (n, 32, 32) or (n, 1, 28, 28), light digits on a dark "
+            "background as in MNIST."
+        ),
+    )
+    predict.add_argument("model", metavar="MODEL", help="a model file written by train --save")
+    predict.add_argument("inputs", metavar="INPUT", nargs="+", help="image or .npy files")
+    predict.add_argument(
+        "--all",
+        action="store_true",
+        help="print the probability of every class, not only of the predicted one",
+    )
+    predict.add_argument(
+        "--invert",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="invert image files: auto (default) when their border is mostly light",
+    )
+    predict.add_argument(
+        "--n-jobs", type=_n_jobs, metavar="N", help="threads (default: all cores, also -1)"
+    )
+    predict.set_defaults(run=_predict)
+
+    summary = commands.add_parser(
+        "summary",
+        help="the layers of a saved model",
+        description=(
+            "Print the layers of a saved model (output shapes, trainable parameters, "
+            "connections) and what the file holds."
+        ),
+    )
+    summary.add_argument("model", metavar="MODEL", help="a model file written by train --save")
+    summary.set_defaults(run=_summary)
     return parser
+
+
+def _add_data_options(parser: argparse.ArgumentParser, verb: str) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--data",
+        metavar="DIR",
+        help=f"{verb} a folder with train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+        "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each optionally .gz); "
+        "default: the embedded MNIST subset",
+    )
+    group.add_argument(
+        "--download",
+        action="store_true",
+        help=f"{verb} the full MNIST (60,000 + 10,000 digits), downloaded on first use into "
+        "$LENET5_DATA or the user's cache folder and checked against its published sha256",
+    )
+
+
+def _load_data(args: argparse.Namespace) -> tuple[str, Any]:
+    """(description, ((x_train, y_train), (x_test, y_test))) for --data / --download."""
+    from .datasets import load_mnist
+
+    if getattr(args, "download", False):
+        return "the full MNIST", load_mnist(download=True)
+    if args.data is not None:
+        return args.data, load_mnist(args.data)
+    return "the embedded MNIST subset", load_mnist()
+
+
+def _check_save_target(path: str) -> None:
+    """Fails before training when the model could not be saved there."""
+    target = Path(path).expanduser()
+    folder = target.parent
+    if target.is_dir():
+        raise IsADirectoryError(f"--save {path}: is a folder; give a file name")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--save {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"--save {path}: folder {folder} is not writable")
+
+
+def _save(model: Any, path: str) -> None:
+    target = str(Path(path).expanduser())
+    saver: Any = getattr(model, "save", None)
+    if saver is None:  # pragma: no cover - before LeNet5.save existed
+        from ._persist import save
+
+        saver = functools.partial(save, model)
+    saver(target)
+
+
+def _load_model(path: str) -> Any:
+    from . import LeNet5
+
+    source = Path(path).expanduser()
+    if not source.exists():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    if source.is_dir():
+        raise IsADirectoryError(f"model file {path} is a folder")
+    loader: Any = getattr(LeNet5, "load", None)
+    if loader is None:  # pragma: no cover - before LeNet5.load existed
+        from ._persist import load
+
+        loader = load
+    try:
+        return loader(str(source))
+    except ValueError as err:
+        message = " ".join(str(err).split())
+        if path in message or str(source) in message:
+            raise
+        raise ValueError(f"model file {path}: {message}") from None
 
 
 def _train(args: argparse.Namespace) -> int:
     from . import LeNet5
-    from .datasets import load_mnist
 
-    source = args.data if args.data is not None else "the embedded MNIST subset"
-    (x_train, y_train), (x_test, y_test) = load_mnist(args.data)
+    if args.save is not None:
+        _check_save_target(args.save)
+    source, ((x_train, y_train), (x_test, y_test)) = _load_data(args)
     overrides = {
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
         "n_jobs": args.n_jobs,
+        "optimizer": args.optimizer,
+        "activation": args.activation,
+        "pooling": args.pooling,
+        "c3": args.c3,
+        "output": args.output,
+        "preset": getattr(args, "preset", None),
     }
     model = LeNet5(
         random_state=args.seed,
         verbose=0 if args.quiet else 1,
         **{k: v for k, v in overrides.items() if v is not None},
     )
+    resolver = getattr(model, "resolved_params", None)
+    p = resolver() if resolver is not None else model.get_params()
     if not args.quiet:
         print(
             f"Training LeNet-5 on {x_train.shape[0]:,} images from {source} "
-            f"({model.epochs} epochs, batch {model.batch_size}, learning rate "
-            f"{model.learning_rate:g}, seed {args.seed}); testing on {x_test.shape[0]:,}.",
+            f"({p['epochs']} epochs, batch {p['batch_size']}, {p['optimizer']} with learning "
+            f"rate {p['learning_rate']:g}, seed {args.seed}); testing on {x_test.shape[0]:,}.",
             flush=True,
         )
     start = time.perf_counter()
@@ -178,6 +344,227 @@ def _train(args: argparse.Namespace) -> int:
     correct = round(accuracy * x_test.shape[0])
     print(f"test accuracy: {accuracy:.2%} ({correct}/{x_test.shape[0]})")
     print(f"wall time: {_process_age():.1f} s (training {training:.1f} s)", flush=True)
+    if args.save is not None:
+        _save(model, args.save)
+        if not args.quiet:
+            size = os.path.getsize(Path(args.save).expanduser())
+            print(f"model saved to {args.save} ({size:,} bytes)", flush=True)
+    return 0
+
+
+def _set_n_jobs(model: Any, n_jobs: int | None) -> None:
+    if n_jobs is not None:
+        model.set_params(n_jobs=n_jobs)
+
+
+def confusion_matrix(y_true: Any, y_pred: Any, labels: Sequence[Any]) -> Any:
+    """Counts ``m[i, j]`` of images of label ``labels[i]`` predicted as ``labels[j]``.
+
+    Examples
+    --------
+    >>> from lenet5.__main__ import confusion_matrix
+    >>> confusion_matrix([0, 1, 1, 2], [0, 1, 2, 2], [0, 1, 2]).tolist()
+    [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
+    """
+    import numpy as np
+
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    for t, p in zip(y_true, y_pred):
+        matrix[index[t], index[p]] += 1
+    return matrix
+
+
+def format_confusion(matrix: Any, labels: Sequence[Any]) -> str:
+    """The confusion matrix as a text table with row and column totals."""
+    names = [str(label) for label in labels]
+    cells = [[f"{v:,}" for v in row] for row in matrix.tolist()]
+    totals = [f"{v:,}" for v in matrix.sum(axis=1).tolist()]
+    corner = "true \\ predicted"
+    first = max([len(corner), *map(len, names)])
+    width = max([*map(len, names), *(len(c) for row in cells for c in row), 3])
+    total_width = max([len("total"), *map(len, totals)])
+    lines = [
+        corner.ljust(first)
+        + "".join(" " + n.rjust(width) for n in names)
+        + " "
+        + "total".rjust(total_width)
+    ]
+    for name, row, total in zip(names, cells, totals):
+        lines.append(
+            name.ljust(first)
+            + "".join(" " + c.rjust(width) for c in row)
+            + " "
+            + total.rjust(total_width)
+        )
+    return "\n".join(lines)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    model = _load_model(args.model)
+    _set_n_jobs(model, args.n_jobs)
+    source, (_, (x_test, y_test)) = _load_data(args)
+    predicted = model.predict(x_test)
+    truth = y_test.tolist()
+    guesses = predicted.tolist()
+    labels = list(model.classes_.tolist())
+    known = set(labels)
+    labels += sorted({t for t in truth if t not in known}, key=str)
+    correct = sum(1 for t, p in zip(truth, guesses) if t == p)
+    n = len(truth)
+    print(f"model: {args.model} ({len(model.classes_)} classes)")
+    print(f"data: {source}, test split ({n:,} images)")
+    print(f"accuracy: {correct / n:.2%} ({correct:,}/{n:,})")
+    print("confusion matrix (rows: true label, columns: predicted label):")
+    print(format_confusion(confusion_matrix(truth, guesses, labels), labels), flush=True)
+    return 0
+
+
+def _read_npy(path: Path) -> tuple[list[str], Any]:
+    """Names and checked images (n, 28|32, 28|32) of a .npy file (never unpickled)."""
+    import numpy as np
+
+    from ._validation import check_images
+
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError as err:
+        raise ValueError(f"{path}: not a .npy array of numbers ({err})") from None
+    if not isinstance(array, np.ndarray):
+        raise ValueError(f"{path}: expected one array (.npy), not an archive (.npz)")
+    images = check_images(array, str(path), allow_single=True)
+    if array.ndim == 2 and images.shape[0] == 1 and array.shape[0] != 1:
+        return [str(path)], images
+    return [f"{path}[{i}]" for i in range(images.shape[0])], images
+
+
+def load_image(path: str | os.PathLike[str], invert: str = "auto") -> Any:
+    """An image file as a 28x28 uint8 MNIST-style digit (light ink on black).
+
+    The image is converted to grayscale (transparent parts count as white), inverted when
+    ``invert`` is ``"yes"``, or ``"auto"`` and the mean of its border pixels is above
+    127 (a light background), padded to a square with the background and resized to
+    28x28 with a Lanczos filter (a 28x28 image is used as it is).
+
+    Raises
+    ------
+    ImportError
+        When Pillow is not installed (``pip install 'lenet5[image]'``).
+    ValueError
+        When the file is not an image Pillow can read.
+    """
+    import numpy as np
+
+    try:
+        from PIL import Image, ImageOps, UnidentifiedImageError
+    except ImportError:
+        raise ImportError(
+            "reading image files needs Pillow; install it with: pip install 'lenet5[image]'"
+        ) from None
+    try:
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened) or opened
+            image.load()
+    except UnidentifiedImageError:
+        raise ValueError(f"{os.fspath(path)}: not an image file Pillow can read") from None
+    except (Image.DecompressionBombError, SyntaxError) as err:
+        raise ValueError(f"{os.fspath(path)}: {err}") from None
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    gray = np.asarray(image.convert("L"), dtype=np.uint8)
+    if gray.size == 0:
+        raise ValueError(f"{os.fspath(path)}: the image is empty")
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    if invert == "yes" or (invert == "auto" and border.mean() > 127):
+        gray = 255 - gray
+    height, width = gray.shape
+    if (height, width) == (28, 28):
+        return gray.copy()
+    side = max(height, width)
+    background = int(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
+    square = np.full((side, side), background, dtype=np.uint8)
+    top, left = (side - height) // 2, (side - width) // 2
+    square[top : top + height, left : left + width] = gray
+    resampling = getattr(Image, "Resampling", Image).LANCZOS
+    small = Image.fromarray(square, mode="L").resize((28, 28), resampling)
+    return np.asarray(small, dtype=np.uint8)
+
+
+def _read_inputs(paths: Sequence[str], invert: str) -> tuple[list[str], Any]:
+    """Names and one batch of images for the files given to predict."""
+    import numpy as np
+
+    names: list[str] = []
+    batches = []
+    for text in paths:
+        path = Path(text)
+        if not path.exists():
+            raise FileNotFoundError(f"input {text} does not exist")
+        if path.is_dir():
+            raise IsADirectoryError(f"input {text} is a folder; give image or .npy files")
+        if path.suffix.lower() == ".npy":
+            these, images = _read_npy(path)
+            names += these
+            batches.append(images)
+        else:
+            names.append(text)
+            batches.append(load_image(path, invert)[np.newaxis])
+    if len({b.shape[1:] for b in batches}) > 1 or len({b.dtype for b in batches}) > 1:
+        # Mixed sizes or types: all as float32 in [0, 1], 28x28 padded to 32x32 with the
+        # background where 32x32 images are present.
+        pad = any(b.shape[1:] == (32, 32) for b in batches)
+        batches = [
+            np.pad(u, ((0, 0), (2, 2), (2, 2))) if pad and u.shape[1:] == (28, 28) else u
+            for u in (
+                b.astype(np.float32) / np.float32(255)
+                if b.dtype == np.uint8
+                else b.astype(np.float32)
+                for b in batches
+            )
+        ]
+    return names, np.concatenate(batches)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    model = _load_model(args.model)
+    _set_n_jobs(model, args.n_jobs)
+    names, images = _read_inputs(args.inputs, args.invert)
+    proba = model.predict_proba(images)
+    classes = [str(c) for c in model.classes_.tolist()]
+    best = proba.argmax(axis=1)
+    first = max(len("input"), *map(len, names))
+    label_width = max(len("label"), *map(len, classes))
+    if args.all:
+        width = max(6, *map(len, classes))
+        header = ["input".ljust(first), "label".ljust(label_width)]
+        header += [c.rjust(width) for c in classes]
+        print(" ".join(header))
+        for name, k, row in zip(names, best, proba):
+            cells = [name.ljust(first), classes[k].ljust(label_width)]
+            cells += [f"{p:.4f}".rjust(width) for p in row]
+            print(" ".join(cells))
+    else:
+        print(f"{'input'.ljust(first)} {'label'.ljust(label_width)} probability")
+        for name, k, row in zip(names, best, proba):
+            print(f"{name.ljust(first)} {classes[k].ljust(label_width)} {row[k]:.4f}")
+    sys.stdout.flush()
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    model = _load_model(args.model)
+    size = os.path.getsize(Path(args.model).expanduser())
+    print(f"model file: {args.model} ({size:,} bytes)")
+    classes = ", ".join(str(c) for c in model.classes_.tolist())
+    print(f"classes: {classes}")
+    print(f"epochs trained: {model.n_iter_}")
+    print()
+    print(model.summary(), flush=True)
     return 0
 
 
@@ -198,7 +585,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lenet5: interrupted", file=sys.stderr)
         return 130
-    except (OSError, ValueError, TypeError, RuntimeError, FloatingPointError) as err:
+    except (
+        OSError,
+        ValueError,
+        TypeError,
+        RuntimeError,
+        FloatingPointError,
+        ImportError,
+    ) as err:
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"lenet5: error: {message}", file=sys.stderr)
         return 2

@@ -25,6 +25,8 @@ from ._validation import (
     check_images,
     check_int,
     check_labels,
+    check_sample_weight,
+    check_weights,
     encode_labels,
     labels_to_indices,
 )
@@ -32,16 +34,90 @@ from ._validation import (
 __all__ = ["LeNet5"]
 
 # Allowed values of the string hyperparameters (the first is the default).
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "sdlm")
 ACTIVATIONS = ("tanh", "relu")
 POOLINGS = ("sub", "avg", "max")
 C3_CONNECTIONS = ("table", "full")
-OUTPUTS = ("softmax",)
-INITS = ("lecun",)
-LR_SCHEDULES = ("constant", "cosine")
+OUTPUTS = ("softmax", "rbf")
+LOSSES = ("ce", "map", "mle")
+INITS = ("lecun", "he", "glorot")
+LR_SCHEDULES = ("constant", "cosine", "paper")
 
-#: Network constructor keywords that define the architecture (checked on warm starts).
-ARCHITECTURE = ("activation", "pooling", "c3", "output", "init")
+#: Network constructor keywords that define the architecture and the loss (they cannot
+#: change on a warm start).
+ARCHITECTURE = (
+    "activation",
+    "pooling",
+    "c3",
+    "output",
+    "init",
+    "loss",
+    "map_j",
+    "rbf_trainable",
+)
+
+#: The loss that goes with each output layer when ``loss`` is None.
+NATURAL_LOSS = {"softmax": "ce", "rbf": "map"}
+
+#: The library's values of the preset-able hyperparameters (those whose ``__init__``
+#: default is None). ``learning_rate`` is missing: its default depends on the optimizer.
+LIBRARY_DEFAULTS: dict[str, Any] = {
+    "epochs": 20,
+    "batch_size": 64,
+    "optimizer": "sgd",
+    "lr_schedule": "constant",
+    "activation": "tanh",
+    "pooling": "sub",
+    "c3": "table",
+    "output": "softmax",
+    "init": "lecun",
+}
+
+#: Default learning rate of each optimizer (when neither the user nor a preset sets one).
+DEFAULT_LEARNING_RATES = {"sgd": 0.05, "adam": 0.001, "sdlm": 0.0005}
+
+#: Named combinations of hyperparameters. Explicit keyword arguments override them.
+PRESETS: dict[str, dict[str, Any]] = {
+    # LeCun et al. (1998): Table I, trainable subsampling, scaled tanh, RBF output with the
+    # MAP loss (the natural loss of output="rbf"), +-2.4/F initialisation, stochastic
+    # diagonal Levenberg-Marquardt with the paper's rate schedule, 20 passes, one pattern
+    # per update.
+    "paper": {
+        "epochs": 20,
+        "batch_size": 1,
+        "optimizer": "sdlm",
+        "learning_rate": 0.0005,
+        "lr_schedule": "paper",
+        "activation": "tanh",
+        "pooling": "sub",
+        "c3": "table",
+        "output": "rbf",
+        "init": "lecun",
+    },
+    # The LeNet-5 of most tutorials: ReLU, max pooling, all 6 S2 maps into every C3 map,
+    # softmax with cross-entropy, He initialisation, Adam.
+    "modern": {
+        "epochs": 20,
+        "batch_size": 64,
+        "optimizer": "adam",
+        "learning_rate": 0.002,
+        "lr_schedule": "constant",
+        "activation": "relu",
+        "pooling": "max",
+        "c3": "full",
+        "output": "softmax",
+        "init": "he",
+    },
+}
+
+#: Global learning rates of the paper's 20 passes (passes 1-2, 3-5, 6-8, 9-12, 13-20);
+#: lr_schedule="paper" multiplies them by learning_rate / 0.0005, and keeps the last one
+#: beyond pass 20.
+PAPER_SCHEDULE = (0.0005,) * 2 + (0.0002,) * 3 + (0.0001,) * 3 + (0.00005,) * 4 + (0.00001,) * 8
+
+#: Distortion strengths of augment=True, and the upper bound (exclusive) of each.
+AUGMENT_DEFAULTS = {"translate": 2.0, "scale": 0.1, "squeeze": 0.1, "shear": 0.2}
+AUGMENT_LIMITS = {"translate": 16.0, "scale": 0.9, "squeeze": 0.9, "shear": 2.0}
 
 #: Seconds between two progress reports from the native training loop.
 PROGRESS_INTERVAL = 0.2
@@ -71,17 +147,22 @@ def _cpu_count() -> int:
     return os.cpu_count() or 1
 
 
+#: Most threads a model starts (more only cost time: each is an OS thread).
+MAX_N_JOBS = 1024
+
+
 def _resolve_n_jobs(n_jobs: Any) -> int:
     if n_jobs is None or (isinstance(n_jobs, numbers.Integral) and n_jobs == -1):
         return _cpu_count()
     if (
         isinstance(n_jobs, numbers.Integral)
         and not isinstance(n_jobs, (bool, np.bool_))
-        and int(n_jobs) >= 1
+        and 1 <= int(n_jobs) <= MAX_N_JOBS
     ):
         return int(n_jobs)
     raise ValueError(
-        f"n_jobs must be None or -1 (all cores) or a positive integer; got {n_jobs!r}"
+        "n_jobs must be None or -1 (all cores) or a positive integer; got "
+        f"{n_jobs!r:.80} (at most {MAX_N_JOBS} threads)"
     )
 
 
@@ -132,25 +213,48 @@ class LeNet5:
     """LeNet-5 (LeCun et al., 1998) as a scikit-learn-style classifier.
 
     The network (C1 convolution, S2 subsampling, C3 convolution with the paper's Table I
-    connections, S4 subsampling, C5 convolution, F6 and a softmax output layer) runs in a
+    connections, S4 subsampling, C5 convolution, F6 and an output layer) runs in a
     native Rust core; this class adds the estimator contract: hyperparameters in
     ``__init__``, ``fit`` / ``partial_fit`` / ``predict`` / ``predict_proba`` / ``score``,
     validation, early stopping, callbacks, progress output and pickling. scikit-learn is
     not a dependency, but ``clone``, ``Pipeline``, ``GridSearchCV`` and
     ``cross_val_score`` work with it.
 
+    Every part of the 1998 paper is an option (Euclidean RBF output, MAP loss, stochastic
+    diagonal Levenberg-Marquardt, distortions), and so are the parts of the LeNet-5 most
+    tutorials use (ReLU, max pooling, full C3, He initialisation, Adam). A ``preset``
+    names a combination; see ``docs/paper.md`` for the paper's parts and where lenet5
+    departs from it.
+
     Parameters
     ----------
-    epochs : int, default=20
-        Passes over the training data in ``fit``. ``partial_fit`` always makes one.
-    batch_size : int, default=64
-        Images per mini-batch (the last batch of an epoch may be smaller).
-    learning_rate : float, default=0.05
-        Step size of the optimizer (the start value when ``lr_schedule`` varies it). The
-        default suits SGD; Adam wants about 0.001.
-    optimizer : {"sgd", "adam"}, default="sgd"
-        Mini-batch SGD (with ``momentum``, ``nesterov``, ``weight_decay``) or Adam
-        (with ``beta_1``, ``beta_2``, ``epsilon``, ``weight_decay``).
+    preset : {"paper", "modern"} or None, default=None
+        A named set of values for the parameters below whose default is None.
+        ``"paper"``: the paper's recipe (Table I, trainable subsampling, scaled tanh, RBF
+        output with the MAP loss, +-2.4/F initialisation, ``optimizer="sdlm"`` with
+        ``learning_rate=0.0005`` and ``lr_schedule="paper"``, 20 epochs, ``batch_size=1``).
+        ``"modern"``: ReLU, max pooling, full C3, softmax, He initialisation, Adam with
+        ``learning_rate=0.002``, 20 epochs of batches of 64. A keyword argument given
+        explicitly (not None) overrides the preset's value. None: the library defaults
+        listed below.
+    epochs : int or None, default=None
+        Passes over the training data in ``fit`` (None: the preset's, else 20).
+        ``partial_fit`` always makes one.
+    batch_size : int or None, default=None
+        Images per mini-batch; the last batch of an epoch may be smaller (None: the
+        preset's, else 64).
+    learning_rate : float or None, default=None
+        Step size of the optimizer (the start value when ``lr_schedule`` varies it; for
+        SDLM the global rate eta of the step ``eta / (mu + h_kk)``). None: the preset's
+        value when ``optimizer`` is the preset's optimizer, else 0.05 for SGD, 0.001 for
+        Adam and 0.0005 for SDLM.
+    optimizer : {"sgd", "adam", "sdlm"} or None, default=None
+        Mini-batch SGD (with ``momentum``, ``nesterov``, ``weight_decay``), Adam (with
+        ``beta_1``, ``beta_2``, ``epsilon``, ``weight_decay``), or the paper's stochastic
+        diagonal Levenberg-Marquardt method (with ``mu``, ``curvature_samples``,
+        ``weight_decay``): each parameter steps by ``learning_rate / (mu + h_kk)`` times
+        its gradient, ``h_kk`` a Gauss-Newton estimate of the loss's second derivative
+        re-estimated before every epoch (None: the preset's, else "sgd").
     momentum : float, default=0.9
         SGD momentum, in [0, 1).
     nesterov : bool, default=False
@@ -161,24 +265,58 @@ class LeNet5:
         Adam's decay rates of the first and second moment estimates, in [0, 1).
     epsilon : float, default=1e-8
         Adam's numerical stability term.
-    lr_schedule : {"constant", "cosine"} or callable, default="constant"
-        Learning rate per epoch. ``"cosine"`` decays it from ``learning_rate`` towards 0 as
-        half a cosine over ``epochs``. A callable is called as
-        ``lr_schedule(epoch_index, learning_rate)`` with the 0-based epoch index of the
-        current ``fit`` (for ``partial_fit``: the number of epochs trained so far) and must
-        return a positive learning rate.
-    activation : {"tanh", "relu"}, default="tanh"
-        ``"tanh"`` is the paper's scaled tanh ``1.7159 * tanh(2a/3)``.
-    pooling : {"sub", "avg", "max"}, default="sub"
+    mu : float, default=0.02
+        SDLM's damping term (the paper's value), > 0: it caps the step of parameters
+        whose curvature estimate is small at ``learning_rate / mu``.
+    curvature_samples : int, default=500
+        SDLM: training images (drawn without replacement, all when there are fewer)
+        on which ``h_kk`` is estimated before each epoch, as in the paper.
+    lr_schedule : {"constant", "cosine", "paper"} or callable or None, default=None
+        Learning rate per epoch (None: the preset's, else "constant"). ``"cosine"``
+        decays it from ``learning_rate`` towards 0 as half a cosine over ``epochs``.
+        ``"paper"`` is the paper's schedule scaled by ``learning_rate / 0.0005``: 0.0005
+        for epochs 1-2, 0.0002 for 3-5, 0.0001 for 6-8, 0.00005 for 9-12 and 0.00001 from
+        epoch 13 on. A callable is called as ``lr_schedule(epoch_index, learning_rate)``
+        with the 0-based epoch index of the current ``fit`` (for ``partial_fit``: the
+        number of epochs trained so far) and must return a positive learning rate.
+    activation : {"tanh", "relu"} or None, default=None
+        ``"tanh"`` is the paper's scaled tanh ``1.7159 * tanh(2a/3)`` (None: the
+        preset's, else "tanh").
+    pooling : {"sub", "avg", "max"} or None, default=None
         ``"sub"`` is the paper's trainable subsampling (sum of each 2x2 block, times a
         trainable coefficient, plus a trainable bias, then the activation); ``"avg"`` and
-        ``"max"`` have no parameters and no activation.
-    c3 : {"table", "full"}, default="table"
-        Connections from S2 to C3: the paper's Table I (60 of 96 pairs) or all of them.
-    output : {"softmax"}, default="softmax"
-        Output layer and loss (softmax with cross-entropy).
-    init : {"lecun"}, default="lecun"
-        Weight initialisation: uniform in +-2.4 / fan-in, as in the paper.
+        ``"max"`` have no parameters and no activation (None: the preset's, else "sub").
+    c3 : {"table", "full"} or None, default=None
+        Connections from S2 to C3: the paper's Table I (60 of 96 pairs) or all of them
+        (None: the preset's, else "table").
+    output : {"softmax", "rbf"} or None, default=None
+        ``"softmax"``: a dense layer of logits and a softmax. ``"rbf"``: the paper's
+        Euclidean RBF units, penalty ``y_i = sum_j (x_j - w_ij)^2`` of F6's 84 outputs
+        from prototypes ``w_i`` that are 7x12 bitmaps of the digits
+        (:func:`lenet5.rbf_bitmaps`); class ``classes_[i]`` gets the bitmap of digit i,
+        so at most 10 classes; ``predict`` is the class of the smallest penalty and
+        ``predict_proba`` is ``softmax(-y)`` (None: the preset's, else "softmax").
+    loss : {"ce", "map", "mle"} or None, default=None
+        ``"ce"``: cross-entropy (with ``output="softmax"`` only). ``"map"``: the paper's
+        Eq. 9, ``y_D + log(exp(-map_j) + sum_i exp(-y_i))``; ``"mle"``: Eq. 8, the
+        penalty ``y_D`` of the correct class (both with ``output="rbf"`` only). None:
+        "ce" for softmax, "map" for RBF.
+    map_j : float, default=0.1
+        The constant ``j`` of the MAP loss, >= 0 (only used by ``loss="map"``).
+    rbf_trainable : bool, default=False
+        Let the RBF prototypes learn (the paper keeps them fixed).
+    init : {"lecun", "he", "glorot"} or None, default=None
+        Weight initialisation (None: the preset's, else "lecun"). ``"lecun"``: weights and
+        biases uniform in +-2.4 / fan-in, as in the paper. ``"he"``: uniform in
+        +-sqrt(6 / fan-in); ``"glorot"``: uniform in +-sqrt(6 / (fan-in + fan-out)); both
+        with zero biases and subsampling coefficients of 1/4.
+    augment : bool or dict, default=False
+        Train on randomly distorted images (the paper's planar affine distortions,
+        bilinear resampling, a fresh distortion of every image in every epoch). True uses
+        the default strengths; a dict sets some of them: ``"translate"`` (largest shift
+        in pixels, default 2.0, in [0, 16)), ``"scale"`` (largest relative change of
+        size, 0.1, in [0, 0.9)), ``"squeeze"`` (0.1, in [0, 0.9)) and ``"shear"``
+        (largest horizontal shear, 0.2, in [0, 2)). See :func:`lenet5.distort`.
     early_stopping : bool, default=False
         Stop when the validation loss has not improved by more than ``min_delta`` for
         ``patience`` epochs, and restore the weights of the best epoch whenever training
@@ -230,7 +368,14 @@ class LeNet5:
     best_epoch_ : int or None
         With early stopping, the epoch whose weights the model holds; else None.
     n_params_ : int
-        Number of trainable parameters (60,850 for 10 classes and the defaults).
+        Number of trainable parameters (60,850 for 10 classes and the defaults; 60,000
+        for ``preset="paper"``, whose fixed RBF prototypes do not count).
+    hessian_diag_ : dict of str to ndarray or None
+        With ``optimizer="sdlm"``: the curvature estimates ``h_kk`` used by the last epoch
+        (names and shapes of :meth:`get_weights`). None for other optimizers.
+    step_sizes_ : dict of str to ndarray or None
+        With ``optimizer="sdlm"``: the per-parameter step sizes
+        ``learning_rate / (mu + h_kk)`` of the last epoch. None for other optimizers.
 
     Notes
     -----
@@ -271,22 +416,29 @@ class LeNet5:
     def __init__(
         self,
         *,
-        epochs: int = 20,
-        batch_size: int = 64,
-        learning_rate: float = 0.05,
-        optimizer: str = "sgd",
+        preset: str | None = None,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        learning_rate: float | None = None,
+        optimizer: str | None = None,
         momentum: float = 0.9,
         nesterov: bool = False,
         weight_decay: float = 0.0,
         beta_1: float = 0.9,
         beta_2: float = 0.999,
         epsilon: float = 1e-8,
-        lr_schedule: str | Callable[[int, float], float] = "constant",
-        activation: str = "tanh",
-        pooling: str = "sub",
-        c3: str = "table",
-        output: str = "softmax",
-        init: str = "lecun",
+        mu: float = 0.02,
+        curvature_samples: int = 500,
+        lr_schedule: str | Callable[[int, float], float] | None = None,
+        activation: str | None = None,
+        pooling: str | None = None,
+        c3: str | None = None,
+        output: str | None = None,
+        loss: str | None = None,
+        map_j: float = 0.1,
+        rbf_trainable: bool = False,
+        init: str | None = None,
+        augment: bool | dict[str, float] = False,
         early_stopping: bool = False,
         validation_fraction: float | None = None,
         patience: int = 5,
@@ -297,6 +449,7 @@ class LeNet5:
         n_jobs: int | None = None,
         verbose: int = 1,
     ) -> None:
+        self.preset = preset
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -307,12 +460,18 @@ class LeNet5:
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
+        self.mu = mu
+        self.curvature_samples = curvature_samples
         self.lr_schedule = lr_schedule
         self.activation = activation
         self.pooling = pooling
         self.c3 = c3
         self.output = output
+        self.loss = loss
+        self.map_j = map_j
+        self.rbf_trainable = rbf_trainable
         self.init = init
+        self.augment = augment
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.patience = patience
@@ -386,6 +545,32 @@ class LeNet5:
             setattr(self, name, value)
         return self
 
+    def resolved_params(self) -> dict[str, Any]:
+        """The hyperparameters ``fit`` will use: the preset's values and the library
+        defaults in place of None, checked.
+
+        Returns
+        -------
+        dict
+            Every ``__init__`` keyword; ``loss`` is the natural one of ``output`` when
+            None, ``augment`` the dict of distortion strengths (or None), ``n_jobs`` the
+            number of threads.
+
+        Raises
+        ------
+        ValueError
+            For a bad hyperparameter, as ``fit`` would.
+
+        Examples
+        --------
+        >>> from lenet5 import LeNet5
+        >>> p = LeNet5(preset="paper", epochs=5).resolved_params()
+        >>> p["optimizer"], p["output"], p["loss"], p["batch_size"], p["epochs"]
+        ('sdlm', 'rbf', 'map', 1, 5)
+        """
+        p = self._checked_params()
+        return {name: p.get(name, getattr(self, name)) for name in self._param_names()}
+
     def __repr__(self) -> str:
         defaults = self._param_defaults()
         shown = [
@@ -399,31 +584,62 @@ class LeNet5:
         """All hyperparameters validated and normalised; raises ValueError naming the first
         bad one and its allowed values."""
         p: dict[str, Any] = {}
-        p["epochs"] = check_int(self.epochs, "epochs", low=1)
-        p["batch_size"] = check_int(self.batch_size, "batch_size", low=1)
-        p["learning_rate"] = check_float(
-            self.learning_rate, "learning_rate", low=0.0, low_open=True
-        )
-        p["optimizer"] = check_choice(self.optimizer, "optimizer", OPTIMIZERS)
+        if self.preset is not None:
+            check_choice(self.preset, "preset", tuple(PRESETS))
+        preset = PRESETS.get(self.preset, {}) if isinstance(self.preset, str) else {}
+        p["preset"] = self.preset
+
+        def resolved(name: str) -> Any:
+            """The user's value, else the preset's, else the library default."""
+            value = getattr(self, name)
+            if value is None:
+                value = preset.get(name, LIBRARY_DEFAULTS.get(name))
+            return value
+
+        p["epochs"] = check_int(resolved("epochs"), "epochs", low=1)
+        p["batch_size"] = check_int(resolved("batch_size"), "batch_size", low=1)
+        p["optimizer"] = check_choice(resolved("optimizer"), "optimizer", OPTIMIZERS)
+        learning_rate = self.learning_rate
+        if learning_rate is None:
+            if preset.get("optimizer") == p["optimizer"]:
+                learning_rate = preset["learning_rate"]
+            else:
+                learning_rate = DEFAULT_LEARNING_RATES[p["optimizer"]]
+        p["learning_rate"] = check_float(learning_rate, "learning_rate", low=0.0, low_open=True)
         p["momentum"] = check_float(self.momentum, "momentum", low=0.0, high=1.0, high_open=True)
         p["nesterov"] = check_bool(self.nesterov, "nesterov")
         p["weight_decay"] = check_float(self.weight_decay, "weight_decay", low=0.0)
         p["beta_1"] = check_float(self.beta_1, "beta_1", low=0.0, high=1.0, high_open=True)
         p["beta_2"] = check_float(self.beta_2, "beta_2", low=0.0, high=1.0, high_open=True)
         p["epsilon"] = check_float(self.epsilon, "epsilon", low=0.0, low_open=True)
-        schedule = self.lr_schedule
+        p["mu"] = check_float(self.mu, "mu", low=0.0, low_open=True)
+        p["curvature_samples"] = check_int(self.curvature_samples, "curvature_samples", low=1)
+        schedule = resolved("lr_schedule")
         if callable(schedule) or (isinstance(schedule, str) and schedule in LR_SCHEDULES):
             p["lr_schedule"] = schedule
         else:
             raise ValueError(
-                "lr_schedule must be one of 'constant', 'cosine' or a callable "
+                "lr_schedule must be one of 'constant', 'cosine', 'paper' or a callable "
                 f"lr_schedule(epoch_index, learning_rate); got {self.lr_schedule!r}"
             )
-        p["activation"] = check_choice(self.activation, "activation", ACTIVATIONS)
-        p["pooling"] = check_choice(self.pooling, "pooling", POOLINGS)
-        p["c3"] = check_choice(self.c3, "c3", C3_CONNECTIONS)
-        p["output"] = check_choice(self.output, "output", OUTPUTS)
-        p["init"] = check_choice(self.init, "init", INITS)
+        p["activation"] = check_choice(resolved("activation"), "activation", ACTIVATIONS)
+        p["pooling"] = check_choice(resolved("pooling"), "pooling", POOLINGS)
+        p["c3"] = check_choice(resolved("c3"), "c3", C3_CONNECTIONS)
+        p["output"] = check_choice(resolved("output"), "output", OUTPUTS)
+        if self.loss is None:
+            p["loss"] = NATURAL_LOSS[p["output"]]
+        else:
+            p["loss"] = check_choice(self.loss, "loss", LOSSES)
+            if (p["loss"] == "ce") != (p["output"] == "softmax"):
+                raise ValueError(
+                    f"loss={p['loss']!r} does not go with output={p['output']!r}: use "
+                    "loss='ce' with output='softmax', and loss='map' or 'mle' with "
+                    "output='rbf' (or loss=None for the natural one)"
+                )
+        p["map_j"] = check_float(self.map_j, "map_j", low=0.0)
+        p["rbf_trainable"] = check_bool(self.rbf_trainable, "rbf_trainable")
+        p["init"] = check_choice(resolved("init"), "init", INITS)
+        p["augment"] = _checked_augment(self.augment)
         p["early_stopping"] = check_bool(self.early_stopping, "early_stopping")
         if self.validation_fraction is None:
             p["validation_fraction"] = None
@@ -510,6 +726,8 @@ class LeNet5:
         self.history_: dict[str, list[Any]] = {key: [] for key in HISTORY_KEYS}
         self.best_epoch_: int | None = None
         self.n_params_ = int(net.n_params)
+        self.hessian_diag_: dict[str, np.ndarray] | None = None
+        self.step_sizes_: dict[str, np.ndarray] | None = None
         self._net = net
 
     # ------------------------------------------------------------------ locking
@@ -537,6 +755,27 @@ class LeNet5:
             yield
         finally:
             lock.release()
+
+    @contextlib.contextmanager
+    def _unchanged_on_memory_error(self, batch_size: int, n_samples: int) -> Iterator[None]:
+        """Put the model back as it was when training cannot get its memory."""
+        state = dict(self.__dict__)
+        if "history_" in state:
+            state["history_"] = {k: list(v) for k, v in state["history_"].items()}
+        net = state.get("_net")
+        weights = net.get_weights() if net is not None else None
+        try:
+            yield
+        except MemoryError as err:
+            self.__dict__.clear()
+            self.__dict__.update(state)
+            if weights is not None:
+                net.set_weights(weights)
+            raise MemoryError(
+                f"{err}: training needs memory in proportion to the batch size (batch_size="
+                f"{batch_size!r:.30}, {min(batch_size, n_samples)} images per batch here); "
+                "use a smaller batch_size. The model is unchanged."
+            ) from err
 
     # ------------------------------------------------------------------ training
 
@@ -590,6 +829,7 @@ class LeNet5:
             x3 = check_images(x, "x")
             y_arr = check_labels(y, x3.shape[0], "y")
             classes, y_idx = encode_labels(y_arr, "y")
+            _check_n_classes(p, classes)
             warm = p["warm_start"] and self._is_fitted()
             if warm:
                 self._check_warm_start(p, classes)
@@ -611,9 +851,10 @@ class LeNet5:
                 )
             self._reset_optimizer(net, p, shuffle_seed)
             # Everything is checked: from here on the model changes.
-            if not warm:
-                self._commit_new_network(net, classes)
-            self._train(net, train_set, p, n_epochs=p["epochs"], val=val, schedule_start=None)
+            with self._unchanged_on_memory_error(p["batch_size"], len(train_set)):
+                if not warm:
+                    self._commit_new_network(net, classes)
+                self._train(net, train_set, p, n_epochs=p["epochs"], val=val, schedule_start=None)
         return self
 
     def partial_fit(self, x: Any, y: Any, classes: Any = None) -> LeNet5:
@@ -678,6 +919,8 @@ class LeNet5:
                 new_classes = given
                 y_idx = labels_to_indices(y_arr, new_classes, "y")
                 needs_optimizer = True
+            if not fitted:
+                _check_n_classes(p, new_classes)
             train_set = _lenet5.Dataset(x3, y_idx)
             init_seed, shuffle_seed, _ = _draw_seeds(self.random_state)
             if fitted:
@@ -689,9 +932,10 @@ class LeNet5:
             if needs_optimizer:
                 self._reset_optimizer(net, p, shuffle_seed)
             # Everything is checked: from here on the model changes.
-            if not fitted:
-                self._commit_new_network(net, new_classes)
-            self._train(net, train_set, p, n_epochs=1, val=None, schedule_start=self.n_iter_)
+            with self._unchanged_on_memory_error(p["batch_size"], len(train_set)):
+                if not fitted:
+                    self._commit_new_network(net, new_classes)
+                self._train(net, train_set, p, n_epochs=1, val=None, schedule_start=self.n_iter_)
         return self
 
     def _check_warm_start(self, p: dict[str, Any], classes: np.ndarray) -> None:
@@ -703,7 +947,13 @@ class LeNet5:
             )
         config = self._net.config()
         for key in ARCHITECTURE:
-            if key in config and config[key] != p[key]:
+            if key not in config:
+                continue
+            if key == "map_j":  # stored in float32 by the network
+                same = bool(np.float32(config[key]) == np.float32(p[key]))
+            else:
+                same = config[key] == p[key]
+            if not same:
                 raise ValueError(
                     f"warm_start=True cannot change {key} from {config[key]!r} to {p[key]!r}; "
                     "set warm_start=False to train a new network"
@@ -720,6 +970,7 @@ class LeNet5:
             beta2=p["beta_2"],
             epsilon=p["epsilon"],
             seed=seed,
+            mu=p["mu"],
         )
         self._optimizer_key: tuple[Any, ...] | None = _optimizer_key(p)
 
@@ -743,6 +994,9 @@ class LeNet5:
         interrupted = False
         in_epoch = False  # True while the native loop runs (an interrupt then cuts an epoch)
         self.best_epoch_ = None
+        sdlm = p["optimizer"] == "sdlm"
+        if not sdlm:
+            self.hessian_diag_ = self.step_sizes_ = None
         try:
             for i in range(n_epochs):
                 epoch_no = self.n_iter_ + 1
@@ -754,6 +1008,11 @@ class LeNet5:
                 else:
                     label = f"Epoch {epoch_no}"
                 start = time.perf_counter()
+                if sdlm:
+                    # The paper re-estimates the curvature on a sample before every pass.
+                    net.estimate_curvature(train_set, p["curvature_samples"], p["n_jobs"])
+                    self.hessian_diag_ = net.curvature()
+                    self.step_sizes_ = net.step_sizes()
                 with EpochProgress(verbose, label, n_samples) as progress:
                     try:
                         in_epoch = True
@@ -763,6 +1022,7 @@ class LeNet5:
                             p["n_jobs"],
                             callback=progress.update,
                             interval=PROGRESS_INTERVAL,
+                            augment=p["augment"],
                         )
                     except FloatingPointError as err:
                         raise FloatingPointError(
@@ -921,18 +1181,7 @@ class LeNet5:
         net = self._fitted_net()
         x3 = check_images(x, "x")
         y_arr = check_labels(y, x3.shape[0], "y")
-        weights = None
-        if sample_weight is not None:
-            weights = np.asarray(sample_weight, dtype=np.float64)
-            if (
-                weights.shape != y_arr.shape
-                or not np.isfinite(weights).all()
-                or (weights < 0).any()
-            ):
-                raise ValueError(
-                    f"sample_weight must be {y_arr.shape[0]} finite non-negative numbers; "
-                    f"got shape {weights.shape}"
-                )
+        weights = check_sample_weight(sample_weight, y_arr.shape[0])
         predicted = self.classes_[net.predict(x3, _resolve_n_jobs(self.n_jobs))]
         correct = np.asarray(predicted == y_arr)
         if correct.shape != y_arr.shape:  # labels of a type never equal to the classes
@@ -1066,7 +1315,7 @@ class LeNet5:
         >>> bool((a.predict(x[:50]) == b.predict(x[:50])).all())
         True
         """
-        self._fitted_net().set_weights(weights)
+        self._fitted_net().set_weights(check_weights(weights))
 
     def to_onnx(self, path: Any = None, *, image_size: int = 28) -> Any:
         """Export the fitted network as an ONNX graph (needs ``pip install 'lenet5[onnx]'``).
@@ -1075,6 +1324,18 @@ class LeNet5:
         ``(N, 1, 32, 32)`` with ``image_size=32``) and outputs ``probabilities``
         ``(N, n_classes)`` as :meth:`predict_proba`. Writes ``path`` (atomically) if given
         and returns the ``onnx.ModelProto``; see :mod:`lenet5._onnx` for the graph.
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Where to write the ``.onnx`` file (atomically). Without it, nothing is written.
+        image_size : {28, 32}, default=28
+            Height and width of the graph's input: 28 (padded to 32 inside the graph) or
+            32 (images already padded).
+
+        Returns
+        -------
+        onnx.ModelProto
 
         Examples
         --------
@@ -1136,6 +1397,7 @@ def _optimizer_key(p: dict[str, Any]) -> tuple[Any, ...]:
         p["beta_1"],
         p["beta_2"],
         p["epsilon"],
+        p["mu"],
     )
 
 
@@ -1149,6 +1411,8 @@ def _learning_rate_at(p: dict[str, Any], index: int) -> float:
         epochs = p["epochs"]
         t = min(index, epochs - 1) / epochs
         return lr0 * 0.5 * (1.0 + math.cos(math.pi * t))
+    if schedule == "paper":
+        return lr0 * PAPER_SCHEDULE[min(index, len(PAPER_SCHEDULE) - 1)] / PAPER_SCHEDULE[0]
     lr = schedule(index, lr0)
     if (
         isinstance(lr, (bool, np.bool_))
@@ -1161,6 +1425,37 @@ def _learning_rate_at(p: dict[str, Any], index: int) -> float:
             "learning rate"
         )
     return float(lr)
+
+
+def _check_n_classes(p: dict[str, Any], classes: np.ndarray) -> None:
+    """The RBF output has one prototype per digit: at most 10 classes."""
+    if p["output"] == "rbf" and len(classes) > 10:
+        raise ValueError(
+            f"output='rbf' has one fixed prototype per digit (10 bitmaps), so at most 10 "
+            f"classes; y has {len(classes)} classes. Use output='softmax' for more."
+        )
+
+
+def _checked_augment(augment: Any) -> dict[str, float] | None:
+    """``augment`` as the native strengths dict (None for no distortion)."""
+    if isinstance(augment, (bool, np.bool_)):
+        return dict(AUGMENT_DEFAULTS) if augment else None
+    if not isinstance(augment, dict):
+        raise ValueError(
+            "augment must be True, False or a dict of distortion strengths with keys among "
+            f"{', '.join(repr(k) for k in AUGMENT_DEFAULTS)}; got {augment!r:.80}"
+        )
+    strengths = dict(AUGMENT_DEFAULTS)
+    for key, value in augment.items():
+        if key not in AUGMENT_DEFAULTS:
+            raise ValueError(
+                f"augment has an unknown distortion {key!r:.40}; the strengths are "
+                f"{', '.join(repr(k) for k in AUGMENT_DEFAULTS)}"
+            )
+        strengths[key] = check_float(
+            value, f"augment[{key!r}]", low=0.0, high=AUGMENT_LIMITS[key], high_open=True
+        )
+    return strengths
 
 
 def _same_classes(a: np.ndarray, b: np.ndarray) -> bool:
@@ -1202,11 +1497,43 @@ def _stratified_split(
 
 
 def _evaluate(net: Any, val: tuple[np.ndarray, np.ndarray], n_jobs: int) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy on validation data."""
+    """Mean training loss (cross-entropy, or MAP / MLE for the RBF output) and accuracy on
+    validation data."""
     x_val, y_val = val
+    config = net.config()
+    if config.get("output") == "rbf":
+        return _evaluate_rbf(net, x_val, y_val, config, n_jobs)
     proba = net.predict_proba(x_val, n_jobs)
     picked = proba[np.arange(y_val.shape[0]), y_val].astype(np.float64)
     # float32 probabilities can underflow to 0; clip at float32's smallest normal number
     loss = float(-np.mean(np.log(np.maximum(picked, np.finfo(np.float32).tiny))))
     accuracy = float(np.mean(np.argmax(proba, axis=1) == y_val))
     return loss, accuracy
+
+
+#: Images per call when validation reads the RBF penalties (bounds the memory of the
+#: per-layer outputs that ``activations`` returns).
+_PENALTY_CHUNK = 512
+
+
+def _evaluate_rbf(
+    net: Any, x_val: np.ndarray, y_val: np.ndarray, config: dict[str, Any], n_jobs: int
+) -> tuple[float, float]:
+    """The MAP or MLE loss and the accuracy from the RBF penalties."""
+    penalties = np.concatenate(
+        [
+            net.activations(x_val[i : i + _PENALTY_CHUNK])["output"]
+            for i in range(0, x_val.shape[0], _PENALTY_CHUNK)
+        ]
+    ).astype(np.float64)
+    rows = np.arange(y_val.shape[0])
+    loss_terms = penalties[rows, y_val]
+    if config.get("loss") == "map":
+        # log(exp(-j) + sum_i exp(-y_i)), shifted by its largest term
+        terms = np.concatenate(
+            [np.full((len(penalties), 1), -float(config["map_j"])), -penalties], axis=1
+        )
+        top = terms.max(axis=1)
+        loss_terms = loss_terms + top + np.log(np.exp(terms - top[:, None]).sum(axis=1))
+    accuracy = float(np.mean(np.argmin(penalties, axis=1) == y_val))
+    return float(np.mean(loss_terms)), accuracy

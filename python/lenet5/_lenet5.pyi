@@ -126,6 +126,16 @@ def distort(
 ) -> NDArray[np.float32]:
     """Randomly distorted copies of images: float32 (n, 32, 32) in [0, 1]."""
 
+def save_safetensors(
+    path: str | PathLike[str], tensors: dict[str, NDArray[np.float32]], metadata: dict[str, str]
+) -> None:
+    """Write float32 tensors and string metadata to a safetensors file, atomically."""
+
+def load_safetensors(
+    path: str | PathLike[str],
+) -> tuple[dict[str, NDArray[np.float32]], dict[str, str]]:
+    """Read and validate a safetensors file: (tensors, metadata)."""
+
 def rbf_bitmaps() -> NDArray[np.float32]:
     """The RBF prototypes: 7x12 digit bitmaps, (10, 84) of -1/+1."""
 

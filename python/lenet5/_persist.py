@@ -214,7 +214,9 @@ def _decode_classes(obj: Any) -> np.ndarray:
             arr = np.array(values, dtype=dtype)
     except (ValueError, OverflowError, UnicodeError) as err:
         raise ValueError(f"classes.values do not fit the dtype {dtype} ({err})") from None
-    if kind in "US" and any(arr.tolist()[i] != values[i] for i in range(len(values))):
+    if kind == "S":
+        values = [v.encode("latin-1") for v in values]
+    if kind in "US" and arr.tolist() != values:
         # Longer strings than the dtype holds would be cut silently.
         raise ValueError(f"classes.values do not fit the dtype {dtype}")
     return arr
@@ -258,7 +260,7 @@ def _build_network(architecture: dict[str, Any], weights: dict[str, Any]) -> Any
     n_classes = options.pop("n_classes")
     try:
         net = _lenet5.Network(n_classes, **options)
-    except (TypeError, ValueError) as err:  # e.g. an option this version does not know
+    except (TypeError, ValueError, OverflowError) as err:  # e.g. an unknown option
         raise ValueError(f"architecture {architecture!r:.200} is not supported ({err})") from None
     if not isinstance(weights, dict):
         raise ValueError("the weights must be a dict name -> array")

@@ -343,12 +343,13 @@ def model_summary(model: Any, n_classes: int | None = None) -> Summary:
             if key in config
         }
         return architecture_summary(k, **arch, title=f"{name} (fitted, {k} classes)")
+    # The estimator resolves its hyperparameters (presets, library defaults for None) and
+    # checks them, raising ValueError naming a bad one, as fit would.
+    params = model.resolved_params()
     arch = {
-        "activation": getattr(model, "activation", "tanh"),
-        "pooling": getattr(model, "pooling", "sub"),
-        "c3": getattr(model, "c3", "table"),
-        "output": getattr(model, "output", "softmax"),
-        "rbf_trainable": getattr(model, "rbf_trainable", False),
+        key: params[key]
+        for key in ("activation", "pooling", "c3", "output", "rbf_trainable")
+        if key in params
     }
     if n_classes is None:
         k = 10

@@ -9,6 +9,7 @@ uint8, float32 or float64 in native byte order.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,13 @@ __all__ = ["NotFittedError", "check_images", "check_labels", "encode_labels"]
 
 #: Image shapes accepted per sample (besides the flat forms 784 and 1024).
 IMAGE_SIDES = (28, 32)
+
+#: Most classes a softmax output layer holds (the native network's limit).
+MAX_CLASSES = 65536
+
+#: Largest value of an integer hyperparameter (the native layer takes signed 64-bit
+#: integers).
+MAX_INT = 2**63 - 1
 
 _SHAPES_TEXT = (
     "(n, 28, 28), (n, 32, 32), (n, 1, 28, 28), (n, 1, 32, 32), (n, 28, 28, 1), "
@@ -100,6 +108,7 @@ def check_images(x: Any, name: str = "x", *, allow_single: bool = False) -> np.n
     (5, 28, 28)
     """
     what = f"images of shape {_SHAPES_TEXT}"
+    _reject_masked(x, name)
     arr = _as_array(x, name, what)
     arr = _coerce_pixel_dtype(arr, name)
     arr = _to_3d(arr, name, allow_single=allow_single)
@@ -107,6 +116,15 @@ def check_images(x: Any, name: str = "x", *, allow_single: bool = False) -> np.n
         raise ValueError(f"{name} has 0 images; at least 1 is required")
     _check_pixel_range(arr, name)
     return arr
+
+
+def _reject_masked(x: Any, name: str) -> None:
+    """A masked array with masked entries would lose its mask in ``np.asarray``."""
+    if isinstance(x, np.ma.MaskedArray) and np.ma.count_masked(x):
+        raise ValueError(
+            f"{name} is a masked array with {np.ma.count_masked(x)} masked values; lenet5 "
+            f"has no notion of missing pixels (fill them first, e.g. {name}.filled(0))"
+        )
 
 
 def _coerce_pixel_dtype(arr: np.ndarray, name: str) -> np.ndarray:
@@ -204,7 +222,10 @@ def check_labels(y: Any, n_samples: int | None = None, name: str = "y") -> np.nd
     array(['cat', 'dog'], dtype='<U3')
     """
     what = "a 1-D array of class labels"
+    _reject_masked(y, name)
     arr = _as_array(y, name, what)
+    if arr.ndim == 0:
+        raise ValueError(f"{name} must be {what}; got a single {type(y).__name__} {y!r:.40}")
     if arr.ndim != 1:
         hint = f" (use {name}.ravel())" if arr.ndim == 2 and 1 in arr.shape else ""
         raise ValueError(f"{name} must be {what}; got shape {arr.shape}{hint}")
@@ -219,14 +240,16 @@ def check_labels(y: Any, n_samples: int | None = None, name: str = "y") -> np.nd
         if not np.isfinite(arr).all():
             raise ValueError(f"{name} contains NaN or infinity; labels must be finite")
         if not np.array_equal(arr, np.round(arr)):
-            bad = arr[arr != np.round(arr)][0]
+            bad = arr[arr != np.round(arr)][0].item()
             raise ValueError(
                 f"{name} has non-integer float labels (for example {bad!r}); LeNet5 is a "
                 "classifier, labels must be integers or strings"
             )
     elif kind == "O":
         for value in arr:
-            if value is None or (isinstance(value, float) and not np.isfinite(value)):
+            if value is None or (
+                isinstance(value, (float, np.floating)) and not np.isfinite(value)
+            ):
                 raise ValueError(f"{name} contains a missing label ({value!r})")
             if not isinstance(value, (str, bytes, numbers.Integral, np.bool_, bool)):
                 if isinstance(value, numbers.Real) and float(value).is_integer():
@@ -260,6 +283,11 @@ def encode_labels(y: np.ndarray, name: str = "y") -> tuple[np.ndarray, np.ndarra
     if classes.shape[0] < 2:
         raise ValueError(
             f"{name} has a single class ({classes.tolist()[0]!r}); at least 2 classes are required"
+        )
+    if classes.shape[0] > MAX_CLASSES:
+        raise ValueError(
+            f"{name} has {classes.shape[0]} classes; the output layer holds at most "
+            f"{MAX_CLASSES} (are these labels continuous values rather than classes?)"
         )
     return classes, np.ascontiguousarray(indices.reshape(-1), dtype=np.int64)
 
@@ -295,19 +323,89 @@ def labels_to_indices(y: np.ndarray, classes: np.ndarray, name: str = "y") -> np
     return np.ascontiguousarray(pos, dtype=np.int64)
 
 
+def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None:
+    """Check sample weights: ``n_samples`` finite non-negative numbers, not all zero.
+
+    Examples
+    --------
+    >>> from lenet5._validation import check_sample_weight
+    >>> check_sample_weight([1, 2, 0], 3).tolist()
+    [1.0, 2.0, 0.0]
+    """
+    if sample_weight is None:
+        return None
+    name = "sample_weight"
+    what = f"{n_samples} finite non-negative numbers"
+    _reject_masked(sample_weight, name)
+    arr = _as_array(sample_weight, name, what)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be {what}; got {_describe(arr)}")
+    if arr.shape != (n_samples,):
+        raise ValueError(f"{name} must be {what}, shape ({n_samples},); got shape {arr.shape}")
+    with np.errstate(over="ignore"):
+        arr = arr.astype(np.float64)
+    bad = ~np.isfinite(arr) | (arr < 0)
+    if bad.any():
+        raise ValueError(
+            f"{name} must be {what}; got {arr[bad][0].item()!r} at index "
+            f"{int(np.flatnonzero(bad)[0])}"
+        )
+    if not arr.sum() > 0:
+        raise ValueError(f"{name} must not be all zero (the weighted mean is undefined)")
+    return arr
+
+
+def check_weights(weights: Any, name: str = "weights") -> dict[str, np.ndarray]:
+    """Check the container and dtypes of a ``set_weights`` argument.
+
+    Returns a new dict whose values are float32 or float64 arrays in native byte order
+    (integer and other real dtypes are converted); the names, shapes and finiteness are
+    checked by the native layer, which changes nothing unless every entry is right.
+
+    Examples
+    --------
+    >>> from lenet5._validation import check_weights
+    >>> check_weights({"b": [1, 2]})["b"].dtype
+    dtype('float64')
+    """
+    if not isinstance(weights, Mapping):
+        raise TypeError(
+            f"{name} must be a dict of name -> array, as returned by get_weights(); got "
+            f"{_describe(weights)}"
+        )
+    checked: dict[str, np.ndarray] = {}
+    for key, value in weights.items():
+        if not isinstance(key, str):
+            raise TypeError(f"{name} names must be strings; got {type(key).__name__} {key!r:.40}")
+        entry = f"{name}[{key!r}]"
+        _reject_masked(value, entry)
+        what = "a float32 array (or of another real dtype)"
+        arr = _as_array(value, entry, what)
+        kind = arr.dtype.kind
+        if kind not in "iuf":
+            raise TypeError(f"{entry} must be {what}; got {_describe(arr)}")
+        if arr.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            with np.errstate(over="ignore"):  # out-of-range values are reported natively
+                arr = arr.astype(np.float64)
+        checked[key] = arr
+    return checked
+
+
 def check_bool(value: Any, name: str) -> bool:
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
-    raise ValueError(f"{name} must be True or False; got {value!r}")
+    raise ValueError(f"{name} must be True or False; got {value!r:.80}")
 
 
 def check_int(value: Any, name: str, *, low: int, high: int | None = None) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+        raise ValueError(f"{name} must be an integer >= {low}; got {value!r:.80}")
     value = int(value)
-    if value < low or (high is not None and value > high):
+    if value < low or value > (MAX_INT if high is None else high):
         limit = f"in {low}..{high}" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be an integer {limit}; got {value!r}")
+        if high is None and value > MAX_INT:
+            limit = f"in {low}..2**63-1"
+        raise ValueError(f"{name} must be an integer {limit}; got {value!r:.80}")
     return value
 
 
@@ -321,7 +419,7 @@ def check_float(
     high_open: bool = False,
 ) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number; got {value!r}")
+        raise ValueError(f"{name} must be a real number; got {value!r:.80}")
     value = float(value)
     ok = np.isfinite(value) and (value > low if low_open else value >= low)
     if high is not None:
@@ -339,5 +437,5 @@ def check_float(
 def check_choice(value: Any, name: str, allowed: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in allowed:
         options = ", ".join(repr(a) for a in allowed)
-        raise ValueError(f"{name} must be one of {options}; got {value!r}")
+        raise ValueError(f"{name} must be one of {options}; got {value!r:.80}")
     return value

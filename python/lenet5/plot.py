@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -76,7 +76,12 @@ def _colormap(name: str, bad: str = "white") -> Any:
 
 
 def _new_figure(figsize: tuple[float, float]) -> Figure:
-    return _pyplot().figure(figsize=figsize, layout="constrained")
+    return cast("Figure", _pyplot().figure(figsize=figsize, layout="constrained"))
+
+
+def _figure_of(ax: Axes) -> Figure:
+    """The figure an Axes given by the caller belongs to (returned to the caller)."""
+    return cast("Figure", ax.figure)
 
 
 def _check_fitted(model: Any) -> Any:
@@ -174,7 +179,7 @@ def plot_history(model: Any, *, axes: Sequence[Axes] | None = None) -> Figure:
         if len(axes) != 2:
             raise ValueError(f"axes must be two Axes (loss, accuracy); got {len(axes)}")
         loss_ax, acc_ax = axes
-        fig = loss_ax.figure
+        fig = _figure_of(loss_ax)
     for ax, key, name in ((loss_ax, "loss", "loss"), (acc_ax, "accuracy", "accuracy")):
         ax.plot(epochs, history[key], marker="o", label="training")
         val = np.asarray(history.get("val_" + key, []), dtype=np.float64)
@@ -190,7 +195,7 @@ def plot_history(model: Any, *, axes: Sequence[Axes] | None = None) -> Figure:
             ax.set_xticks(epochs)
     loss_ax.set_title("Loss (cross-entropy)")
     acc_ax.set_title("Accuracy")
-    return fig  # type: ignore[return-value]
+    return fig
 
 
 # ---------------------------------------------------------------------- kernels
@@ -248,7 +253,7 @@ def plot_kernels(
         fig = _new_figure((8.0, 2.2) if layer == "c1" else (9.0, 4.5))
         ax = fig.add_subplot()
     else:
-        fig = ax.figure  # type: ignore[assignment]
+        fig = _figure_of(ax)
     limit = float(np.nanmax(np.abs(image))) or 1.0
     shown = ax.imshow(image, cmap=_colormap(cmap), vmin=-limit, vmax=limit)
     _tile_ticks(ax, n_out, 5, "x")
@@ -320,17 +325,19 @@ def plot_feature_maps(
     proba = np.asarray(model.predict_proba(batch))[0]
     if axes is None:
         fig = _new_figure((11.0, 11.0))
-        grid = fig.subplot_mosaic(
-            [
-                ["input", "output"],
-                ["c1", "c1"],
-                ["s2", "s2"],
-                ["c3", "s4"],
-                ["c5", "f6"],
-            ],
-            height_ratios=[1.2, 1.0, 0.7, 1.1, 1.0],
-        )
-        panels = [grid[name] for name in FEATURE_PANELS]
+        grid = fig.add_gridspec(5, 2, height_ratios=[1.2, 1.0, 0.7, 1.1, 1.0])
+        where = {
+            "input": grid[0, 0],
+            "c1": grid[1, :],
+            "s2": grid[2, :],
+            "c3": grid[3, 0],
+            "s4": grid[3, 1],
+            "c5": grid[4, 0],
+            "f6": grid[4, 1],
+            "output": grid[0, 1],
+        }
+        # created in panel order, so that fig.axes follows FEATURE_PANELS
+        panels = [fig.add_subplot(where[name]) for name in FEATURE_PANELS]
     else:
         if len(axes) != len(FEATURE_PANELS):
             raise ValueError(
@@ -338,7 +345,7 @@ def plot_feature_maps(
                 f"got {len(axes)}"
             )
         panels = list(axes)
-        fig = panels[0].figure  # type: ignore[assignment]
+        fig = _figure_of(panels[0])
     cm = _colormap(cmap)
     for name, ax in zip(FEATURE_PANELS, panels):
         if name == "input":
@@ -356,7 +363,7 @@ def plot_feature_maps(
             ax.set_ylim(0, 1)
             ax.set_ylabel("probability")
             predicted = labels[int(np.argmax(proba))]
-            ax.set_title(f"output: class probabilities (predicted {predicted})")
+            ax.set_title(f"output (class probabilities; predicted {predicted})")
             continue
         values = acts[name].astype(np.float64)
         if name in _FOLD:
@@ -442,11 +449,11 @@ def plot_confusion_matrix(
     else:
         matrix = counts.astype(np.float64)
     if ax is None:
-        side = min(4.0 + 0.5 * k, 14.0)
+        side = min(3.0 + 0.4 * k, 12.0)
         fig = _new_figure((side + 1.0, side))
         ax = fig.add_subplot()
     else:
-        fig = ax.figure  # type: ignore[assignment]
+        fig = _figure_of(ax)
     shown = ax.imshow(matrix, cmap=cmap, vmin=0, vmax=1 if normalize else None)
     labels = [_label_text(c) for c in model.classes_]
     ax.set_xticks(range(k), labels, rotation=90 if k > 12 else 0)
@@ -530,8 +537,13 @@ def plot_misclassified(
         if wrong.size == 0:
             fig = _new_figure((4.0, 1.5))
             ax = fig.add_subplot()
-            ax.text(0.5, 0.5, f"no misclassified images among {x3.shape[0]:,}", ha="center",
-                    va="center")
+            ax.text(
+                0.5,
+                0.5,
+                f"no misclassified images among {x3.shape[0]:,}",
+                ha="center",
+                va="center",
+            )
             ax.set_axis_off()
             return fig
         cols = min(ncols, wrong.size)
@@ -543,7 +555,7 @@ def plot_misclassified(
         panels = list(np.ravel(np.asarray(axes, dtype=object)))
         if not panels:
             raise ValueError("axes must hold at least one Axes")
-        fig = panels[0].figure
+        fig = _figure_of(panels[0])
         wrong = wrong[: len(panels)]
     labels = [_label_text(c) for c in model.classes_]
     for i, ax in enumerate(panels):
@@ -559,4 +571,4 @@ def plot_misclassified(
         f"Misclassified: {total_wrong:,} of {x3.shape[0]:,} (true -> predicted); "
         f"showing {wrong.size}"
     )
-    return fig  # type: ignore[no-any-return]
+    return fig

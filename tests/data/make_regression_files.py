@@ -5,8 +5,10 @@
 ``model_v1.safetensors`` is a small fitted model in format version 1, kept so that
 every later lenet5 must still load it (``model_v1_proba.npy``: its probabilities for the
 first 32 embedded test digits). The ``bad_*.safetensors`` files are hostile or broken
-variants of it; each must be refused with a ValueError (see tests/test_persistence.py and
-tests/test_model_files_fuzz.py). Inputs that ever crashed the loader are kept here too.
+variants of it, made by ``bad_files`` when the tests run; each must be refused with a
+ValueError (tests/test_persistence.py). Inputs that ever made the loader fail otherwise
+than with a ValueError are kept as ``crash-*.safetensors`` (``crash_files``), and
+tests/test_model_files_fuzz.py checks every one of them.
 """
 
 from __future__ import annotations
@@ -112,18 +114,40 @@ def bad_files(good: bytes) -> dict[str, bytes]:
     return out
 
 
+def crash_files() -> dict[str, bytes]:
+    """Small files that once made the loader raise something other than ValueError."""
+    meta = {
+        "format": "lenet5",
+        "format_version": "1",
+        "hyperparameters": "{}",
+        "classes": '{"dtype":"<i8","values":[0,1,2,3,4,5,6,7,8,9]}',
+        "n_iter": "0",
+    }
+    out = {}
+    # OverflowError from the native constructor (found by test_metadata_json_members).
+    for name, arch in {
+        "crash-architecture-negative-seed": '{"n_classes":10,"seed":-1}',
+        "crash-architecture-huge-n-classes": '{"n_classes":1180591620717411303424}',
+    }.items():
+        header = json.dumps({"__metadata__": dict(meta, architecture=arch)})
+        header += " " * (-len(header) % 8)
+        out[name] = join(header, b"")
+    return out
+
+
 def main() -> None:
+    for name, blob in crash_files().items():
+        (HERE / f"{name}.safetensors").write_bytes(blob)
+    path = HERE / "model_v1.safetensors"
+    if path.exists():
+        return  # written once by format version 1: never regenerate it
     from lenet5 import LeNet5
     from lenet5.datasets import load_mnist
 
     (x, y), (x_test, _) = load_mnist()
     model = LeNet5(epochs=1, random_state=0, verbose=0, n_jobs=1).fit(x[:500], y[:500])
-    path = HERE / "model_v1.safetensors"
     model.save(path)
     np.save(HERE / "model_v1_proba.npy", model.predict_proba(x_test[:32]))
-    good = path.read_bytes()
-    for name, blob in bad_files(good).items():
-        (HERE / f"{name}.safetensors").write_bytes(blob)
 
 
 if __name__ == "__main__":
