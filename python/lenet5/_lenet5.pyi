@@ -20,7 +20,9 @@ __all__ = [
     "_isa",
     "distort",
     "load_idx",
+    "load_safetensors",
     "rbf_bitmaps",
+    "save_safetensors",
 ]
 
 __version__: str
