@@ -148,10 +148,8 @@ class Lenet5Adapter:
 
     def prepare_train(self, x: np.ndarray, y: np.ndarray):
         if self.api == "estimator":
-            return (
-                x,
-                y,
-            )  # the estimator takes uint8 images directly; its copy is timed
+            # The estimator takes the uint8 images as they are; its own copy is part of fit().
+            return (x, y)
         return self.native.Dataset(x, y)
 
     def prepare_infer(self, x: np.ndarray):

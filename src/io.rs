@@ -76,7 +76,7 @@ fn show(name: &str) -> String {
 }
 
 fn human_bytes(n: u64) -> String {
-    if n >= 1 << 20 && n % (1 << 20) == 0 {
+    if n >= 1 << 20 && n & ((1 << 20) - 1) == 0 {
         format!("{} MiB", n >> 20)
     } else {
         format!("{n} bytes")
@@ -805,13 +805,23 @@ fn io_error(context: String, source: std::io::Error) -> LeNetError {
 /// [`LeNetError::Value`] naming the file and the problem.
 pub fn read_file(path: &Path) -> Result<(Vec<Tensor>, BTreeMap<String, String>)> {
     let ctx = || format!("cannot read model file '{}'", path.display());
+    let not_regular = || {
+        io_error(
+            ctx(),
+            std::io::Error::new(ErrorKind::InvalidInput, "not a regular file"),
+        )
+    };
+    // Checked before opening too: opening a named pipe would wait for a writer.
+    if !fs::metadata(path)
+        .map_err(|e| io_error(ctx(), e))?
+        .is_file()
+    {
+        return Err(not_regular());
+    }
     let file = File::open(path).map_err(|e| io_error(ctx(), e))?;
     let meta = file.metadata().map_err(|e| io_error(ctx(), e))?;
     if !meta.is_file() {
-        return Err(io_error(
-            ctx(),
-            std::io::Error::new(ErrorKind::InvalidInput, "not a regular file"),
-        ));
+        return Err(not_regular());
     }
     let too_big = |n: u64| {
         LeNetError::Value(format!(
@@ -1349,6 +1359,20 @@ mod tests {
             Err(LeNetError::Io { .. })
         ));
         assert!(matches!(read_file(&d), Err(LeNetError::Io { .. })));
+        #[cfg(target_os = "linux")]
+        {
+            // A named pipe is refused at once instead of waiting for a writer.
+            let fifo = d.join("fifo");
+            let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+            if made.is_ok_and(|s| s.success()) {
+                match read_file(&fifo) {
+                    Err(LeNetError::Io { source, .. }) => {
+                        assert_eq!(source.kind(), ErrorKind::InvalidInput)
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
         let bad = d.join("bad.safetensors");
         fs::write(&bad, b"\xff\xff\xff\xff\xff\xff\xff\xff{}").unwrap();
         match read_file(&bad) {
@@ -1508,7 +1532,7 @@ mod tests {
                         let x = out[o1..p1].to_string();
                         let y = out[o2..p2].to_string();
                         out.replace_range(o2..p2, &x);
-                        if b % 2 == 0 {
+                        if b & 1 == 0 {
                             out.replace_range(o1..p1, &y);
                         }
                     }

@@ -329,7 +329,7 @@ fn backward_w<S: Math, const SQ: bool>(
     {
         profile::lap(13);
         let (gw, gb) = grad[lay.c3_w..lay.s4_w].split_at_mut(lay.c3_b - lay.c3_w);
-        wide::conv_grad_w_w::<S, S2_SIDE, C3_SIDE, SQ>(
+        wide::conv_grad_w_w::<S, S2_SIDE, C3_SIDE, 1, false, SQ>(
             s,
             &w.a2,
             &w.g3,
@@ -369,7 +369,9 @@ fn backward_w<S: Math, const SQ: bool>(
     {
         profile::lap(16);
         let (gw, gb) = grad[lay.c1_w..lay.s2_w].split_at_mut(lay.c1_b - lay.c1_w);
-        wide::conv_grad_w_w::<S, IN, C1_SIDE, SQ>(s, &w.x, &w.g1, gw, gb, &C1_START, &C1_IN);
+        wide::conv_grad_w_w::<S, IN, C1_SIDE, 7, true, SQ>(
+            s, &w.x, &w.g1, gw, gb, &C1_START, &C1_IN,
+        );
     }
     profile::lap(17);
 }

@@ -94,11 +94,9 @@ impl Optimizer {
             }
             OptimKind::Sdlm { mu } => check("mu", mu, mu > 0.0, "a positive number")?,
         }
-        let v = if matches!(kind, OptimKind::Adam { .. }) {
-            n
-        } else {
-            0
-        };
+        // Both state vectors always exist (unused ones stay as they are), so
+        // one update loop serves every rule.
+        let v = n;
         let h = if matches!(kind, OptimKind::Sdlm { .. }) {
             n
         } else {
@@ -128,12 +126,40 @@ impl Optimizer {
         }
     }
 
-    /// Sums the chunk gradients (`grads` holds `grads.len() / n` buffers of `n`)
-    /// and updates `params`. Returns false, leaving `params` and the state
-    /// untouched, if any summed gradient is not finite.
+    /// The new (parameter, first state, second state) of one entry, for the
+    /// summed gradient `g` at step `t` (1-based).
+    #[inline]
+    fn update(&self, t: u64, p: f32, g: f32, m0: f32, v0: f32, h: f32) -> (f32, f32, f32) {
+        let (lr, wd) = (self.learning_rate, self.weight_decay);
+        let g = g + wd * p;
+        match self.kind {
+            OptimKind::Sgd { momentum, nesterov } => {
+                let m = momentum * m0 + g;
+                let d = if nesterov { g + momentum * m } else { m };
+                (p - lr * d, m, 0.0)
+            }
+            OptimKind::Adam {
+                beta1,
+                beta2,
+                epsilon,
+            } => {
+                let t = t.min(i32::MAX as u64) as i32;
+                let c1 = 1.0 - beta1.powi(t);
+                let c2 = 1.0 - beta2.powi(t);
+                let m = beta1 * m0 + (1.0 - beta1) * g;
+                let v = beta2 * v0 + (1.0 - beta2) * g * g;
+                (p - lr * (m / c1) / ((v / c2).sqrt() + epsilon), m, v)
+            }
+            OptimKind::Sdlm { mu } => (p - lr / (mu + h) * g, m0, v0),
+        }
+    }
+
+    /// Sums the chunk gradients (`grads` holds `grads.len() / n` buffers of `n`,
+    /// summed in buffer order) and updates `params`. Returns false, leaving
+    /// `params` and the state untouched, if any summed gradient, optimizer state
+    /// or new parameter would not be finite.
     pub fn step(&mut self, params: &mut [f32], grads: &[f32], n: usize) -> bool {
         let chunks = grads.len() / n;
-        let frozen = self.frozen.clone();
         let sum = |at: usize| {
             let mut g = grads[at];
             for c in 1..chunks {
@@ -141,75 +167,49 @@ impl Optimizer {
             }
             g
         };
-        let live = |at: usize| !frozen.contains(&at);
-        // Finite check first, so a failed step changes nothing.
-        let finite = (0..n.div_ceil(RANGE))
-            .into_par_iter()
-            .all(|r| (r * RANGE..((r + 1) * RANGE).min(n)).all(|i| sum(i).is_finite()));
+        let t = self.t + 1;
+        let this = &*self;
+        let at = |v: &[f32], i: usize| v.get(i).copied().unwrap_or(0.0);
+        let frozen = this.frozen.clone();
+        let live = |i: usize| !frozen.contains(&i);
+        // Check the whole update first, so that a failed step changes nothing.
+        let finite = (0..n.div_ceil(RANGE)).into_par_iter().all(|r| {
+            (r * RANGE..((r + 1) * RANGE).min(n))
+                .filter(|&i| live(i))
+                .all(|i| {
+                    let (p, m, v) = this.update(
+                        t,
+                        params[i],
+                        sum(i),
+                        at(&this.m, i),
+                        at(&this.v, i),
+                        at(&this.h, i),
+                    );
+                    p.is_finite() && m.is_finite() && v.is_finite()
+                })
+        });
         if !finite {
             return false;
         }
-        self.t += 1;
-        let (lr, wd) = (self.learning_rate, self.weight_decay);
-        match self.kind {
-            OptimKind::Sgd { momentum, nesterov } => {
-                params
-                    .par_chunks_mut(RANGE)
-                    .zip(self.m.par_chunks_mut(RANGE))
-                    .enumerate()
-                    .for_each(|(r, (p, m))| {
-                        for (j, (p, m)) in p.iter_mut().zip(m).enumerate() {
-                            if !live(r * RANGE + j) {
-                                continue;
-                            }
-                            let g = sum(r * RANGE + j) + wd * *p;
-                            *m = momentum * *m + g;
-                            let d = if nesterov { g + momentum * *m } else { *m };
-                            *p -= lr * d;
-                        }
-                    });
-            }
-            OptimKind::Adam {
-                beta1,
-                beta2,
-                epsilon,
-            } => {
-                let t = self.t.min(i32::MAX as u64) as i32;
-                let c1 = 1.0 - beta1.powi(t);
-                let c2 = 1.0 - beta2.powi(t);
-                params
-                    .par_chunks_mut(RANGE)
-                    .zip(self.m.par_chunks_mut(RANGE))
-                    .zip(self.v.par_chunks_mut(RANGE))
-                    .enumerate()
-                    .for_each(|(r, ((p, m), v))| {
-                        for (j, ((p, m), v)) in p.iter_mut().zip(m).zip(v).enumerate() {
-                            if !live(r * RANGE + j) {
-                                continue;
-                            }
-                            let g = sum(r * RANGE + j) + wd * *p;
-                            *m = beta1 * *m + (1.0 - beta1) * g;
-                            *v = beta2 * *v + (1.0 - beta2) * g * g;
-                            *p -= lr * (*m / c1) / ((*v / c2).sqrt() + epsilon);
-                        }
-                    });
-            }
-            OptimKind::Sdlm { mu } => {
-                params
-                    .par_chunks_mut(RANGE)
-                    .zip(self.h.par_chunks(RANGE))
-                    .enumerate()
-                    .for_each(|(r, (p, h))| {
-                        for (j, (p, h)) in p.iter_mut().zip(h).enumerate() {
-                            if !live(r * RANGE + j) {
-                                continue;
-                            }
-                            let g = sum(r * RANGE + j) + wd * *p;
-                            *p -= lr / (mu + *h) * g;
-                        }
-                    });
-            }
-        }
+        self.t = t;
+        let mut m = std::mem::take(&mut self.m);
+        let mut v = std::mem::take(&mut self.v);
+        let this = &*self;
+        params
+            .par_chunks_mut(RANGE)
+            .zip(m.par_chunks_mut(RANGE))
+            .zip(v.par_chunks_mut(RANGE))
+            .enumerate()
+            .for_each(|(r, ((p, mc), vc))| {
+                for (j, ((pj, mj), vj)) in p.iter_mut().zip(mc).zip(vc).enumerate() {
+                    let i = r * RANGE + j;
+                    if live(i) {
+                        (*pj, *mj, *vj) = this.update(t, *pj, sum(i), *mj, *vj, at(&this.h, i));
+                    }
+                }
+            });
+        self.m = m;
+        self.v = v;
         true
     }
 }

@@ -108,10 +108,14 @@ impl Images<'_> {
     }
 }
 
+/// Threads for `n_jobs`: 0 or -1 means every core; more threads than cores
+/// never help (the work is split into the same chunks either way), so larger
+/// values are capped at the core count.
 fn n_threads(n_jobs: i64) -> PyResult<usize> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     match n_jobs {
-        0 | -1 => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
-        n if n > 0 => Ok(n as usize),
+        0 | -1 => Ok(cores),
+        n if n > 0 => Ok((n as usize).min(cores)),
         n => Err(PyValueError::new_err(format!(
             "n_jobs must be a positive integer, or 0 / -1 for all cores; got {n}"
         ))),
@@ -468,7 +472,7 @@ impl PyNetwork {
             self.layout.n_params_total(),
         )?;
         opt.frozen = self.layout.frozen();
-        let mut st = self.train.try_lock().map_err(|_| busy())?;
+        let mut st = lock_train(&self.train)?;
         st.opt = Some(opt);
         st.rng = Rng::new(seed);
         Ok(())
@@ -481,7 +485,7 @@ impl PyNetwork {
                 "learning_rate must be a positive number; got {learning_rate}"
             )));
         }
-        let mut st = self.train.try_lock().map_err(|_| busy())?;
+        let mut st = lock_train(&self.train)?;
         match st.opt.as_mut() {
             Some(o) => o.learning_rate = learning_rate as f32,
             None => return Err(PyRuntimeError::new_err("call reset_optimizer first")),
@@ -511,14 +515,14 @@ impl PyNetwork {
                 "batch_size must be a positive integer; got {batch_size}"
             )));
         }
-        if !(interval.is_finite() && interval >= 0.0) {
+        if !(interval.is_finite() && (0.0..=1e6).contains(&interval)) {
             return Err(PyValueError::new_err(format!(
-                "interval must be >= 0; got {interval}"
+                "interval must be a number of seconds in [0, 1e6]; got {interval}"
             )));
         }
         self.check_labels(&data)?;
         let pool = self.pool(n_jobs)?;
-        let mut guard = self.train.try_lock().map_err(|_| busy())?;
+        let mut guard = lock_train(&self.train)?;
         let st = &mut *guard;
         if st.opt.is_none() {
             st.opt = Some(Optimizer::new(
@@ -600,7 +604,7 @@ impl PyNetwork {
         }
         self.check_labels(&data)?;
         let pool = self.pool(n_jobs)?;
-        let mut guard = self.train.try_lock().map_err(|_| busy())?;
+        let mut guard = lock_train(&self.train)?;
         let st = &mut *guard;
         let Some(opt) = st.opt.as_mut() else {
             return Err(PyRuntimeError::new_err(
@@ -625,7 +629,7 @@ impl PyNetwork {
 
     /// The SDLM curvature estimates `h_kk` (dict name -> array), or None.
     fn curvature<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let st = self.train.try_lock().map_err(|_| busy())?;
+        let st = lock_train(&self.train)?;
         match st.opt.as_ref() {
             Some(o) if !o.h.is_empty() => Ok(Some(self.tensors_dict(py, &o.h)?)),
             _ => Ok(None),
@@ -634,7 +638,7 @@ impl PyNetwork {
 
     /// The SDLM per-parameter step sizes `lr / (mu + h_kk)` (dict), or None.
     fn step_sizes<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let st = self.train.try_lock().map_err(|_| busy())?;
+        let st = lock_train(&self.train)?;
         match st.opt.as_ref() {
             Some(o) if !o.h.is_empty() => Ok(Some(self.tensors_dict(py, &o.step_sizes())?)),
             _ => Ok(None),
@@ -652,6 +656,17 @@ impl PyNetwork {
             c.output.name(),
             self.init.name()
         )
+    }
+}
+
+/// The training state, or a RuntimeError if another thread is training. A
+/// lock poisoned by an earlier failure is taken over: the state it guards is
+/// only replaced whole, never left half-written.
+fn lock_train(m: &Mutex<TrainState>) -> PyResult<std::sync::MutexGuard<'_, TrainState>> {
+    match m.try_lock() {
+        Ok(g) => Ok(g),
+        Err(std::sync::TryLockError::Poisoned(e)) => Ok(e.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => Err(busy()),
     }
 }
 
@@ -1037,9 +1052,13 @@ fn save_safetensors(
 ) -> PyResult<()> {
     let mut list = Vec::with_capacity(tensors.len());
     for (k, v) in tensors.iter() {
-        let name: String = k.extract().map_err(|_| PyTypeError::new_err("tensor names must be str"))?;
+        let name: String = k
+            .extract()
+            .map_err(|_| PyTypeError::new_err("tensor names must be str"))?;
         let a: PyReadonlyArrayDyn<f32> = v.extract().map_err(|_| {
-            PyTypeError::new_err(format!("tensor {name:?} must be a float32 numpy array in native byte order"))
+            PyTypeError::new_err(format!(
+                "tensor {name:?} must be a float32 numpy array in native byte order"
+            ))
         })?;
         let view = a.as_array();
         list.push(crate::io::Tensor {
@@ -1059,7 +1078,10 @@ fn save_safetensors(
 /// returns (dict name -> float32 array, dict of metadata). ValueError for any
 /// malformed content, OSError when the file cannot be read.
 #[pyfunction]
-fn load_safetensors<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<(Bound<'py, PyDict>, BTreeMap<String, String>)> {
+fn load_safetensors<'py>(
+    py: Python<'py>,
+    path: std::path::PathBuf,
+) -> PyResult<(Bound<'py, PyDict>, BTreeMap<String, String>)> {
     let (tensors, metadata) = py.detach(|| crate::io::read_file(&path))?;
     let d = PyDict::new(py);
     for t in tensors {

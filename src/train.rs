@@ -325,9 +325,12 @@ pub fn infer<T: Pixel>(
         let mut out = out;
         let mut i = 0;
         while i < n {
+            // With at least one full chunk, the rest also runs as a (partly
+            // filled) wide chunk, so that an image's result does not depend on
+            // its position in the batch.
             let (ws, live) = match wide_ws.as_mut() {
-                Some(w) if n - i >= wide => (w, wide),
-                _ => (&mut single, 1),
+                Some(w) => (w, wide.min(n - i)),
+                None => (&mut single, 1),
             };
             match &mut out {
                 InferOut::Proba(p) => run(i, live, ws, Some(&mut p[i * k..(i + live) * k]), None)?,

@@ -19,47 +19,39 @@ use crate::simd::{Math, Simd};
 /// row-vectorised kernels past the last valid pixel.
 pub const SLACK: usize = 32;
 
-#[inline(always)]
-fn exp_nonneg_v<S: Simd>(s: S, x: S::V) -> S::V {
-    let n = s.sub(
-        s.add(
-            s.mul(x, s.splat(std::f32::consts::LOG2_E)),
-            s.splat(12_582_912.0),
-        ),
-        s.splat(12_582_912.0),
-    );
-    let r = s.sub(
-        s.sub(x, s.mul(n, s.splat(0.693_145_75))),
-        s.mul(n, s.splat(1.428_606_8e-6)),
-    );
-    let mut p = s.splat(1.0 / 5040.0);
-    for c in [
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ] {
-        p = s.fma(p, r, s.splat(c));
-    }
-    s.mul(p, s.pow2i(n))
-}
+/// Numerator and denominator of the rational approximation
+/// tanh(x) ~ x P(x^2) / Q(x^2) on |x| <= [`TANH_CLAMP`], highest degree first
+/// (fitted for this library by minimax on float32; relative error below 4e-7).
+pub const TANH_P: [f32; 5] = [
+    2.381_857_9e-8,
+    3.760_344_4e-5,
+    0.006_440_542_6,
+    0.247_346_21,
+    1.849_999_9,
+];
+pub const TANH_Q: [f32; 5] = [
+    1.405_705_7e-6,
+    0.000_603_149,
+    0.047_778_197,
+    0.864_012_9,
+    1.85,
+];
+/// Inputs are clamped here; the approximation is 1 - 2^-24 at the clamp.
+pub const TANH_CLAMP: f32 = 8.5;
 
-/// tanh on eight lanes (the algorithm of [`crate::kernels::tanh`]).
+/// tanh on a vector (see [`crate::kernels::tanh`] for the scalar twin).
 #[inline(always)]
 pub fn tanh_v<S: Simd>(s: S, u: S::V) -> S::V {
-    let a = s.min(s.abs(u), s.splat(10.0));
-    let a2 = s.mul(a, a);
-    let mut p = s.splat(62.0 / 2835.0);
-    for c in [-17.0 / 315.0, 2.0 / 15.0, -1.0 / 3.0] {
-        p = s.fma(p, a2, s.splat(c));
+    let a = s.min(s.abs(u), s.splat(TANH_CLAMP));
+    let t = s.mul(a, a);
+    let mut p = s.splat(TANH_P[0]);
+    let mut q = s.splat(TANH_Q[0]);
+    for i in 1..5 {
+        p = s.fma(p, t, s.splat(TANH_P[i]));
+        q = s.fma(q, t, s.splat(TANH_Q[i]));
     }
-    let small = s.fma(s.mul(a, a2), p, a);
-    let e = exp_nonneg_v(s, s.add(a, a));
-    let large = s.sub(s.splat(1.0), s.div(s.splat(2.0), s.add(e, s.splat(1.0))));
-    s.copysign(s.select_lt(a, s.splat(0.3), small, large), u)
+    let y = s.min(s.mul(s.div(p, q), a), s.splat(1.0));
+    s.copysign(y, u)
 }
 
 /// Applies the activation in place to `v` (any length; the tail runs scalar).
@@ -162,8 +154,19 @@ pub fn conv_forward_w<S: Simd, const IW: usize, const OW: usize, const PX: usize
     }
 }
 
+/// Kernel gradients for kernel rows `ky0..ky0 + NKY`, walking each output row
+/// `XB` pixels at a time so that the `XB` gradient vectors and the `XB + 4`
+/// input vectors they meet stay in registers (each input vector feeds up to
+/// five taps).
 #[inline(always)]
-fn conv_grad_w_rows<S: Simd, const IW: usize, const OW: usize, const NKY: usize, const SQ: bool>(
+fn conv_grad_w_rows<
+    S: Simd,
+    const IW: usize,
+    const OW: usize,
+    const NKY: usize,
+    const XB: usize,
+    const SQ: bool,
+>(
     s: S,
     inp_c: &[f32],
     dpre_o: &[f32],
@@ -173,19 +176,41 @@ fn conv_grad_w_rows<S: Simd, const IW: usize, const OW: usize, const NKY: usize,
     let irow = IW * S::W;
     let orow = OW * S::W;
     let mut acc = [[s.splat(0.0); 5]; NKY];
-    for y in 0..OW {
-        let drow = &dpre_o[y * orow..(y + 1) * orow];
-        for x in 0..OW {
-            let d = s.load(&drow[x * S::W..]);
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                let at = (y + ky0 + r) * irow + x * S::W;
-                let irw = &inp_c[at..at + 5 * S::W];
-                for (kx, a) in acc_r.iter_mut().enumerate() {
-                    let mut iv = s.load(&irw[kx * S::W..]);
-                    if SQ {
-                        iv = s.mul(iv, iv);
+    if XB == 1 {
+        // One pixel at a time (best where the rows are short, as in C3).
+        for y in 0..OW {
+            let drow = &dpre_o[y * orow..(y + 1) * orow];
+            for x in 0..OW {
+                let d = s.load(&drow[x * S::W..]);
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    let at = (y + ky0 + r) * irow + x * S::W;
+                    let irw = &inp_c[at..at + 5 * S::W];
+                    for (kx, a) in acc_r.iter_mut().enumerate() {
+                        let mut iv = s.load(&irw[kx * S::W..]);
+                        if SQ {
+                            iv = s.mul(iv, iv);
+                        }
+                        *a = s.fma(d, iv, *a);
                     }
-                    *a = s.fma(d, iv, *a);
+                }
+            }
+        }
+    }
+    for y in (0..OW).filter(|_| XB > 1) {
+        let drow = &dpre_o[y * orow..(y + 1) * orow];
+        for x0 in (0..OW).step_by(XB) {
+            let d: [S::V; XB] = std::array::from_fn(|j| s.load(&drow[(x0 + j) * S::W..]));
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let at = (y + ky0 + r) * irow + x0 * S::W;
+                let irw = &inp_c[at..at + (XB + 4) * S::W];
+                for (kx, a) in acc_r.iter_mut().enumerate() {
+                    for (j, dj) in d.iter().enumerate() {
+                        let mut iv = s.load(&irw[(j + kx) * S::W..]);
+                        if SQ {
+                            iv = s.mul(iv, iv);
+                        }
+                        *a = s.fma(*dj, iv, *a);
+                    }
                 }
             }
         }
@@ -202,7 +227,14 @@ fn conv_grad_w_rows<S: Simd, const IW: usize, const OW: usize, const NKY: usize,
 /// # Shapes
 /// `dpre`: `[O][OW][OW][8]`, gradient wrt the pre-activation outputs.
 #[inline(always)]
-pub fn conv_grad_w_w<S: Simd, const IW: usize, const OW: usize, const SQ: bool>(
+pub fn conv_grad_w_w<
+    S: Simd,
+    const IW: usize,
+    const OW: usize,
+    const XB: usize,
+    const ROWS3: bool,
+    const SQ: bool,
+>(
     s: S,
     inp: &[f32],
     dpre: &[f32],
@@ -223,9 +255,16 @@ pub fn conv_grad_w_w<S: Simd, const IW: usize, const OW: usize, const SQ: bool>(
         for k in conn_start[o]..conn_start[o + 1] {
             let inp_c = &inp[conn_in[k] * iplane..(conn_in[k] + 1) * iplane];
             let gwk = &mut gw[k * KK..(k + 1) * KK];
-            conv_grad_w_rows::<S, IW, OW, 2, SQ>(s, inp_c, dpre_o, gwk, 0);
-            conv_grad_w_rows::<S, IW, OW, 2, SQ>(s, inp_c, dpre_o, gwk, 2);
-            conv_grad_w_rows::<S, IW, OW, 1, SQ>(s, inp_c, dpre_o, gwk, 4);
+            // Kernel rows in groups of 3 + 2 or 2 + 2 + 1 (whichever keeps the
+            // accumulators in registers for this layer's block width).
+            if ROWS3 {
+                conv_grad_w_rows::<S, IW, OW, 3, XB, SQ>(s, inp_c, dpre_o, gwk, 0);
+                conv_grad_w_rows::<S, IW, OW, 2, XB, SQ>(s, inp_c, dpre_o, gwk, 3);
+            } else {
+                conv_grad_w_rows::<S, IW, OW, 2, XB, SQ>(s, inp_c, dpre_o, gwk, 0);
+                conv_grad_w_rows::<S, IW, OW, 2, XB, SQ>(s, inp_c, dpre_o, gwk, 2);
+                conv_grad_w_rows::<S, IW, OW, 1, XB, SQ>(s, inp_c, dpre_o, gwk, 4);
+            }
         }
     }
 }

@@ -13,8 +13,11 @@ random; this file names the cases one by one.
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -1044,3 +1047,84 @@ def test_set_weights_on_an_unfitted_model(make_model, fitted_small):
     expect_rejected(
         model, lambda: model.set_weights(fitted_small.get_weights()), NotFittedError, "not fitted"
     )
+
+
+def test_prediction_does_not_depend_on_the_position_in_the_batch(fitted_small, digits):
+    """An image's probabilities should not depend on the other images of the call. The
+    native forward pass runs full 8/16-image lanes and the remainder of the batch through
+    different kernels, whose float32 results differ in the last bits (about 3e-8), so 20
+    copies of one image do not all get the same answer; scikit-learn's
+    check_methods_sample_order_invariance fails for the same reason."""
+    copies = np.repeat(digits[:1], 20, axis=0)
+    proba = fitted_small.predict_proba(copies)
+    differing = [i for i in range(20) if not np.array_equal(proba[i], proba[0])]
+    assert differing == [], f"copies {differing} differ from copy 0"
+
+
+# ---------------------------------------------------------------- memory
+
+TOO_BIG_BATCH = """
+import json, resource
+import numpy as np
+from lenet5 import LeNet5
+
+def vm_size():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize"))
+
+def state(model):
+    return (model.n_iter_, {k: list(v) for k, v in model.history_.items()},
+            {k: v.tobytes() for k, v in model.get_weights().items()}, model.classes_.tolist())
+
+rng = np.random.default_rng(0)
+x = rng.integers(0, 256, (30000, 28, 28), dtype=np.uint8)
+y = np.arange(30000) % 10
+model = LeNet5(epochs=1, batch_size=64, random_state=0, verbose=0, n_jobs=1).fit(x[:300], y[:300])
+before = state(model)
+soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+# 256 MB more address space: the data fit, the gradient buffers of one 30,000-image batch
+# (about 30,000 / 16 * 61,706 * 4 bytes = 460 MB or more) do not
+resource.setrlimit(resource.RLIMIT_AS, (vm_size() + 256 * 2**20, hard))
+report = {}
+for method in ("fit", "partial_fit"):
+    model.set_params(batch_size=10**12, warm_start=method == "fit")
+    try:
+        getattr(model, method)(x, y)
+        report[method] = "no error"
+    except MemoryError as err:
+        report[method] = "MemoryError: " + str(err)
+    report[method + "_unchanged"] = state(model) == before
+fresh = LeNet5(epochs=1, batch_size=10**12, random_state=0, verbose=0, n_jobs=1)
+try:
+    fresh.fit(x, y)
+except MemoryError:
+    pass
+report["fresh_unfitted"] = not hasattr(fresh, "classes_")
+resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+model.set_params(batch_size=64, warm_start=False)
+report["trains_after"] = model.fit(x[:300], y[:300]).n_iter_ == 1
+print("REPORT " + json.dumps(report))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses RLIMIT_AS and /proc")
+def test_a_batch_too_large_for_memory_raises_memory_error_and_changes_nothing():
+    """Gradient buffers grow with the batch; when they cannot be allocated, fit and
+    partial_fit raise MemoryError (not an abort) and leave the model as it was."""
+    done = subprocess.run(
+        [sys.executable, "-c", TOO_BIG_BATCH],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(li for li in done.stdout.splitlines() if li.startswith("REPORT "))
+    report = json.loads(line[len("REPORT ") :])
+    for method in ("fit", "partial_fit"):
+        assert report[method].startswith("MemoryError: cannot allocate"), report[method]
+        assert "use a smaller batch_size" in report[method]
+        assert "batch_size=1000000000000, 30000 images per batch" in report[method]
+        assert report[method + "_unchanged"], method
+    assert report["fresh_unfitted"]
+    assert report["trains_after"]

@@ -357,7 +357,8 @@ def test_load_image_inverts_light_backgrounds(tmp_path, mnist):
     image.fromarray(wide, mode="L").save(tmp_path / "wide.png")
     loaded = load_image(tmp_path / "wide.png")
     assert loaded.shape == (28, 28)
-    assert loaded[:7].max() <= 10 and loaded[-7:].max() <= 10  # the padding
+    assert loaded[:7].max() <= 10  # the padding
+    assert loaded[-7:].max() <= 10
     assert loaded.max() > 200  # the ink
 
 
@@ -420,3 +421,21 @@ def test_bad_model_files_are_one_line(command, tmp_path, mnist):
     garbage.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
     one_line_error(run(command, str(garbage), *extra, timeout=60), "garbage.safetensors")
     one_line_error(run(command, str(tmp_path), *extra, timeout=60), "is a folder")
+
+
+def test_download_option_uses_the_verified_cache(model_file, tmp_path):
+    """--download reads $LENET5_DATA/mnist and checks the published sha256 before any
+    download: a cache holding other files (here the embedded subset) is refused in one
+    line, without touching the network."""
+    import shutil
+    from importlib import resources
+
+    cache = tmp_path / "data" / "mnist"
+    shutil.copytree(str(resources.files("lenet5") / "data" / "mnist-5k"), cache)
+    env = {**os.environ, "LENET5_DATA": str(tmp_path / "data")}
+    result = subprocess.run(
+        [sys.executable, "-m", "lenet5", "evaluate", str(model_file), "--download"],
+        capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    one_line_error(result, "delete it to download it again")
+    assert str(cache) in result.stderr

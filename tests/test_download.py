@@ -305,6 +305,14 @@ def test_bad_arguments(tmp_path, kwargs, message):
         download_mnist(tmp_path, progress=False, **kwargs)
 
 
+def test_mirrors_without_download_is_an_error(served, digests):
+    with pytest.raises(ValueError, match="only with download=True"):
+        load_mnist(mirrors=[served.url])
+    with pytest.raises(ValueError, match="only with download=True"):
+        load_mnist(sha256=digests)
+    assert served.requests == []
+
+
 def test_the_default_mirrors_are_the_only_hosts_tried(tmp_path, loopback_only):
     """Without mirrors= the public mirrors are asked, in order (here refused by the test)."""
     with pytest.raises(OSError, match="could not download train-images") as info:

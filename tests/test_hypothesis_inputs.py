@@ -409,6 +409,7 @@ def test_native_inference_never_panics(native, x, n_jobs):
 @given(
     data=st.data(),
     batch_size=st.integers(-(2**63), 2**63 - 1) | st.integers(-2, 6),
+    # (intervals beyond ~1.8e19 s: see the explicit test at the end of this file)
     interval=st.floats(0, 1e6) | st.sampled_from([math.nan, math.inf, -1.0, 0.0]),
 )
 def test_native_dataset_and_training_never_panic(data, batch_size, interval):

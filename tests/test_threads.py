@@ -219,10 +219,10 @@ def test_each_model_has_its_own_small_pool_not_the_global_rayon_pool():
         return sorted(rest)
 
     assert new(report["after_fit_1"], report["before"]) == ["lenet5-0"]
+    # n_jobs above the core count is capped at the core count.
+    cores = len(os.sched_getaffinity(0))
     assert new(report["after_fit_3"], report["after_fit_1"]) == [
-        "lenet5-0",
-        "lenet5-1",
-        "lenet5-2",
+        f"lenet5-{i}" for i in range(min(3, cores))
     ]
     assert report["python"] == ["MainThread"]
 
@@ -301,9 +301,9 @@ def test_native_huge_n_jobs_answers_quickly():
             [sys.executable, "-c", NATIVE_HUGE_N_JOBS],
             capture_output=True,
             text=True,
-            timeout=20,
+            timeout=10,
             check=False,
         )
     except subprocess.TimeoutExpired:
-        pytest.fail("predict(x, n_jobs=100000) did not answer within 20 s")
+        pytest.fail("predict(x, n_jobs=100000) did not answer within 10 s")
     assert done.returncode == 0, done.stderr[-2000:]

@@ -97,10 +97,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The LeNet-5 of most tutorials: ReLU, max pooling, all 6 S2 maps into every C3 map,
     # softmax with cross-entropy, He initialisation, Adam.
     "modern": {
-        "epochs": 20,
-        "batch_size": 64,
+        "epochs": 30,
+        "batch_size": 32,
         "optimizer": "adam",
-        "learning_rate": 0.002,
+        "learning_rate": 0.003,
         "lr_schedule": "constant",
         "activation": "relu",
         "pooling": "max",
@@ -234,7 +234,7 @@ class LeNet5:
         output with the MAP loss, +-2.4/F initialisation, ``optimizer="sdlm"`` with
         ``learning_rate=0.0005`` and ``lr_schedule="paper"``, 20 epochs, ``batch_size=1``).
         ``"modern"``: ReLU, max pooling, full C3, softmax, He initialisation, Adam with
-        ``learning_rate=0.002``, 20 epochs of batches of 64. A keyword argument given
+        ``learning_rate=0.003``, 30 epochs of batches of 32. A keyword argument given
         explicitly (not None) overrides the preset's value. None: the library defaults
         listed below.
     epochs : int or None, default=None
@@ -386,8 +386,9 @@ class LeNet5:
     and the method **returns the model** instead of re-raising, so a notebook cell or a
     script goes on with a usable model.
 
-    **Divergence.** A non-finite loss raises :class:`FloatingPointError` naming the epoch;
-    the model keeps the last finite weights (with early stopping, the best epoch's).
+    **Divergence.** A non-finite loss raises :class:`FloatingPointError` naming the epoch
+    and the mini-batch; the model keeps the weights it had before that epoch, the last
+    finite ones that ``history_`` describes (with early stopping, the best epoch's).
 
     **Threads.** Training and prediction release the GIL. ``predict`` may be called from
     other threads while ``fit`` runs; a second ``fit`` or ``partial_fit`` on the same
@@ -769,7 +770,7 @@ class LeNet5:
         except MemoryError as err:
             self.__dict__.clear()
             self.__dict__.update(state)
-            if weights is not None:
+            if net is not None and weights is not None:
                 net.set_weights(weights)
             raise MemoryError(
                 f"{err}: training needs memory in proportion to the batch size (batch_size="
@@ -804,7 +805,8 @@ class LeNet5:
         TypeError, ValueError
             For bad input or hyperparameters; the model is left unchanged.
         FloatingPointError
-            When the loss becomes non-finite (the model keeps the last finite weights).
+            When the loss becomes non-finite (the model keeps the weights it had before
+            the diverging epoch).
         RuntimeError
             When another ``fit`` or ``partial_fit`` is running on this model.
 
@@ -1014,6 +1016,9 @@ class LeNet5:
                     self.hessian_diag_ = net.curvature()
                     self.step_sizes_ = net.step_sizes()
                 with EpochProgress(verbose, label, n_samples) as progress:
+                    # The last finite batch's weights can be finite yet so large that
+                    # predict overflows (NaN probabilities): a diverged epoch is undone.
+                    epoch_start = net.get_weights()
                     try:
                         in_epoch = True
                         stats = net.train_epoch(
@@ -1025,10 +1030,12 @@ class LeNet5:
                             augment=p["augment"],
                         )
                     except FloatingPointError as err:
+                        net.set_weights(epoch_start)
+                        where = str(err).split(";")[0]  # "training diverged at batch b ..."
                         raise FloatingPointError(
                             f"training diverged in epoch {epoch_no} (learning_rate={lr:g}): "
-                            f"{err}. The model keeps the last finite weights; try a smaller "
-                            "learning_rate."
+                            f"{where}. The model keeps the weights it had before epoch "
+                            f"{epoch_no} (the last finite ones); try a smaller learning_rate."
                         ) from err
                     val_loss = val_acc = math.nan
                     if val is not None:

@@ -313,28 +313,41 @@ def _check_best_epoch(value: Any) -> int | None:
     return _check_int(value, "best_epoch", low=1)
 
 
-def _fitted_attributes(
-    architecture: Any,
-    weights: Any,
-    classes: Any,
-    n_iter: Any,
-    history: Any,
-    best_epoch: Any,
-) -> dict[str, Any]:
-    """Checks the fitted state and returns the attributes to install (nothing changes)."""
-    architecture = _check_architecture(architecture)
-    net = _build_network(architecture, weights)
-    return {
-        "classes_": _check_classes(classes, int(net.n_classes)),
-        "n_iter_": _check_int(n_iter, "n_iter"),
-        "history_": _check_history(history),
-        "best_epoch_": _check_best_epoch(best_epoch),
-        "n_params_": int(net.n_params),
-        "_net": net,
-    }
+class _Fitted:
+    """A checked fitted state, ready to install on an estimator."""
+
+    def __init__(
+        self,
+        architecture: Any,
+        weights: Any,
+        classes: Any,
+        n_iter: Any,
+        history: Any,
+        best_epoch: Any,
+    ) -> None:
+        self.net = _build_network(_check_architecture(architecture), weights)
+        self.classes = _check_classes(classes, int(self.net.n_classes))
+        self.attributes = {
+            "n_iter_": _check_int(n_iter, "n_iter"),
+            "history_": _check_history(history),
+            "best_epoch_": _check_best_epoch(best_epoch),
+        }
+
+    def install(self, model: Any, extra: dict[str, Any]) -> None:
+        """Installs the network the way ``fit`` does (every fitted attribute reset), then
+        the extra attributes and the saved ones."""
+        commit = getattr(model, "_commit_new_network", None)
+        if commit is not None:
+            commit(self.net, self.classes)
+        else:  # pragma: no cover - estimators before _commit_new_network
+            model.__dict__.update(
+                classes_=self.classes, n_params_=int(self.net.n_params), _net=self.net
+            )
+        model.__dict__.update(extra)
+        model.__dict__.update(self.attributes)
 
 
-def _split_params(cls: type, params: dict[str, Any], where: str) -> dict[str, Any]:
+def _split_params(cls: Any, params: dict[str, Any], where: str) -> dict[str, Any]:
     """The entries of ``params`` that are hyperparameters of ``cls``; warns about others."""
     names = cls._param_names()
     unknown = sorted(str(k) for k in params if k not in names)
@@ -481,7 +494,7 @@ def _from_file(cls: type, tensors: dict[str, Any], metadata: dict[str, str]) -> 
         raise ValueError("hyperparameters must be a JSON object")
     history = _loads(metadata["history"], "history") if "history" in metadata else {}
     best_epoch = _loads(metadata["best_epoch"], "best_epoch") if "best_epoch" in metadata else None
-    fitted = _fitted_attributes(
+    fitted = _Fitted(
         _loads(metadata["architecture"], "architecture"),
         tensors,
         _decode_classes(_loads(metadata["classes"], "classes")),
@@ -491,7 +504,7 @@ def _from_file(cls: type, tensors: dict[str, Any], metadata: dict[str, str]) -> 
     )
     model = cls(**_split_params(cls, params, "the model file"))
     _check_params(model)
-    model.__dict__.update(fitted)
+    fitted.install(model, {})
     return model
 
 
@@ -555,11 +568,11 @@ def setstate(model: Any, state: Any) -> None:
     values = dict(cls._param_defaults())
     values.update(_split_params(cls, params, "the pickled LeNet5"))
     fitted = state.get("fitted")
-    installed: dict[str, Any] = {}
+    checked = None
     if fitted is not None:
         if not isinstance(fitted, dict):
             raise ValueError("bad LeNet5 state: fitted must be a dict or None")
-        installed = _fitted_attributes(
+        checked = _Fitted(
             fitted.get("architecture"),
             fitted.get("weights"),
             fitted.get("classes"),
@@ -567,9 +580,13 @@ def setstate(model: Any, state: Any) -> None:
             fitted.get("history", {}),
             fitted.get("best_epoch"),
         )
+    # Everything is checked: from here on the model changes.
     for key in _TRANSIENT + _FITTED:
         model.__dict__.pop(key, None)
     skip = set(values) | set(_FITTED) | set(_TRANSIENT)
-    model.__dict__.update({k: v for k, v in attributes.items() if k not in skip})
+    extra = {k: v for k, v in attributes.items() if k not in skip}
     model.__dict__.update(values)
-    model.__dict__.update(installed)
+    if checked is None:
+        model.__dict__.update(extra)
+    else:
+        checked.install(model, extra)

@@ -242,8 +242,8 @@ def check_labels(y: Any, n_samples: int | None = None, name: str = "y") -> np.nd
         if not np.array_equal(arr, np.round(arr)):
             bad = arr[arr != np.round(arr)][0].item()
             raise ValueError(
-                f"{name} has non-integer float labels (for example {bad!r}); LeNet5 is a "
-                "classifier, labels must be integers or strings"
+                f"{name} has non-integer float labels (for example {bad!r}), a continuous "
+                "target; LeNet5 is a classifier, labels must be integers or strings"
             )
     elif kind == "O":
         for value in arr:
@@ -282,7 +282,8 @@ def encode_labels(y: np.ndarray, name: str = "y") -> tuple[np.ndarray, np.ndarra
         raise TypeError(f"{name} mixes labels that cannot be compared ({err})") from None
     if classes.shape[0] < 2:
         raise ValueError(
-            f"{name} has a single class ({classes.tolist()[0]!r}); at least 2 classes are required"
+            f"{name} has a single class ({classes.tolist()[0]!r}); at least 2 classes are "
+            "required (a classifier cannot learn from one class)"
         )
     if classes.shape[0] > MAX_CLASSES:
         raise ValueError(

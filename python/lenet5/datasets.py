@@ -271,6 +271,8 @@ def load_mnist(
     >>> x_train.shape, x_test.shape  # doctest: +SKIP
     ((60000, 28, 28), (10000, 28, 28))
     """
+    if not download and (mirrors is not None or sha256 is not None):
+        raise ValueError("mirrors and sha256 apply only with download=True")
     if download:
         folder = download_mnist(
             path, mirrors=mirrors, sha256=sha256, progress=progress, timeout=timeout
