@@ -484,10 +484,13 @@ def advantage(key: str, mine: list[float] | None, theirs: list[float] | None) ->
     return a / b if higher_is_better else b / a
 
 
-def print_table(results: dict, frameworks: list[str], thread_counts: list[int]) -> None:
+def print_table(
+    results: dict, others: dict, frameworks: list[str], thread_counts: list[int]
+) -> None:
     header = ["figure", "threads", *frameworks]
     if "torch" in frameworks and "lenet5" in frameworks:
         header.append("lenet5 advantage")
+    header.append("others' CPU")
     rows = []
     for key, label, unit, _ in FIGURES:
         if not any(key in results.get(fw, {}) for fw in frameworks):
@@ -497,9 +500,16 @@ def print_table(results: dict, frameworks: list[str], thread_counts: list[int]) 
             row = [full, str(k)]
             per_fw = [results.get(fw, {}).get(key, {}).get(str(k)) for fw in frameworks]
             row += [fmt_cell(key, s) for s in per_fw]
-            if len(header) > len(row):
+            if len(header) > len(row) + 1:
                 adv = advantage(key, per_fw[0], per_fw[1])
                 row.append(f"{adv:.2f}x" if adv is not None else "-")
+            shares = [
+                share
+                for fw in frameworks
+                for share in others.get(fw, {}).get(key, {}).get(str(k), [])
+                if share is not None
+            ]
+            row.append(f"{max(shares):.0%}" if shares else "-")
             rows.append(row)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
@@ -666,9 +676,12 @@ def run(args: argparse.Namespace) -> int:
             f"{disturbed} measurement(s) saw more than {BUSY_LIMIT:.0%}"
         )
         if disturbed:
-            print("          WARNING: the machine was not idle; figures may be off (see the log)")
+            print(
+                "          WARNING: the machine was not idle; figures may be off (the last column"
+                " gives the most CPU other processes took during a row's measurements)"
+            )
     print()
-    print_table(results, frameworks, thread_counts)
+    print_table(results, others, frameworks, thread_counts)
     if "torch" in frameworks and "lenet5" in frameworks:
         print()
         print(

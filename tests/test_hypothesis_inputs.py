@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -339,14 +340,18 @@ def apply_edits(reference, edits):
         elif action == "rename":
             weights[key.upper()] = weights.pop(key)
         elif action == "value" and np.asarray(arr).size:
-            arr = np.array(arr, dtype=np.float64)
+            with warnings.catch_warnings():
+                # an earlier edit may have made it complex: keep the real part
+                warnings.simplefilter("ignore", np.exceptions.ComplexWarning)
+                arr = np.array(arr, dtype=np.float64)
             arr.reshape(-1)[element % arr.size] = value
             weights[key] = arr
         elif action == "shape":
             weights[key] = np.full(shape, 0.5, np.float32)
         elif action == "dtype":
             try:
-                with np.errstate(all="ignore"):
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", np.exceptions.ComplexWarning)
                     weights[key] = np.asarray(arr).astype(dtype)
             except (TypeError, ValueError):
                 weights[key] = np.zeros(np.shape(arr), dtype)

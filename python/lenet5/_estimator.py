@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import _lenet5
+from . import _lenet5, _persist
 from ._progress import EpochProgress, say
 from ._validation import (
     NotFittedError,
@@ -1356,31 +1356,102 @@ class LeNet5:
 
         return to_onnx(self, path, image_size=image_size)
 
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the fitted model to one safetensors file, atomically.
+
+        The weights are stored under the names of :meth:`get_weights` (the
+        ``safetensors`` package, and so PyTorch, reads them as they are); the
+        architecture, hyperparameters, ``classes_``, ``n_iter_``, ``history_``,
+        ``best_epoch_`` and the format and library versions go into the file's metadata.
+        The file is written to a temporary file in the same folder, flushed to disk and
+        renamed over ``path``: ``path`` holds the old model or the new one, never a mix.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write (conventionally ``*.safetensors``); replaced if it exists.
+
+        Raises
+        ------
+        NotFittedError
+            When the model has not been fitted.
+        ValueError
+            When a hyperparameter to be stored is invalid.
+        OSError
+            When the file cannot be written (a previous file at ``path`` is kept).
+
+        Warns
+        -----
+        UserWarning
+            For hyperparameters that are not JSON values (a callable ``lr_schedule``,
+            callbacks, a ``RandomState``): they are not stored, and :meth:`load` gives
+            their defaults.
+
+        Examples
+        --------
+        >>> from lenet5 import LeNet5
+        >>> from lenet5.datasets import load_mnist
+        >>> (x, y), _ = load_mnist()
+        >>> model = LeNet5(epochs=1, random_state=0, verbose=0).fit(x[:300], y[:300])
+        >>> model.save("model.safetensors")
+        >>> again = LeNet5.load("model.safetensors")
+        >>> bool((again.predict_proba(x[:20]) == model.predict_proba(x[:20])).all())
+        True
+        """
+        _persist.save(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> LeNet5:
+        """Read a model written by :meth:`save`.
+
+        The file is untrusted input: its header, tensors (names, shapes, float32 dtype,
+        finite values) and metadata are all checked, and nothing in it can run code. The
+        loaded model predicts exactly as the saved one did and can continue training
+        (``partial_fit``, or ``fit`` with ``warm_start=True``) with a fresh optimizer
+        state.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file written by :meth:`save`.
+
+        Returns
+        -------
+        LeNet5
+            The fitted model (an instance of the class ``load`` is called on).
+
+        Raises
+        ------
+        ValueError
+            For a malformed or hostile file, one that is not a lenet5 model, or one of a
+            newer ``format_version`` than this lenet5 reads; the message names the file
+            and the problem.
+        OSError
+            When the file cannot be read.
+
+        Examples
+        --------
+        >>> from lenet5 import LeNet5
+        >>> from lenet5.datasets import load_mnist
+        >>> (x, y), (x_test, y_test) = load_mnist()
+        >>> LeNet5(epochs=1, random_state=0, verbose=0).fit(x[:300], y[:300]).save("m.safetensors")
+        >>> model = LeNet5.load("m.safetensors")
+        >>> model.n_iter_, model.classes_.tolist()[:3]
+        (1, [0, 1, 2])
+        """
+        return _persist.load(path, cls=cls)
+
     # ------------------------------------------------------------------ pickling
 
     def __getstate__(self) -> dict[str, Any]:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("_net", "_lock")}
-        net = self.__dict__.get("_net")
-        if net is not None:
-            state["_weights"] = net.get_weights()
-            config = net.config()
-            state["_architecture"] = {k: config[k] for k in ARCHITECTURE if k in config}
-        # Optimizer state lives in the native object and is not saved.
-        state.pop("_optimizer_key", None)
-        state["_lenet5_version"] = _lenet5.__version__
-        return state
+        # Plain values and numpy arrays only; see lenet5._persist.getstate.
+        return _persist.getstate(self)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        state = dict(state)
-        weights = state.pop("_weights", None)
-        architecture = state.pop("_architecture", None)
-        state.pop("_lenet5_version", None)
-        self.__dict__.update(state)
-        if weights is not None:
-            net = _lenet5.Network(len(self.classes_), **(architecture or {}), seed=0)
-            net.set_weights(weights)
-            self._optimizer_key = None
-            self._net = net
+        # Rebuilds the network through set_weights' checks; see lenet5._persist.setstate.
+        _persist.setstate(self, state)
 
     def __sklearn_tags__(self) -> Any:
         # Only scikit-learn calls this, so importing it here adds no dependency.
