@@ -1,0 +1,108 @@
+"""Every instruction-set path computes the same network.
+
+The kernels are compiled for several instruction sets and one is chosen at run time
+(``LENET5_ISA`` forces it). Each path, run in its own process, must match the float64
+NumPy reference (tests/reference.py), and training must give bit-identical weights with
+1 and 2 threads on every path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import reference as R
+
+PROBE = r"""
+import json, sys
+import numpy as np
+import lenet5._lenet5 as N
+
+rng = np.random.default_rng(7)
+out = {"isa": N._isa()}
+for output in ("softmax", "rbf"):
+    net = N.Network(10, output=output, seed=3)
+    x = rng.uniform(-0.1, 1.175, (21, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, 21)
+    r = N._forward_backward(net, x, y)
+    out[output] = {
+        "x": x.tolist(), "y": y.tolist(),
+        "weights": {k: v.tolist() for k, v in net.get_weights().items()},
+        "f6": r["f6"].tolist(), "proba": r["proba"].tolist(), "loss": r["loss"],
+        "grads": {k: v.tolist() for k, v in r["grads"].items()},
+    }
+imgs = np.random.default_rng(1).integers(0, 256, (40, 28, 28), dtype=np.uint8)
+labels = np.arange(40) % 10
+trained = []
+for jobs in (1, 2):
+    net = N.Network(10, seed=5)
+    net.reset_optimizer("sgd", 0.05, 0.9, seed=11)
+    data = N.Dataset(imgs, labels.astype(np.int64))
+    for _ in range(2):
+        net.train_epoch(data, 16, n_jobs=jobs)
+    trained.append(np.concatenate([v.ravel() for v in net.get_weights().values()]))
+out["same_across_threads"] = bool(np.array_equal(trained[0], trained[1]))
+print(json.dumps(out))
+"""
+
+
+def _available() -> list[str]:
+    isas = ["scalar"]
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if " avx2 " in flags and " fma " in flags:
+        isas.append("avx2")
+        if " avx512f " in flags:
+            isas.append("avx512")
+    return isas
+
+
+def _run(isa: str) -> dict:
+    env = dict(os.environ, LENET5_ISA=isa)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("isa", _available())
+def test_each_instruction_set_matches_the_reference(isa):
+    got = _run(isa)
+    expected_name = {"scalar": "scalar", "avx2": "avx2+fma", "avx512": "avx512"}[isa]
+    assert got["isa"] == expected_name
+    for output in ("softmax", "rbf"):
+        case = got[output]
+        w = {k: np.asarray(v, np.float64) for k, v in case["weights"].items()}
+        x = np.asarray(case["x"], np.float64)
+        y = np.asarray(case["y"])
+        stages = R.build_stages()
+        if output == "softmax":
+            ref = R.forward(w, x, y)
+            grads = R.gradients(w, x, y)
+            proba, loss = ref["proba"], ref["loss"]
+        else:
+            stages = stages[:-1]
+            outs, caches, _, _ = R.run_forward(stages, w, x[:, None])
+            pen = R.rbf_forward(outs["f6"], w["output.weight"])
+            loss = R.map_loss(pen, y)
+            gx, _ = R.rbf_backward(R.map_loss_grad(pen, y), outs["f6"], w["output.weight"])
+            grads = R.backprop(stages, w, caches, gx)
+            grads["output.weight"] = np.zeros_like(w["output.weight"])  # fixed prototypes
+            z = -pen - (-pen).max(axis=1, keepdims=True)
+            proba = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(case["proba"], proba, rtol=0, atol=1e-5)
+        assert abs(case["loss"] - loss) <= 1e-5 * abs(loss)
+        for name, g in grads.items():
+            scale = max(np.abs(g).max(), 1e-12)
+            err = np.abs(np.asarray(case["grads"][name]) - g).max() / scale
+            assert err < 1e-4, (isa, output, name, err)
+
+
+@pytest.mark.parametrize("isa", _available())
+def test_training_is_bit_identical_across_thread_counts_on_every_path(isa):
+    assert _run(isa)["same_across_threads"]
