@@ -294,7 +294,7 @@ pub fn pool_forward<const L: usize, const OS: usize>(
     pooling: Pooling,
     coef: &[f32],
     bias: &[f32],
-    act: Activation,
+    act: Option<Activation>,
 ) {
     let is = 2 * OS;
     let irow = is * L;
@@ -308,24 +308,31 @@ pub fn pool_forward<const L: usize, const OS: usize>(
             let r0 = &inp[(c * is + 2 * y) * irow..][..irow];
             let r1 = &inp[(c * is + 2 * y + 1) * irow..][..irow];
             let orow = &mut out[(c * OS + y) * OS * L..][..OS * L];
-            for x in 0..OS {
-                let a: &[f32; L] = arr(&r0[2 * x * L..]);
-                let b: &[f32; L] = arr(&r0[(2 * x + 1) * L..]);
-                let cc: &[f32; L] = arr(&r1[2 * x * L..]);
-                let d: &[f32; L] = arr(&r1[(2 * x + 1) * L..]);
-                let o = &mut orow[x * L..(x + 1) * L];
-                for l in 0..L {
-                    o[l] = match pooling {
-                        Pooling::Subsample => cf * ((a[l] + b[l]) + (cc[l] + d[l])) + bs,
-                        Pooling::Average => ((a[l] + b[l]) + (cc[l] + d[l])) * 0.25,
-                        Pooling::Max => a[l].max(b[l]).max(cc[l].max(d[l])),
-                    };
-                }
+            // One loop per kind, so that the choice is made outside the loop.
+            macro_rules! each {
+                (|$a:ident, $b:ident, $c:ident, $d:ident| $e:expr) => {
+                    for x in 0..OS {
+                        let ra: &[f32; L] = arr(&r0[2 * x * L..]);
+                        let rb: &[f32; L] = arr(&r0[(2 * x + 1) * L..]);
+                        let rc: &[f32; L] = arr(&r1[2 * x * L..]);
+                        let rd: &[f32; L] = arr(&r1[(2 * x + 1) * L..]);
+                        let o = &mut orow[x * L..(x + 1) * L];
+                        for l in 0..L {
+                            let ($a, $b, $c, $d) = (ra[l], rb[l], rc[l], rd[l]);
+                            o[l] = $e;
+                        }
+                    }
+                };
             }
-            if pooling == Pooling::Subsample {
-                activate(act, orow);
+            match pooling {
+                Pooling::Subsample => each!(|a, b, cc, d| cf * ((a + b) + (cc + d)) + bs),
+                Pooling::Average => each!(|a, b, cc, d| ((a + b) + (cc + d)) * 0.25),
+                Pooling::Max => each!(|a, b, cc, d| a.max(b).max(cc.max(d))),
             }
         }
+    }
+    if let (Pooling::Subsample, Some(act)) = (pooling, act) {
+        activate(act, out);
     }
 }
 

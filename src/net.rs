@@ -149,7 +149,10 @@ fn forward_1<S: Math>(s: S, lay: &Layout, p: &[f32], ws: &mut Workspace) {
     wide::activate(s, act, &mut ws.a1[..n1]);
     let (s2w, s2b) = (&p[lay.s2_w..lay.s2_b], &p[lay.s2_b..lay.c3_w]);
     let n2 = C1_MAPS * S2_SIDE * S2_SIDE;
-    pool_forward::<1, S2_SIDE>(&ws.a1, &mut ws.a2[..n2], cfg.pooling, s2w, s2b, act);
+    pool_forward::<1, S2_SIDE>(&ws.a1, &mut ws.a2[..n2], cfg.pooling, s2w, s2b, None);
+    if cfg.pooling == Pooling::Subsample {
+        wide::activate(s, act, &mut ws.a2[..n2]);
+    }
     let c3w = &p[lay.c3_w..lay.c3_b];
     let c3b = &p[lay.c3_b..lay.c3_b + C3_MAPS];
     wide::conv_forward_1::<S, S2_SIDE, C3_SIDE, 2, 5>(
@@ -164,7 +167,10 @@ fn forward_1<S: Math>(s: S, lay: &Layout, p: &[f32], ws: &mut Workspace) {
     let n3 = C3_MAPS * C3_SIDE * C3_SIDE;
     wide::activate(s, act, &mut ws.a3[..n3]);
     let (s4w, s4b) = (&p[lay.s4_w..lay.s4_b], &p[lay.s4_b..lay.c5_w]);
-    pool_forward::<1, S4_SIDE>(&ws.a3, &mut ws.a4[..C5_IN], cfg.pooling, s4w, s4b, act);
+    pool_forward::<1, S4_SIDE>(&ws.a3, &mut ws.a4[..C5_IN], cfg.pooling, s4w, s4b, None);
+    if cfg.pooling == Pooling::Subsample {
+        wide::activate(s, act, &mut ws.a4[..C5_IN]);
+    }
     let (c5w, c5b) = (&p[lay.c5_w..lay.c5_b], &p[lay.c5_b..lay.f6_w]);
     wide::dense_forward_1::<S, C5_IN>(s, &ws.a4, &mut ws.a5, c5w, c5b, Some(act));
     let (f6w, f6b) = (&p[lay.f6_w..lay.f6_b], &p[lay.f6_b..lay.out_w]);

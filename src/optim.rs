@@ -50,6 +50,10 @@ pub struct Optimizer {
     pub h: Vec<f32>,
     /// Entries never updated (fixed RBF prototypes).
     pub frozen: std::ops::Range<usize>,
+    /// Buffers the next step writes into before swapping them in.
+    spare_p: Vec<f32>,
+    spare_m: Vec<f32>,
+    spare_v: Vec<f32>,
 }
 
 const RANGE: usize = 4096;
@@ -111,6 +115,9 @@ impl Optimizer {
             t: 0,
             h: vec![0.0; h],
             frozen: 0..0,
+            spare_p: Vec::new(),
+            spare_m: Vec::new(),
+            spare_v: Vec::new(),
         })
     }
 
@@ -126,90 +133,101 @@ impl Optimizer {
         }
     }
 
-    /// The new (parameter, first state, second state) of one entry, for the
-    /// summed gradient `g` at step `t` (1-based).
-    #[inline]
-    fn update(&self, t: u64, p: f32, g: f32, m0: f32, v0: f32, h: f32) -> (f32, f32, f32) {
-        let (lr, wd) = (self.learning_rate, self.weight_decay);
-        let g = g + wd * p;
-        match self.kind {
-            OptimKind::Sgd { momentum, nesterov } => {
-                let m = momentum * m0 + g;
-                let d = if nesterov { g + momentum * m } else { m };
-                (p - lr * d, m, 0.0)
-            }
-            OptimKind::Adam {
-                beta1,
-                beta2,
-                epsilon,
-            } => {
-                let t = t.min(i32::MAX as u64) as i32;
-                let c1 = 1.0 - beta1.powi(t);
-                let c2 = 1.0 - beta2.powi(t);
-                let m = beta1 * m0 + (1.0 - beta1) * g;
-                let v = beta2 * v0 + (1.0 - beta2) * g * g;
-                (p - lr * (m / c1) / ((v / c2).sqrt() + epsilon), m, v)
-            }
-            OptimKind::Sdlm { mu } => (p - lr / (mu + h) * g, m0, v0),
-        }
-    }
-
     /// Sums the chunk gradients (`grads` holds `grads.len() / n` buffers of `n`,
     /// summed in buffer order) and updates `params`. Returns false, leaving
-    /// `params` and the state untouched, if any summed gradient, optimizer state
-    /// or new parameter would not be finite.
-    pub fn step(&mut self, params: &mut [f32], grads: &[f32], n: usize) -> bool {
+    /// `params` and the state untouched, if any new parameter or optimizer state
+    /// would not be finite.
+    ///
+    /// The new values are written to spare buffers in one parallel pass (each
+    /// range of parameters with the update rule chosen outside its loop, so the
+    /// loop vectorises) and swapped in only if all are finite.
+    pub fn step(&mut self, params: &mut Vec<f32>, grads: &[f32], n: usize) -> bool {
         let chunks = grads.len() / n;
-        let sum = |at: usize| {
-            let mut g = grads[at];
-            for c in 1..chunks {
-                g += grads[c * n + at];
-            }
-            g
-        };
         let t = self.t + 1;
-        let this = &*self;
-        let at = |v: &[f32], i: usize| v.get(i).copied().unwrap_or(0.0);
-        let frozen = this.frozen.clone();
-        let live = |i: usize| !frozen.contains(&i);
-        // Check the whole update first, so that a failed step changes nothing.
-        let finite = (0..n.div_ceil(RANGE)).into_par_iter().all(|r| {
-            (r * RANGE..((r + 1) * RANGE).min(n))
-                .filter(|&i| live(i))
-                .all(|i| {
-                    let (p, m, v) = this.update(
-                        t,
-                        params[i],
-                        sum(i),
-                        at(&this.m, i),
-                        at(&this.v, i),
-                        at(&this.h, i),
-                    );
-                    p.is_finite() && m.is_finite() && v.is_finite()
-                })
-        });
+        for buf in [&mut self.spare_p, &mut self.spare_m, &mut self.spare_v] {
+            buf.resize(n, 0.0);
+        }
+        let (lr, wd, kind) = (self.learning_rate, self.weight_decay, self.kind);
+        let frozen = self.frozen.clone();
+        let (m_old, v_old, h) = (&self.m, &self.v, &self.h);
+        let p_old: &[f32] = params;
+        let finite = self
+            .spare_p
+            .par_chunks_mut(RANGE)
+            .zip(self.spare_m.par_chunks_mut(RANGE))
+            .zip(self.spare_v.par_chunks_mut(RANGE))
+            .enumerate()
+            .map(|(r, ((pn, mn), vn))| {
+                let lo = r * RANGE;
+                let len = pn.len();
+                let (p0, m0, v0) = (
+                    &p_old[lo..lo + len],
+                    &m_old[lo..lo + len],
+                    &v_old[lo..lo + len],
+                );
+                let mut g = grads[lo..lo + len].to_vec();
+                for c in 1..chunks {
+                    for (gi, x) in g.iter_mut().zip(&grads[c * n + lo..c * n + lo + len]) {
+                        *gi += x;
+                    }
+                }
+                for (gi, p) in g.iter_mut().zip(p0) {
+                    *gi += wd * p;
+                }
+                match kind {
+                    OptimKind::Sgd { momentum, nesterov } => {
+                        for j in 0..len {
+                            let m = momentum * m0[j] + g[j];
+                            let d = if nesterov { g[j] + momentum * m } else { m };
+                            pn[j] = p0[j] - lr * d;
+                            mn[j] = m;
+                            vn[j] = v0[j];
+                        }
+                    }
+                    OptimKind::Adam {
+                        beta1,
+                        beta2,
+                        epsilon,
+                    } => {
+                        let ti = t.min(i32::MAX as u64) as i32;
+                        let c1 = 1.0 - beta1.powi(ti);
+                        let c2 = 1.0 - beta2.powi(ti);
+                        for j in 0..len {
+                            let m = beta1 * m0[j] + (1.0 - beta1) * g[j];
+                            let v = beta2 * v0[j] + (1.0 - beta2) * g[j] * g[j];
+                            pn[j] = p0[j] - lr * (m / c1) / ((v / c2).sqrt() + epsilon);
+                            mn[j] = m;
+                            vn[j] = v;
+                        }
+                    }
+                    OptimKind::Sdlm { mu } => {
+                        let h = &h[lo..lo + len];
+                        for j in 0..len {
+                            pn[j] = p0[j] - lr / (mu + h[j]) * g[j];
+                            mn[j] = m0[j];
+                            vn[j] = v0[j];
+                        }
+                    }
+                }
+                // Entries that never train keep their values.
+                for i in frozen.start.max(lo)..frozen.end.min(lo + len) {
+                    pn[i - lo] = p0[i - lo];
+                    mn[i - lo] = m0[i - lo];
+                    vn[i - lo] = v0[i - lo];
+                }
+                pn.iter()
+                    .chain(mn.iter())
+                    .chain(vn.iter())
+                    .all(|x| x.is_finite())
+            })
+            .reduce(|| true, |a, b| a && b);
         if !finite {
             return false;
         }
+        std::mem::swap(params, &mut self.spare_p);
+        std::mem::swap(&mut self.m, &mut self.spare_m);
+        std::mem::swap(&mut self.v, &mut self.spare_v);
         self.t = t;
-        let mut m = std::mem::take(&mut self.m);
-        let mut v = std::mem::take(&mut self.v);
-        let this = &*self;
-        params
-            .par_chunks_mut(RANGE)
-            .zip(m.par_chunks_mut(RANGE))
-            .zip(v.par_chunks_mut(RANGE))
-            .enumerate()
-            .for_each(|(r, ((p, mc), vc))| {
-                for (j, ((pj, mj), vj)) in p.iter_mut().zip(mc).zip(vc).enumerate() {
-                    let i = r * RANGE + j;
-                    if live(i) {
-                        (*pj, *mj, *vj) = this.update(t, *pj, sum(i), *mj, *vj, at(&this.h, i));
-                    }
-                }
-            });
-        self.m = m;
-        self.v = v;
         true
     }
 }

@@ -101,7 +101,7 @@ impl Workspaces {
 #[allow(clippy::too_many_arguments)]
 pub fn train_epoch(
     lay: &Layout,
-    params: &mut [f32],
+    params: &mut Vec<f32>,
     opt: &mut Optimizer,
     rng: &mut Rng,
     data: &Dataset,
