@@ -10,7 +10,6 @@ import re
 from pathlib import Path
 
 import lenet5
-
 import numpy as np
 import pytest
 from conftest import assert_same_snapshot, snapshot, weights_equal
@@ -245,7 +244,9 @@ def test_init_only_stores_parameters():
 def test_repr_shows_non_default_parameters():
     assert repr(LeNet5()) == "LeNet5()"
     assert repr(LeNet5(epochs=5, optimizer="adam")) == "LeNet5(epochs=5, optimizer='adam')"
-    assert repr(LeNet5(epochs=20)) == "LeNet5()"
+    # preset-able options default to None ("the preset's or the library's value")
+    assert repr(LeNet5(epochs=None)) == "LeNet5()"
+    assert repr(LeNet5(epochs=20)) == "LeNet5(epochs=20)"
 
 
 def test_clone_like_round_trip(fitted):
@@ -394,7 +395,7 @@ def test_failed_fit_leaves_model_unchanged(fitted, small):
     fitted.set_params(activation="sigmoid")
     with pytest.raises(ValueError, match="activation must be one of 'tanh', 'relu'"):
         fitted.fit(x, y)
-    fitted.set_params(activation="tanh")
+    fitted.set_params(activation=None)
     with pytest.raises(ValueError, match="not among the classes"):
         fitted.partial_fit(x[:10], np.full(10, 11))
     assert_same_snapshot(before, snapshot(fitted))
