@@ -39,6 +39,7 @@ LEARNING_RATE = 0.01
 MOMENTUM = 0.9
 SEED = 0
 BUSY_LIMIT = 0.10  # a measurement during which other processes used more CPU than this is flagged
+ALL_FIGURES = {"train", "infer", "latency", "rss"}
 PAUSE = 0.3  # seconds of quiet between measurements, so idle worker threads settle
 
 
@@ -530,6 +531,14 @@ def print_table(
 
 def run(args: argparse.Namespace) -> int:
     thread_counts = [int(t) for t in args.threads.split(",")]
+    figures = set(args.figures.split(","))
+    if args.no_rss:
+        figures.discard("rss")
+    unknown = figures - ALL_FIGURES
+    if unknown:
+        choices = ", ".join(sorted(ALL_FIGURES))
+        log(f"unknown figure(s) {', '.join(sorted(unknown))}; choose from {choices}")
+        return 2
     frameworks = []
     adapters = {}
     errors = {}
@@ -597,39 +606,37 @@ def run(args: argparse.Namespace) -> int:
 
     models = {}  # (name, k) -> model trained at batch 64, used for inference and latency
     for k in thread_counts:
-        for batch_size, key in ((64, "train_b64"), (256, "train_b256")):
+        if "train" in figures:
+            for batch_size, key in ((64, "train_b64"), (256, "train_b256")):
+                for rep in range(args.repeats):
+                    for name in frameworks:
+                        fw, train = adapters[name], prepared[name]["train"]
+                        model = sample(
+                            name, key, k, rep, "img/s", measure_train, fw, train, n_train,
+                            batch_size, k,
+                        )  # fmt: skip
+                        if batch_size == 64 and rep == 0:
+                            models[(name, k)] = model
+        elif "infer" in figures or "latency" in figures:
+            for name in frameworks:
+                log(f"  {name:7s} training one epoch (untimed) for inference, threads={k}")
+                models[(name, k)] = adapters[name].train(prepared[name]["train"], 64, k)
+        if "infer" in figures:
             for rep in range(args.repeats):
                 for name in frameworks:
-                    fw, train = adapters[name], prepared[name]["train"]
-                    model = sample(
-                        name,
-                        key,
-                        k,
-                        rep,
-                        "img/s",
-                        measure_train,
-                        fw,
-                        train,
-                        n_train,
-                        batch_size,
-                        k,
+                    fw, model, test = adapters[name], models[(name, k)], prepared[name]["test"]
+                    preds = sample(
+                        name, "infer", k, rep, "img/s", measure_infer, fw, model, test, N_INFER, k
                     )
-                    if batch_size == 64 and rep == 0:
-                        models[(name, k)] = model
-        for rep in range(args.repeats):
-            for name in frameworks:
-                fw, model, test = adapters[name], models[(name, k)], prepared[name]["test"]
-                preds = sample(
-                    name, "infer", k, rep, "img/s", measure_infer, fw, model, test, N_INFER, k
-                )
-                if rep == 0 and data["real"]:
-                    acc = float(np.mean(preds == data["y_test"]))
-                    results[name].setdefault("accuracy", {})[str(k)] = [acc]
-        for rep in range(args.repeats):
-            for name in frameworks:
-                fw, model, test = adapters[name], models[(name, k)], prepared[name]["test"]
-                sample(name, "latency", k, rep, "ms", latency, fw, model, test, k)
-        if not args.no_rss:
+                    if rep == 0 and data["real"]:
+                        acc = float(np.mean(preds == data["y_test"]))
+                        results[name].setdefault("accuracy", {})[str(k)] = [acc]
+        if "latency" in figures:
+            for rep in range(args.repeats):
+                for name in frameworks:
+                    fw, model, test = adapters[name], models[(name, k)], prepared[name]["test"]
+                    sample(name, "latency", k, rep, "ms", latency, fw, model, test, k)
+        if "rss" in figures:
             for rep in range(args.repeats):
                 for name in frameworks:
                     try:
@@ -766,6 +773,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=0,
         metavar="SECONDS",
         help="before measuring, wait up to SECONDS for other processes to leave the CPUs idle",
+    )
+    p.add_argument(
+        "--figures",
+        default="train,infer,latency,rss",
+        help="comma-separated subset of train,infer,latency,rss to measure (default: all)",
     )
     p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
     p.add_argument("--_rss", help=argparse.SUPPRESS)

@@ -86,7 +86,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "epochs": 20,
         "batch_size": 1,
         "optimizer": "sdlm",
-        "learning_rate": 0.0005,
+        # The paper's schedule at a tenth of its printed rates: with the rates as
+        # printed (0.0005 ...) and h_kk averaged over the sample, the per-pattern steps
+        # saturate F6 within the first pass (10% accuracy); a tenth trains to about
+        # 96.6% on the embedded digits. See docs/paper.md.
+        "learning_rate": 0.00005,
         "lr_schedule": "paper",
         "activation": "tanh",
         "pooling": "sub",
@@ -95,13 +99,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "init": "lecun",
     },
     # The LeNet-5 of most tutorials: ReLU, max pooling, all 6 S2 maps into every C3 map,
-    # softmax with cross-entropy, He initialisation, Adam.
+    # softmax with cross-entropy, He initialisation, Adam. The rate, schedule, batch size and
+    # epochs were chosen on the embedded MNIST subset (docs/paper.md, "Results"); the cosine
+    # decay matters most with augment=True.
     "modern": {
         "epochs": 30,
         "batch_size": 32,
         "optimizer": "adam",
         "learning_rate": 0.003,
-        "lr_schedule": "constant",
+        "lr_schedule": "cosine",
         "activation": "relu",
         "pooling": "max",
         "c3": "full",
@@ -234,9 +240,9 @@ class LeNet5:
         output with the MAP loss, +-2.4/F initialisation, ``optimizer="sdlm"`` with
         ``learning_rate=0.0005`` and ``lr_schedule="paper"``, 20 epochs, ``batch_size=1``).
         ``"modern"``: ReLU, max pooling, full C3, softmax, He initialisation, Adam with
-        ``learning_rate=0.003``, 30 epochs of batches of 32. A keyword argument given
-        explicitly (not None) overrides the preset's value. None: the library defaults
-        listed below.
+        ``learning_rate=0.003`` and ``lr_schedule="cosine"``, 30 epochs of batches of 32.
+        A keyword argument given explicitly (not None) overrides the preset's value. None:
+        the library defaults listed below.
     epochs : int or None, default=None
         Passes over the training data in ``fit`` (None: the preset's, else 20).
         ``partial_fit`` always makes one.
