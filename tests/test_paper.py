@@ -385,7 +385,7 @@ PAPER = {
     "epochs": 20,
     "batch_size": 1,
     "optimizer": "sdlm",
-    "learning_rate": 0.0005,
+    "learning_rate": 0.00005,
     "lr_schedule": "paper",
     "mu": 0.02,
     "curvature_samples": 500,
@@ -427,7 +427,7 @@ def test_explicit_keywords_override_the_preset():
     model = LeNet5(preset="paper", output="softmax", batch_size=32, epochs=3)
     p = model.resolved_params()
     assert (p["output"], p["loss"], p["batch_size"], p["epochs"]) == ("softmax", "ce", 32, 3)
-    assert (p["optimizer"], p["lr_schedule"], p["learning_rate"]) == ("sdlm", "paper", 0.0005)
+    assert (p["optimizer"], p["lr_schedule"], p["learning_rate"]) == ("sdlm", "paper", 0.00005)
     # get_params returns what was passed, so clones resolve the same way
     params = model.get_params()
     assert params["preset"] == "paper"
@@ -436,7 +436,7 @@ def test_explicit_keywords_override_the_preset():
     # another optimizer than the preset's takes its own default rate
     assert LeNet5(preset="paper", optimizer="adam").resolved_params()["learning_rate"] == 0.001
     assert LeNet5(preset="modern", learning_rate=0.01).resolved_params()["learning_rate"] == 0.01
-    assert LeNet5(optimizer="sdlm").resolved_params()["learning_rate"] == 0.0005
+    assert LeNet5(optimizer="sdlm").resolved_params()["learning_rate"] == 0.005
     assert repr(LeNet5(preset="paper", epochs=2)) == "LeNet5(preset='paper', epochs=2)"
 
 
