@@ -438,8 +438,10 @@ def test_public_names_have_numpydoc_examples():
         "lenet5.__main__",
     ],
 )
-def test_doctests(module):
+def test_doctests(module, tmp_path, monkeypatch):
     import importlib
+
+    monkeypatch.chdir(tmp_path)  # examples that save files write them here
 
     mod = importlib.import_module(module)
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
