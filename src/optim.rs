@@ -210,10 +210,11 @@ impl Optimizer {
                     }
                 }
                 // Entries that never train keep their values.
-                for i in frozen.start.max(lo)..frozen.end.min(lo + len) {
-                    pn[i - lo] = p0[i - lo];
-                    mn[i - lo] = m0[i - lo];
-                    vn[i - lo] = v0[i - lo];
+                let (a, b) = (frozen.start.max(lo), frozen.end.min(lo + len));
+                if a < b {
+                    pn[a - lo..b - lo].copy_from_slice(&p0[a - lo..b - lo]);
+                    mn[a - lo..b - lo].copy_from_slice(&m0[a - lo..b - lo]);
+                    vn[a - lo..b - lo].copy_from_slice(&v0[a - lo..b - lo]);
                 }
                 pn.iter()
                     .chain(mn.iter())
