@@ -538,7 +538,9 @@ fn rbf_loss<const SQ: bool>(
         let arg = (0..k).fold(0, |b, c| if pen(c) < pen(b) { c } else { b });
         correct += usize::from(arg == y);
         let mut e = pen(y);
-        let mut q = vec![0.0f64; k];
+        // k <= 10 for RBF outputs (checked when the network is built).
+        let mut q_buf = [0.0f64; crate::rbf::N_BITMAPS];
+        let q = &mut q_buf[..k];
         if let Some(j) = map_j {
             // log(exp(-j) + sum exp(-y_i)) computed around its largest term.
             let m = (0..k).map(|c| -pen(c)).fold(-(j as f64), f64::max);
