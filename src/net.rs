@@ -237,14 +237,8 @@ fn rbf_output_backward<S: Math, const SQ: bool>(
             gw,
         );
     }
-    let act = lay.cfg.activation;
-    if lanes == 1 {
-        for j in 0..F6_UNITS {
-            ws.g6[j] *= slope::<SQ>(act, ws.a6[j]);
-        }
-    } else {
-        wide::apply_slope::<S, SQ>(s, act, &mut ws.g6[..n6], &ws.a6[..n6]);
-    }
+    // Element-wise, so one call serves any lane count.
+    wide::apply_slope::<S, SQ>(s, lay.cfg.activation, &mut ws.g6[..n6], &ws.a6[..n6]);
 }
 
 /// Forward pass of a chunk of either width.

@@ -885,6 +885,11 @@ fn _forward_backward<'py>(
     let mut grad = vec![0.0f32; np];
     let mut loss = 0.0f64;
     let mut chunk_grad = vec![0.0f32; np];
+    let p2: Vec<f32> = if curvature {
+        p.iter().map(|v| v * v).collect()
+    } else {
+        Vec::new()
+    };
     let mut start = 0;
     while start < n {
         let l = lanes.unwrap_or(if n - start >= wide_lanes() {
@@ -904,7 +909,6 @@ fn _forward_backward<'py>(
         }
         chunk_grad.fill(0.0);
         if curvature {
-            let p2: Vec<f32> = p.iter().map(|v| v * v).collect();
             dispatch(CurvatureChunk {
                 lay,
                 p: &p,

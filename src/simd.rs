@@ -461,7 +461,8 @@ pub fn dispatch<T: SimdTask>(task: T) -> T::Output {
         // confirmed AVX2 and FMA on this CPU.
         Isa::Avx2 => unsafe { run_avx2(task) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `isa()` returns Avx512 only after the AVX-512F/VL checks.
+        // SAFETY: `isa()` returns Avx512 only after AVX-512F, AVX2 and FMA
+        // were detected, so the AVX2 path is valid too.
         Isa::Avx512 if task.narrow() => unsafe { run_avx2(task) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above; Avx512 implies AVX2 and FMA were detected too.
