@@ -82,6 +82,9 @@ pub enum C3Connections {
 pub enum Init {
     /// Uniform in +-2.4/F, F the fan-in (the paper's rule), biases too.
     LeCun,
+    /// Uniform in +-2.4/sqrt(F), biases too: the paper's rule in the reading that
+    /// keeps the spread of every unit's weighted sum the same, as its text asks.
+    LeCunSqrt,
     /// Uniform in +-sqrt(6/F) (He), biases zero.
     He,
     /// Uniform in +-sqrt(6/(F_in+F_out)) (Glorot), biases zero.
@@ -161,7 +164,14 @@ macro_rules! named_enum {
 named_enum!(Activation, "activation", "tanh" => Activation::ScaledTanh, "relu" => Activation::Relu);
 named_enum!(Pooling, "pooling", "sub" => Pooling::Subsample, "avg" => Pooling::Average, "max" => Pooling::Max);
 named_enum!(C3Connections, "c3", "table" => C3Connections::TableI, "full" => C3Connections::Full);
-named_enum!(Init, "init", "lecun" => Init::LeCun, "he" => Init::He, "glorot" => Init::Glorot);
+named_enum!(
+    Init,
+    "init",
+    "lecun" => Init::LeCun,
+    "lecun_sqrt" => Init::LeCunSqrt,
+    "he" => Init::He,
+    "glorot" => Init::Glorot
+);
 named_enum!(Output, "output", "softmax" => Output::Softmax, "rbf" => Output::Rbf);
 
 /// The options that fix the network's shape and computation.
@@ -518,12 +528,14 @@ impl Layout {
         for (i, (v, &(fin, fout, bias))) in p.iter_mut().zip(&fans).enumerate() {
             let limit = match init {
                 Init::LeCun => 2.4 / fin as f32,
+                Init::LeCunSqrt => 2.4 / (fin as f32).sqrt(),
                 Init::He => (6.0 / fin as f32).sqrt(),
                 Init::Glorot => (6.0 / (fin + fout) as f32).sqrt(),
             };
-            *v = if init != Init::LeCun && bias {
+            let paper_rule = matches!(init, Init::LeCun | Init::LeCunSqrt);
+            *v = if !paper_rule && bias {
                 0.0
-            } else if init != Init::LeCun && sub(i) {
+            } else if !paper_rule && sub(i) {
                 // A subsampling coefficient of 1/4 starts as a plain average.
                 0.25
             } else {

@@ -295,6 +295,8 @@ impl PyNetwork {
         d.set_item("seed", self.seed)?;
         d.set_item("loss", c.loss.name())?;
         if let arch::Loss::Map { j } = c.loss {
+            // The shortest decimal that reads back as the stored f32 (0.1, not 0.100000001).
+            let j: f64 = j.to_string().parse().unwrap_or(f64::from(j));
             d.set_item("map_j", j)?;
         }
         d.set_item("rbf_trainable", c.rbf_trainable)?;

@@ -104,8 +104,11 @@ def weight_shapes(n_classes: int = 10, pooling: str = "sub", c3: str = "table") 
     return shapes
 
 
-def init_bounds(n_classes: int = 10, pooling: str = "sub", c3: str = "table") -> dict:
-    """The "lecun" bound 2.4 / F of every tensor, F the fan-in of the unit the weight feeds.
+def init_bounds(
+    n_classes: int = 10, pooling: str = "sub", c3: str = "table", rule: str = "lecun"
+) -> dict:
+    """The "lecun" bound 2.4 / F of every tensor, F the fan-in of the unit the weight feeds
+    (``rule="lecun_sqrt"``: 2.4 / sqrt(F)).
 
     Values broadcast against the tensor (C3 has one bound per output map).
     """
@@ -122,7 +125,8 @@ def init_bounds(n_classes: int = 10, pooling: str = "sub", c3: str = "table") ->
     bounds = {}
     for name, shape in weight_shapes(n_classes, pooling, c3).items():
         layer = name.split(".")[0]
-        bound = 2.4 / fan_in[layer]
+        f = fan_in[layer]
+        bound = 2.4 / (np.sqrt(f) if rule == "lecun_sqrt" else f)
         if layer == "c3" and len(shape) == 4:
             bound = bound[:, None, None, None]
         bounds[name] = bound

@@ -209,12 +209,13 @@ def test_paper_network_has_60850_parameters():
     assert native.Network(10).n_params == 60850 == ref.param_count()
 
 
+@pytest.mark.parametrize("rule", ["lecun", "lecun_sqrt"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("pooling", ref.POOLINGS)
-def test_initial_weights_follow_the_lecun_rule(pooling, seed):
-    network = native.Network(10, pooling=pooling, seed=seed)
+def test_initial_weights_follow_the_lecun_rule(pooling, seed, rule):
+    network = native.Network(10, pooling=pooling, seed=seed, init=rule)
     weights = network.get_weights()
-    bounds = ref.init_bounds(10, pooling, "table")
+    bounds = ref.init_bounds(10, pooling, "table", rule)
     assert weights.keys() == bounds.keys()
     for name, value in weights.items():
         assert value.shape == ref.weight_shapes(10, pooling)[name], name

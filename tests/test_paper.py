@@ -385,7 +385,7 @@ PAPER = {
     "epochs": 20,
     "batch_size": 1,
     "optimizer": "sdlm",
-    "learning_rate": 0.00005,
+    "learning_rate": 0.0005,
     "lr_schedule": "paper",
     "mu": 0.02,
     "curvature_samples": 500,
@@ -396,7 +396,7 @@ PAPER = {
     "loss": "map",
     "map_j": 0.1,
     "rbf_trainable": False,
-    "init": "lecun",
+    "init": "lecun_sqrt",
     "augment": None,
 }
 MODERN = {
@@ -423,11 +423,21 @@ DEFAULT = {
 }
 
 
+def test_native_config_reports_the_constructor_values():
+    kwargs = {"output": "rbf", "loss": "map", "map_j": 0.3, "init": "lecun_sqrt", "seed": 7}
+    config = native.Network(10, **kwargs).config()
+    assert {k: config[k] for k in kwargs} == kwargs
+    # the same network rebuilt from its config draws the same weights
+    again = native.Network(**config).get_weights()
+    for name, value in native.Network(10, **kwargs).get_weights().items():
+        np.testing.assert_array_equal(again[name], value)
+
+
 def test_explicit_keywords_override_the_preset():
     model = LeNet5(preset="paper", output="softmax", batch_size=32, epochs=3)
     p = model.resolved_params()
     assert (p["output"], p["loss"], p["batch_size"], p["epochs"]) == ("softmax", "ce", 32, 3)
-    assert (p["optimizer"], p["lr_schedule"], p["learning_rate"]) == ("sdlm", "paper", 0.00005)
+    assert (p["optimizer"], p["lr_schedule"], p["learning_rate"]) == ("sdlm", "paper", 0.0005)
     # get_params returns what was passed, so clones resolve the same way
     params = model.get_params()
     assert params["preset"] == "paper"
@@ -445,7 +455,7 @@ def test_bad_preset_and_new_options_are_rejected_at_fit(mnist):
     bad = [
         ({"preset": "lenet"}, "preset must be one of 'paper', 'modern'; got 'lenet'"),
         ({"output": "sigmoid"}, "output must be one of 'softmax', 'rbf'"),
-        ({"init": "xavier"}, "init must be one of 'lecun', 'he', 'glorot'"),
+        ({"init": "xavier"}, "init must be one of 'lecun', 'lecun_sqrt', 'he', 'glorot'"),
         ({"optimizer": "rmsprop"}, "optimizer must be one of 'sgd', 'adam', 'sdlm'"),
         ({"lr_schedule": "step"}, "lr_schedule must be one of 'constant', 'cosine', 'paper'"),
         ({"mu": 0.0}, r"mu must be a finite number in \(0, inf\)"),
@@ -547,6 +557,26 @@ def test_paper_preset_reaches_96_percent(mnist):
     (x, y), (xt, yt) = mnist
     model = LeNet5(preset="paper", random_state=0, verbose=0).fit(x, y)
     assert model.score(xt, yt) >= 0.96
+
+
+@pytest.mark.slow
+def test_sdlm_trains_at_least_as_well_as_plain_sgd(mnist):
+    # The paper recipe (network, initialisation, schedule shape, batch 1, 20 passes) with
+    # SDLM against plain SGD at two rates of the same schedule shape; mean test accuracy
+    # over three seeds (here SDLM 96.6% against 96.2% and 96.1%; docs/paper.md).
+    (x, y), (xt, yt) = mnist
+
+    def mean_accuracy(**params):
+        scores = []
+        for seed in range(3):
+            model = LeNet5(preset="paper", random_state=seed, verbose=0, **params)
+            scores.append(model.fit(x, y).score(xt, yt))
+        return np.mean(scores)
+
+    sdlm = mean_accuracy()
+    for rate in (0.0005, 0.001):
+        sgd = mean_accuracy(optimizer="sgd", momentum=0.0, learning_rate=rate)
+        assert sdlm >= sgd, (rate, sdlm, sgd)
 
 
 @pytest.mark.slow
