@@ -98,19 +98,16 @@ impl Optimizer {
             }
             OptimKind::Sdlm { mu } => check("mu", mu, mu > 0.0, "a positive number")?,
         }
-        // Both state vectors always exist (unused ones stay as they are), so
-        // one update loop serves every rule.
-        let v = n;
-        let h = if matches!(kind, OptimKind::Sdlm { .. }) {
-            n
-        } else {
-            0
-        };
+        // Only the state the rule keeps is allocated.
+        let size = |used: bool| if used { n } else { 0 };
+        let m = size(!matches!(kind, OptimKind::Sdlm { .. }));
+        let v = size(matches!(kind, OptimKind::Adam { .. }));
+        let h = size(matches!(kind, OptimKind::Sdlm { .. }));
         Ok(Optimizer {
             kind,
             learning_rate,
             weight_decay,
-            m: vec![0.0; n],
+            m: vec![0.0; m],
             v: vec![0.0; v],
             t: 0,
             h: vec![0.0; h],
@@ -138,98 +135,185 @@ impl Optimizer {
     /// `params` and the state untouched, if any new parameter or optimizer state
     /// would not be finite.
     ///
-    /// The new values are written to spare buffers in one parallel pass (each
-    /// range of parameters with the update rule chosen outside its loop, so the
-    /// loop vectorises) and swapped in only if all are finite.
-    pub fn step(&mut self, params: &mut Vec<f32>, grads: &[f32], n: usize) -> bool {
+    /// The new values are written to spare buffers (only the state the rule
+    /// keeps: SDLM none, SGD the momentum, Adam both moments), range by range
+    /// with the update rule chosen outside each range's loop so the loop
+    /// vectorises, and swapped in only if all are finite. With `pool`, the
+    /// ranges run in parallel on it; without, on the calling thread (cheaper for
+    /// one thread: no hand-over per step, which matters at batch size 1). Each
+    /// parameter's update depends only on its own entries, so both give the same
+    /// bits.
+    pub fn step(
+        &mut self,
+        params: &mut Vec<f32>,
+        grads: &[f32],
+        n: usize,
+        pool: Option<&rayon::ThreadPool>,
+    ) -> bool {
         let chunks = grads.len() / n;
         let t = self.t + 1;
-        for buf in [&mut self.spare_p, &mut self.spare_m, &mut self.spare_v] {
-            buf.resize(n, 0.0);
-        }
-        let (lr, wd, kind) = (self.learning_rate, self.weight_decay, self.kind);
-        let frozen = self.frozen.clone();
-        let (m_old, v_old, h) = (&self.m, &self.v, &self.h);
-        let p_old: &[f32] = params;
-        let finite = self
+        let (keeps_m, keeps_v) = match self.kind {
+            OptimKind::Sgd { .. } => (true, false),
+            OptimKind::Adam { .. } => (true, true),
+            OptimKind::Sdlm { .. } => (false, false),
+        };
+        self.spare_p.resize(n, 0.0);
+        self.spare_m.resize(if keeps_m { n } else { 0 }, 0.0);
+        self.spare_v.resize(if keeps_v { n } else { 0 }, 0.0);
+        let rule = Rule {
+            kind: self.kind,
+            lr: self.learning_rate,
+            wd: self.weight_decay,
+            t,
+            frozen: self.frozen.clone(),
+        };
+        let old = State {
+            p: params,
+            m: &self.m,
+            v: &self.v,
+            h: &self.h,
+        };
+        let mut ms = self.spare_m.chunks_mut(RANGE);
+        let mut vs = self.spare_v.chunks_mut(RANGE);
+        let mut ranges: Vec<Range<'_>> = self
             .spare_p
-            .par_chunks_mut(RANGE)
-            .zip(self.spare_m.par_chunks_mut(RANGE))
-            .zip(self.spare_v.par_chunks_mut(RANGE))
+            .chunks_mut(RANGE)
             .enumerate()
-            .map(|(r, ((pn, mn), vn))| {
-                let lo = r * RANGE;
-                let len = pn.len();
-                let (p0, m0, v0) = (
-                    &p_old[lo..lo + len],
-                    &m_old[lo..lo + len],
-                    &v_old[lo..lo + len],
-                );
-                let mut g = grads[lo..lo + len].to_vec();
-                for c in 1..chunks {
-                    for (gi, x) in g.iter_mut().zip(&grads[c * n + lo..c * n + lo + len]) {
-                        *gi += x;
-                    }
-                }
-                for (gi, p) in g.iter_mut().zip(p0) {
-                    *gi += wd * p;
-                }
-                match kind {
-                    OptimKind::Sgd { momentum, nesterov } => {
-                        for j in 0..len {
-                            let m = momentum * m0[j] + g[j];
-                            let d = if nesterov { g[j] + momentum * m } else { m };
-                            pn[j] = p0[j] - lr * d;
-                            mn[j] = m;
-                            vn[j] = v0[j];
-                        }
-                    }
-                    OptimKind::Adam {
-                        beta1,
-                        beta2,
-                        epsilon,
-                    } => {
-                        let ti = t.min(i32::MAX as u64) as i32;
-                        let c1 = 1.0 - beta1.powi(ti);
-                        let c2 = 1.0 - beta2.powi(ti);
-                        for j in 0..len {
-                            let m = beta1 * m0[j] + (1.0 - beta1) * g[j];
-                            let v = beta2 * v0[j] + (1.0 - beta2) * g[j] * g[j];
-                            pn[j] = p0[j] - lr * (m / c1) / ((v / c2).sqrt() + epsilon);
-                            mn[j] = m;
-                            vn[j] = v;
-                        }
-                    }
-                    OptimKind::Sdlm { mu } => {
-                        let h = &h[lo..lo + len];
-                        for j in 0..len {
-                            pn[j] = p0[j] - lr / (mu + h[j]) * g[j];
-                            mn[j] = m0[j];
-                            vn[j] = v0[j];
-                        }
-                    }
-                }
-                // Entries that never train keep their values.
-                let (a, b) = (frozen.start.max(lo), frozen.end.min(lo + len));
-                if a < b {
-                    pn[a - lo..b - lo].copy_from_slice(&p0[a - lo..b - lo]);
-                    mn[a - lo..b - lo].copy_from_slice(&m0[a - lo..b - lo]);
-                    vn[a - lo..b - lo].copy_from_slice(&v0[a - lo..b - lo]);
-                }
-                pn.iter()
-                    .chain(mn.iter())
-                    .chain(vn.iter())
-                    .all(|x| x.is_finite())
+            .map(|(r, p)| Range {
+                lo: r * RANGE,
+                p,
+                m: ms.next().unwrap_or_default(),
+                v: vs.next().unwrap_or_default(),
             })
-            .reduce(|| true, |a, b| a && b);
+            .collect();
+        let run = |r: &mut Range<'_>| rule.update(r, &old, grads, n, chunks);
+        let finite = match pool {
+            Some(pool) => pool.install(|| {
+                ranges
+                    .par_iter_mut()
+                    .map(run)
+                    .reduce(|| true, |a, b| a && b)
+            }),
+            None => ranges.iter_mut().all(run),
+        };
         if !finite {
             return false;
         }
         std::mem::swap(params, &mut self.spare_p);
-        std::mem::swap(&mut self.m, &mut self.spare_m);
-        std::mem::swap(&mut self.v, &mut self.spare_v);
+        if keeps_m {
+            std::mem::swap(&mut self.m, &mut self.spare_m);
+        }
+        if keeps_v {
+            std::mem::swap(&mut self.v, &mut self.spare_v);
+        }
         self.t = t;
         true
+    }
+}
+
+/// What one step applies to every range.
+struct Rule {
+    kind: OptimKind,
+    lr: f32,
+    wd: f32,
+    t: u64,
+    frozen: std::ops::Range<usize>,
+}
+
+/// The values before the step (`m`, `v`, `h` of full length where the rule
+/// keeps them).
+struct State<'a> {
+    p: &'a [f32],
+    m: &'a [f32],
+    v: &'a [f32],
+    h: &'a [f32],
+}
+
+/// One range of the new values: parameters from `lo`, and the new state where
+/// the rule keeps it (empty otherwise).
+struct Range<'a> {
+    lo: usize,
+    p: &'a mut [f32],
+    m: &'a mut [f32],
+    v: &'a mut [f32],
+}
+
+impl Rule {
+    /// Writes the range's new values; true if they are all finite.
+    fn update(
+        &self,
+        out: &mut Range<'_>,
+        old: &State<'_>,
+        grads: &[f32],
+        n: usize,
+        chunks: usize,
+    ) -> bool {
+        let (lo, len) = (out.lo, out.p.len());
+        let p0 = &old.p[lo..lo + len];
+        let mut g = [0.0f32; RANGE];
+        let g = &mut g[..len];
+        g.copy_from_slice(&grads[lo..lo + len]);
+        for c in 1..chunks {
+            for (gi, x) in g.iter_mut().zip(&grads[c * n + lo..c * n + lo + len]) {
+                *gi += x;
+            }
+        }
+        if self.wd != 0.0 {
+            for (gi, p) in g.iter_mut().zip(p0) {
+                *gi += self.wd * p;
+            }
+        }
+        let (lr, pn) = (self.lr, &mut *out.p);
+        match self.kind {
+            OptimKind::Sgd { momentum, nesterov } => {
+                let (m0, mn) = (&old.m[lo..lo + len], &mut *out.m);
+                for j in 0..len {
+                    let m = momentum * m0[j] + g[j];
+                    let d = if nesterov { g[j] + momentum * m } else { m };
+                    pn[j] = p0[j] - lr * d;
+                    mn[j] = m;
+                }
+            }
+            OptimKind::Adam {
+                beta1,
+                beta2,
+                epsilon,
+            } => {
+                let ti = self.t.min(i32::MAX as u64) as i32;
+                let c1 = 1.0 - beta1.powi(ti);
+                let c2 = 1.0 - beta2.powi(ti);
+                let (m0, mn) = (&old.m[lo..lo + len], &mut *out.m);
+                let (v0, vn) = (&old.v[lo..lo + len], &mut *out.v);
+                for j in 0..len {
+                    let m = beta1 * m0[j] + (1.0 - beta1) * g[j];
+                    let v = beta2 * v0[j] + (1.0 - beta2) * g[j] * g[j];
+                    pn[j] = p0[j] - lr * (m / c1) / ((v / c2).sqrt() + epsilon);
+                    mn[j] = m;
+                    vn[j] = v;
+                }
+            }
+            OptimKind::Sdlm { mu } => {
+                let h = &old.h[lo..lo + len];
+                for j in 0..len {
+                    pn[j] = p0[j] - lr / (mu + h[j]) * g[j];
+                }
+            }
+        }
+        // Entries that never train keep their values (and their state).
+        let (a, b) = (self.frozen.start.max(lo), self.frozen.end.min(lo + len));
+        if a < b {
+            let r = a - lo..b - lo;
+            pn[r.clone()].copy_from_slice(&p0[r.clone()]);
+            if !out.m.is_empty() {
+                out.m[r.clone()].copy_from_slice(&old.m[a..b]);
+            }
+            if !out.v.is_empty() {
+                out.v[r].copy_from_slice(&old.v[a..b]);
+            }
+        }
+        [&*out.p, &*out.m, &*out.v]
+            .iter()
+            .all(|s| s.iter().all(|x| x.is_finite()))
     }
 }
 
@@ -247,9 +331,9 @@ mod tests {
         let mut p = vec![1.0f32, 2.0];
         // two chunks: gradients sum to [1, -2]
         let g = vec![0.5f32, -1.0, 0.5, -1.0];
-        assert!(o.step(&mut p, &g, 2));
+        assert!(o.step(&mut p, &g, 2, None));
         assert_eq!(p, vec![0.9, 2.2]);
-        assert!(o.step(&mut p, &g, 2));
+        assert!(o.step(&mut p, &g, 2, None));
         // v = 0.5 * 1 + 1 = 1.5 -> p = 0.9 - 0.15
         assert!((p[0] - 0.75).abs() < 1e-6);
     }
@@ -263,7 +347,7 @@ mod tests {
         };
         let mut o = Optimizer::new(kind, 0.1, 0.0, 2).unwrap();
         let mut p = vec![1.0f32, 2.0];
-        assert!(!o.step(&mut p, &[f32::NAN, 0.0], 2));
+        assert!(!o.step(&mut p, &[f32::NAN, 0.0], 2, None));
         assert_eq!(p, vec![1.0, 2.0]);
         assert_eq!(o.t, 0);
     }
@@ -273,7 +357,7 @@ mod tests {
         let mut o = Optimizer::new(OptimKind::Sdlm { mu: 0.02 }, 0.001, 0.0, 2).unwrap();
         o.h = vec![0.08, 0.0];
         let mut p = vec![1.0f32, 1.0];
-        o.step(&mut p, &[1.0, 1.0], 2);
+        o.step(&mut p, &[1.0, 1.0], 2, None);
         assert!((p[0] - (1.0 - 0.001 / 0.1)).abs() < 1e-7);
         assert!((p[1] - (1.0 - 0.001 / 0.02)).abs() < 1e-7);
     }
@@ -287,7 +371,7 @@ mod tests {
         let mut o = Optimizer::new(kind, 0.1, 0.0, 3).unwrap();
         o.frozen = 1..2;
         let mut p = vec![1.0f32; 3];
-        o.step(&mut p, &[1.0, 1.0, 1.0], 3);
+        o.step(&mut p, &[1.0, 1.0, 1.0], 3, None);
         assert_eq!(p, vec![0.9, 1.0, 0.9]);
     }
 
@@ -300,7 +384,7 @@ mod tests {
         };
         let mut o = Optimizer::new(kind, 0.01, 0.0, 1).unwrap();
         let mut p = vec![0.0f32];
-        o.step(&mut p, &[3.0], 1);
+        o.step(&mut p, &[3.0], 1, None);
         assert!((p[0] + 0.01).abs() < 1e-6);
     }
 }

@@ -135,45 +135,58 @@ pub fn train_epoch(
         let nch = idx.len().div_ceil(lanes);
         let scale = 1.0 / idx.len() as f32;
         let p: &[f32] = params;
-        pool.install(|| {
-            grads[..nch * np]
-                .par_chunks_mut(np)
-                .zip(stats[..nch].par_iter_mut())
-                .enumerate()
-                .for_each(|(ci, (g, st))| {
-                    let part = &idx[ci * lanes..((ci + 1) * lanes).min(idx.len())];
-                    let labels: Vec<u32> = part.iter().map(|&i| data.labels[i]).collect();
-                    g.fill(0.0);
-                    let first = b * bs + ci * lanes;
-                    *st = wss.with(|ws| {
-                        let mut tmp = [0.0f32; IN * IN];
-                        fill_chunk(&mut ws.x, lanes, part, |i, dst, lane| match augment {
-                            None => data.images.write_lane(i, dst, lane, lanes),
-                            Some(d) => {
-                                data.images.write_lane(i, &mut tmp, 0, 1);
-                                let pos = (first + lane) as u64;
-                                d.draw(&mut image_rng(distort_seed, pos))
-                                    .apply(&tmp, dst, lane, lanes);
-                            }
-                        });
-                        dispatch(TrainChunk {
-                            lay,
-                            p,
-                            ws,
-                            labels: &labels,
-                            scale,
-                            grad: g,
-                        })
-                    });
+        let work = |(ci, (g, st)): (usize, (&mut [f32], &mut (f64, usize)))| {
+            let part = &idx[ci * lanes..((ci + 1) * lanes).min(idx.len())];
+            let labels: Vec<u32> = part.iter().map(|&i| data.labels[i]).collect();
+            g.fill(0.0);
+            let first = b * bs + ci * lanes;
+            *st = wss.with(|ws| {
+                let mut tmp = [0.0f32; IN * IN];
+                fill_chunk(&mut ws.x, lanes, part, |i, dst, lane| match augment {
+                    None => data.images.write_lane(i, dst, lane, lanes),
+                    Some(d) => {
+                        data.images.write_lane(i, &mut tmp, 0, 1);
+                        let pos = (first + lane) as u64;
+                        d.draw(&mut image_rng(distort_seed, pos))
+                            .apply(&tmp, dst, lane, lanes);
+                    }
                 });
-        });
+                dispatch(TrainChunk {
+                    lay,
+                    p,
+                    ws,
+                    labels: &labels,
+                    scale,
+                    grad: g,
+                })
+            });
+        };
+        if nch == 1 || pool.current_num_threads() == 1 {
+            // Nothing to share out: run here, without a hand-over to the pool.
+            grads[..nch * np]
+                .chunks_mut(np)
+                .zip(stats[..nch].iter_mut())
+                .enumerate()
+                .for_each(work);
+        } else {
+            pool.install(|| {
+                grads[..nch * np]
+                    .par_chunks_mut(np)
+                    .zip(stats[..nch].par_iter_mut())
+                    .enumerate()
+                    .for_each(work);
+            });
+        }
         let batch_loss: f64 = stats[..nch].iter().map(|s| s.0).sum();
         if !batch_loss.is_finite() {
             return Err(LeNetError::Diverged(format!(
                 "training diverged at batch {b} of this epoch: the loss is {batch_loss}; the weights are kept from the last finite batch (try a smaller learning_rate)"
             )));
         }
-        let ok = pool.install(|| opt.step(params, &grads[..nch * np], np));
+        // One thread, or one chunk's gradient (a sum of nothing): update on this
+        // thread; the hand-over to the pool would cost more than it saves.
+        let step_pool = (pool.current_num_threads() > 1 && nch > 1).then_some(pool);
+        let ok = opt.step(params, &grads[..nch * np], np, step_pool);
         if !ok {
             return Err(LeNetError::Diverged(format!(
                 "training diverged at batch {b} of this epoch: a gradient or weight is not finite; the weights are kept from the last finite batch (try a smaller learning_rate)"
