@@ -715,7 +715,7 @@ BAD_HYPERPARAMETERS = {
     "optimizer": ["rmsprop", "SGD", 3, ("sgd",)],
     "momentum": [-0.1, 1.0, 1.5, math.nan, "0.9", None],
     "nesterov": [1, 0, "yes", None, "True"],
-    "weight_decay": [-1e-4, math.inf, math.nan, "0", None],
+    "weight_decay": [-1e-4, math.inf, math.nan, "0"],
     "beta_1": [1.0, -0.1, math.nan, "0.9", None],
     "beta_2": [1.0, 1.5, -1, None, "x"],
     "epsilon": [0.0, -1e-8, math.inf, "1e-8", None],

@@ -400,13 +400,18 @@ PAPER = {
     "augment": None,
 }
 MODERN = {
+    "epochs": 30,
+    "batch_size": 32,
     "optimizer": "adam",
+    "learning_rate": 0.003,
+    "lr_schedule": "cosine",
+    "weight_decay": 0.001,
     "activation": "relu",
     "pooling": "max",
     "c3": "full",
     "output": "softmax",
     "loss": "ce",
-    "init": "he",
+    "init": "glorot",
 }
 DEFAULT = {
     "epochs": 20,
@@ -420,6 +425,7 @@ DEFAULT = {
     "output": "softmax",
     "loss": "ce",
     "init": "lecun",
+    "weight_decay": 0.0,
 }
 
 
@@ -581,8 +587,11 @@ def test_sdlm_trains_at_least_as_well_as_plain_sgd(mnist):
 
 @pytest.mark.slow
 def test_modern_preset_reaches_97_5_percent(mnist):
+    # The mean over ten seeds (97.6% here, 97.1-97.9%): one seed's accuracy on 1,000 test
+    # digits varies by +-0.4 points with the initial weights alone.
     (x, y), (xt, yt) = mnist
-    model = LeNet5(preset="modern", random_state=0, verbose=0).fit(x, y)
-    # Over seeds 0-2 the modern preset reaches 96.8-97.8% here (mean about 97.3%): below
-    # the 97.5% aimed for on some seeds, so this checks the level it reliably reaches.
-    assert model.score(xt, yt) >= 0.965
+    scores = [
+        LeNet5(preset="modern", random_state=seed, verbose=0).fit(x, y).score(xt, yt)
+        for seed in range(10)
+    ]
+    assert np.mean(scores) >= 0.975, scores
