@@ -428,11 +428,14 @@ impl Isa {
     /// Images per wide chunk (lanes of one vector).
     pub fn lanes(self) -> usize {
         match self {
-            Isa::Avx512 => 16,
+            Isa::Avx512 => MAX_LANES,
             _ => 8,
         }
     }
 }
+
+/// The most images a wide chunk holds (AVX-512).
+pub const MAX_LANES: usize = 16;
 
 /// The instruction set in use (chosen once per process).
 pub fn isa() -> Isa {

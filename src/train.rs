@@ -18,7 +18,7 @@ use crate::error::{LeNetError, Result};
 use crate::net::{score, softmax_rows, wide_lanes, CurvatureChunk, Forward, TrainChunk, Workspace};
 use crate::optim::Optimizer;
 use crate::rng::Rng;
-use crate::simd::dispatch;
+use crate::simd::{dispatch, MAX_LANES};
 
 /// Training images with their class indices.
 #[derive(Clone, Debug)]
@@ -91,6 +91,19 @@ impl Workspaces {
     }
 }
 
+/// The labels of a chunk's images, without an allocation: the first `n` entries.
+fn chunk_labels(data: &Dataset, part: &[usize]) -> ([u32; MAX_LANES], usize) {
+    debug_assert!(
+        part.len() <= MAX_LANES,
+        "a chunk holds at most MAX_LANES images"
+    );
+    let mut lab = [0u32; MAX_LANES];
+    for (l, &i) in lab.iter_mut().zip(part) {
+        *l = data.labels[i];
+    }
+    (lab, part.len().min(MAX_LANES))
+}
+
 /// Runs one epoch of mini-batch training.
 ///
 /// `observer(samples_done, mean_loss_so_far, params)` is called at most every
@@ -137,7 +150,8 @@ pub fn train_epoch(
         let p: &[f32] = params;
         let work = |(ci, (g, st)): (usize, (&mut [f32], &mut (f64, usize)))| {
             let part = &idx[ci * lanes..((ci + 1) * lanes).min(idx.len())];
-            let labels: Vec<u32> = part.iter().map(|&i| data.labels[i]).collect();
+            let (lab, nl) = chunk_labels(data, part);
+            let labels = &lab[..nl];
             g.fill(0.0);
             let first = b * bs + ci * lanes;
             *st = wss.with(|ws| {
@@ -155,7 +169,7 @@ pub fn train_epoch(
                     lay,
                     p,
                     ws,
-                    labels: &labels,
+                    labels,
                     scale,
                     grad: g,
                 })
@@ -240,7 +254,8 @@ pub fn estimate_curvature(
     pool.install(|| {
         grads.par_chunks_mut(np).enumerate().for_each(|(ci, g)| {
             let part = &idx[ci * lanes..((ci + 1) * lanes).min(m)];
-            let labels: Vec<u32> = part.iter().map(|&i| data.labels[i]).collect();
+            let (lab, nl) = chunk_labels(data, part);
+            let labels = &lab[..nl];
             wss.with(|ws| {
                 fill_chunk(&mut ws.x, lanes, part, |i, dst, lane| {
                     data.images.write_lane(i, dst, lane, lanes)
@@ -250,7 +265,7 @@ pub fn estimate_curvature(
                     p: params,
                     p2: &p2,
                     ws,
-                    labels: &labels,
+                    labels,
                     scale,
                     grad: g,
                 })
