@@ -68,9 +68,6 @@ fn main() {
             fwd * 1e6,
             1.0 / fwd
         );
-        if lanes == 1 {
-            continue;
-        }
         profile::enable(true);
         profile::take();
         for _ in 0..reps {

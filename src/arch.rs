@@ -239,6 +239,12 @@ pub struct Layout {
     pub conn_start: Vec<usize>,
     /// Connections reading S2 map `c`, in increasing order.
     pub conns_of_input: Vec<Vec<usize>>,
+    /// The connections again, ordered by S2 map (`conns_of_input` flattened): those
+    /// of S2 map `c` are `tconn_start[c]..tconn_start[c + 1]`, ...
+    pub tconn_start: Vec<usize>,
+    /// ... each the connection `tconn_k[j]` from C3 map `tconn_out[j]`.
+    pub tconn_k: Vec<usize>,
+    pub tconn_out: Vec<usize>,
 }
 
 impl ArchConfig {
@@ -297,6 +303,12 @@ impl ArchConfig {
         for (k, &c) in conn_in.iter().enumerate() {
             conns_of_input[c].push(k);
         }
+        let tconn_k: Vec<usize> = conns_of_input.concat();
+        let tconn_out = tconn_k.iter().map(|&k| conn_out[k]).collect();
+        let mut tconn_start = vec![0];
+        for ks in &conns_of_input {
+            tconn_start.push(tconn_start.last().copied().unwrap_or(0) + ks.len());
+        }
         let sub = self.pooling == Pooling::Subsample;
         let mut at = 0usize;
         let mut take = |n: usize| {
@@ -343,6 +355,9 @@ impl ArchConfig {
             conn_out,
             conn_start,
             conns_of_input,
+            tconn_start,
+            tconn_k,
+            tconn_out,
         }
     }
 }

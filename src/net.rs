@@ -40,7 +40,14 @@ pub struct Workspace {
     g6: Vec<f32>,
     gz: Vec<f32>,
     xt: Vec<f32>,
+    /// Single images: the C3 gradient zero-padded by 4 on every side, and the
+    /// flipped C3 kernels in S2-map order, for the C3 input gradient.
+    gpad: Vec<f32>,
+    wflip: Vec<f32>,
 }
+
+/// Side of [`Workspace::gpad`]'s planes.
+const C3_PAD: usize = C3_SIDE + 8;
 
 impl Workspace {
     /// A workspace for chunks of `lanes` images (1 or [`wide_lanes`]).
@@ -66,6 +73,16 @@ impl Workspace {
             g6: v(F6_UNITS),
             gz: v(n_classes),
             xt: v(C5_IN),
+            gpad: if lanes == 1 {
+                vec![0.0; C3_MAPS * C3_PAD * C3_PAD + crate::wide::SLACK]
+            } else {
+                Vec::new()
+            },
+            wflip: if lanes == 1 {
+                vec![0.0; C3_MAPS * C1_MAPS * KK]
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -79,7 +96,9 @@ impl Workspace {
                 + self.a5.len()
                 + self.a6.len()
                 + self.z.len())
-            + self.xt.len())
+            + self.xt.len()
+            + self.gpad.len()
+            + self.wflip.len())
     }
 }
 
@@ -140,19 +159,23 @@ fn forward_w<S: Math>(s: S, lay: &Layout, p: &[f32], ws: &mut Workspace) {
 /// Forward pass of one image; `ws.x` must hold the input.
 #[inline(always)]
 fn forward_1<S: Math>(s: S, lay: &Layout, p: &[f32], ws: &mut Workspace) {
+    profile::start();
     let cfg = &lay.cfg;
     let act = cfg.activation;
     let c1w = &p[lay.c1_w..lay.c1_b];
     let c1b = &p[lay.c1_b..lay.c1_b + C1_MAPS];
     wide::conv_forward_1::<S, IN, C1_SIDE, 4, 2>(s, &ws.x, &mut ws.a1, c1w, c1b, &C1_START, &C1_IN);
+    profile::lap(0);
     let n1 = C1_MAPS * C1_SIDE * C1_SIDE;
     wide::activate(s, act, &mut ws.a1[..n1]);
+    profile::lap(1);
     let (s2w, s2b) = (&p[lay.s2_w..lay.s2_b], &p[lay.s2_b..lay.c3_w]);
     let n2 = C1_MAPS * S2_SIDE * S2_SIDE;
     pool_forward::<1, S2_SIDE>(&ws.a1, &mut ws.a2[..n2], cfg.pooling, s2w, s2b, None);
     if cfg.pooling == Pooling::Subsample {
         wide::activate(s, act, &mut ws.a2[..n2]);
     }
+    profile::lap(2);
     let c3w = &p[lay.c3_w..lay.c3_b];
     let c3b = &p[lay.c3_b..lay.c3_b + C3_MAPS];
     wide::conv_forward_1::<S, S2_SIDE, C3_SIDE, 2, 5>(
@@ -164,18 +187,24 @@ fn forward_1<S: Math>(s: S, lay: &Layout, p: &[f32], ws: &mut Workspace) {
         &lay.conn_start,
         &lay.conn_in,
     );
+    profile::lap(3);
     let n3 = C3_MAPS * C3_SIDE * C3_SIDE;
     wide::activate(s, act, &mut ws.a3[..n3]);
+    profile::lap(4);
     let (s4w, s4b) = (&p[lay.s4_w..lay.s4_b], &p[lay.s4_b..lay.c5_w]);
     pool_forward::<1, S4_SIDE>(&ws.a3, &mut ws.a4[..C5_IN], cfg.pooling, s4w, s4b, None);
     if cfg.pooling == Pooling::Subsample {
         wide::activate(s, act, &mut ws.a4[..C5_IN]);
     }
+    profile::lap(5);
     let (c5w, c5b) = (&p[lay.c5_w..lay.c5_b], &p[lay.c5_b..lay.f6_w]);
     wide::dense_forward_1::<S, C5_IN>(s, &ws.a4, &mut ws.a5, c5w, c5b, Some(act));
+    profile::lap(6);
     let (f6w, f6b) = (&p[lay.f6_w..lay.f6_b], &p[lay.f6_b..lay.out_w]);
     wide::dense_forward_1::<S, C5_UNITS>(s, &ws.a5, &mut ws.a6, f6w, f6b, Some(act));
+    profile::lap(7);
     output_forward(s, lay, p, ws);
+    profile::lap(8);
 }
 
 /// The last layer: dense logits or RBF penalties.
@@ -394,6 +423,7 @@ fn backward_1<M: Math, const L: usize, const IROW2: usize, const SQ: bool>(
         rbf_output_backward::<M, SQ>(m, lay, wv, ws, grad);
     }
     let w = ws;
+    profile::lap(10);
     // Output layer: logits gradient -> F6 pre-activation gradient.
     if !lay.is_rbf() {
         let (gw, rest) = grad[lay.out_w..].split_at_mut(k * F6_UNITS);
@@ -407,6 +437,7 @@ fn backward_1<M: Math, const L: usize, const IROW2: usize, const SQ: bool>(
             &mut w.xt,
         );
     }
+    profile::lap(10);
     {
         let (gw, rest) = grad[lay.f6_w..].split_at_mut(F6_UNITS * C5_UNITS);
         dense_backward::<M, L, C5_UNITS, SQ>(
@@ -419,6 +450,7 @@ fn backward_1<M: Math, const L: usize, const IROW2: usize, const SQ: bool>(
             &mut w.xt,
         );
     }
+    profile::lap(11);
     {
         // C5's input is S4's output; its slope is handled by the S4 backward.
         let (gw, rest) = grad[lay.c5_w..].split_at_mut(C5_UNITS * C5_IN);
@@ -432,6 +464,7 @@ fn backward_1<M: Math, const L: usize, const IROW2: usize, const SQ: bool>(
             &mut w.xt,
         );
     }
+    profile::lap(12);
     {
         let (gs4, gb4) = grad[lay.s4_w..lay.c5_w].split_at_mut(lay.s4_b - lay.s4_w);
         let n3 = C3_MAPS * C3_SIDE * C3_SIDE * L;
@@ -447,9 +480,11 @@ fn backward_1<M: Math, const L: usize, const IROW2: usize, const SQ: bool>(
             act,
         );
     }
+    profile::lap(13);
     {
         let (gw, gb) = grad[lay.c3_w..lay.s4_w].split_at_mut(lay.c3_b - lay.c3_w);
-        conv_grad_w::<M, L, S2_SIDE, C3_SIDE, SQ>(
+        wide::conv_grad_w_1::<M, S2_SIDE, C3_SIDE, 2, SQ>(
+            m,
             &w.a2,
             &w.g3,
             gw,
@@ -457,14 +492,35 @@ fn backward_1<M: Math, const L: usize, const IROW2: usize, const SQ: bool>(
             &lay.conn_start,
             &lay.conn_in,
         );
-        conv_grad_x::<M, L, S2_SIDE, C3_SIDE, IROW2>(
-            &w.g3,
-            &wv[lay.c3_w..lay.c3_b],
+        profile::lap(14);
+        // The input gradient is the full correlation of the C3 gradient with the
+        // kernels: a valid convolution of the zero-padded gradient with the flipped
+        // kernels, run by the forward kernel with the connections transposed.
+        for o in 0..C3_MAPS {
+            for y in 0..C3_SIDE {
+                let at = o * C3_PAD * C3_PAD + (y + 4) * C3_PAD + 4;
+                w.gpad[at..at + C3_SIDE]
+                    .copy_from_slice(&w.g3[(o * C3_SIDE + y) * C3_SIDE..][..C3_SIDE]);
+            }
+        }
+        let c3w = &wv[lay.c3_w..lay.c3_b];
+        for (j, &k) in lay.tconn_k.iter().enumerate() {
+            let (src, dst) = (&c3w[k * KK..][..KK], &mut w.wflip[j * KK..][..KK]);
+            for (d, v) in dst.iter_mut().zip(src.iter().rev()) {
+                *d = *v;
+            }
+        }
+        wide::conv_forward_1::<M, C3_PAD, S2_SIDE, 2, 2>(
+            m,
+            &w.gpad,
             &mut w.g2,
-            &lay.conns_of_input,
-            &lay.conn_out,
+            &w.wflip,
+            &[0.0; C1_MAPS],
+            &lay.tconn_start,
+            &lay.tconn_out,
         );
     }
+    profile::lap(15);
     {
         let (gs2, gb2) = grad[lay.s2_w..lay.c3_w].split_at_mut(lay.s2_b - lay.s2_w);
         let n1 = C1_MAPS * C1_SIDE * C1_SIDE * L;
@@ -481,6 +537,7 @@ fn backward_1<M: Math, const L: usize, const IROW2: usize, const SQ: bool>(
             act,
         );
     }
+    profile::lap(16);
     {
         let (gw, gb) = grad[lay.c1_w..lay.s2_w].split_at_mut(lay.c1_b - lay.c1_w);
         let x = if SQ {
@@ -490,8 +547,9 @@ fn backward_1<M: Math, const L: usize, const IROW2: usize, const SQ: bool>(
         } else {
             &w.x
         };
-        conv_grad_w::<M, L, IN, C1_SIDE, false>(x, &w.g1, gw, gb, &C1_START, &C1_IN);
+        wide::conv_grad_w_1::<M, IN, C1_SIDE, 4, false>(m, x, &w.g1, gw, gb, &C1_START, &C1_IN);
     }
+    profile::lap(17);
 }
 
 /// The loss of a chunk: writes the gradient (or, with `SQ`, the diagonal

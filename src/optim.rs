@@ -311,9 +311,10 @@ impl Rule {
                 out.v[r].copy_from_slice(&old.v[a..b]);
             }
         }
-        [&*out.p, &*out.m, &*out.v]
-            .iter()
-            .all(|s| s.iter().all(|x| x.is_finite()))
+        // Without short-circuits, so the check vectorises.
+        [&*out.p, &*out.m, &*out.v].iter().fold(true, |ok, s| {
+            ok & s.iter().fold(true, |a, x| a & x.is_finite())
+        })
     }
 }
 

@@ -50,6 +50,7 @@ pub trait Simd: Copy + Send + Sync + 'static {
     /// 2^n for lanes holding whole numbers in [-126, 127].
     fn pow2i(self, n: Self::V) -> Self::V;
     /// Sum of the lanes, lane 0 first.
+    #[inline(always)]
     fn hsum(self, v: Self::V) -> f32 {
         let mut a = [0.0f32; 16];
         self.store(v, &mut a);

@@ -642,6 +642,105 @@ pub fn conv_forward_1<
     }
 }
 
+/// `0, 1, 2, ...`: lane numbers, for masks.
+const IOTA: [f32; 16] = [
+    0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0,
+];
+
+/// Kernel and bias gradients of [`conv_forward_1`] (one image), accumulated into
+/// `gw`, `gb`, vectorised along the output rows: `ceil(OW / W)` vectors a row (at
+/// most `NV`), the lanes of the last one beyond the row masked to zero.
+///
+/// `gw[k][ky][kx] += sum_{y,x} dpre[o_k][y][x] inp[c_k][y+ky][x+kx]` (inputs squared
+/// when `SQ`), `gb[o] += sum dpre[o]`. Reads past the end of an input row (those
+/// products are masked); buffers carry [`SLACK`].
+///
+/// # Shapes
+/// `inp`: `[C][IW][IW]`; `dpre`: `[O][OW][OW]`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn conv_grad_w_1<S: Simd, const IW: usize, const OW: usize, const NV: usize, const SQ: bool>(
+    s: S,
+    inp: &[f32],
+    dpre: &[f32],
+    gw: &mut [f32],
+    gb: &mut [f32],
+    conn_start: &[usize],
+    conn_in: &[usize],
+) {
+    let iplane = IW * IW;
+    let oplane = OW * OW;
+    let nv = OW.div_ceil(S::W);
+    debug_assert!(nv <= NV);
+    let zero = s.splat(0.0);
+    let inside = s.splat((OW - (nv - 1) * S::W) as f32);
+    let iota = s.load(&IOTA);
+    for o in 0..conn_start.len() - 1 {
+        let d_o = &dpre[o * oplane..][..oplane + S::W];
+        // The rows of dpre as vectors, the lanes past each row's end zero.
+        let mut dv = [[zero; NV]; OW];
+        let mut bias = zero;
+        for (y, dy) in dv.iter_mut().enumerate() {
+            for (v, d) in dy.iter_mut().enumerate().take(nv) {
+                let x = s.load(&d_o[y * OW + v * S::W..]);
+                *d = if v + 1 == nv {
+                    s.select_lt(iota, inside, x, zero)
+                } else {
+                    x
+                };
+                bias = s.add(bias, *d);
+            }
+        }
+        gb[o] += s.hsum(bias);
+        for k in conn_start[o]..conn_start[o + 1] {
+            let inp_c = &inp[conn_in[k] * iplane..];
+            let gwk = &mut gw[k * KK..][..KK];
+            conv_grad_w_1_rows::<S, IW, OW, NV, 2, SQ>(s, inp_c, &dv, nv, gwk, 0);
+            conv_grad_w_1_rows::<S, IW, OW, NV, 2, SQ>(s, inp_c, &dv, nv, gwk, 2);
+            conv_grad_w_1_rows::<S, IW, OW, NV, 1, SQ>(s, inp_c, &dv, nv, gwk, 4);
+        }
+    }
+}
+
+/// Kernel rows `ky0..ky0 + NKY` of [`conv_grad_w_1`].
+#[inline(always)]
+fn conv_grad_w_1_rows<
+    S: Simd,
+    const IW: usize,
+    const OW: usize,
+    const NV: usize,
+    const NKY: usize,
+    const SQ: bool,
+>(
+    s: S,
+    inp_c: &[f32],
+    dv: &[[S::V; NV]; OW],
+    nv: usize,
+    gw: &mut [f32],
+    ky0: usize,
+) {
+    let mut acc = [[s.splat(0.0); 5]; NKY];
+    for (y, dy) in dv.iter().enumerate() {
+        for (v, d) in dy.iter().enumerate().take(nv) {
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let row = &inp_c[(y + ky0 + r) * IW + v * S::W..][..4 + S::W];
+                for (kx, a) in acc_r.iter_mut().enumerate() {
+                    let mut iv = s.load(&row[kx..]);
+                    if SQ {
+                        iv = s.mul(iv, iv);
+                    }
+                    *a = s.fma(*d, iv, *a);
+                }
+            }
+        }
+    }
+    for (r, acc_r) in acc.iter().enumerate() {
+        for (kx, a) in acc_r.iter().enumerate() {
+            gw[(ky0 + r) * 5 + kx] += s.hsum(*a);
+        }
+    }
+}
+
 /// Dense layer for one image, vectorised along the inputs (four outputs at a time).
 #[inline(always)]
 pub fn dense_forward_1<S: Math, const NI: usize>(
