@@ -39,7 +39,8 @@ LEARNING_RATE = 0.01
 MOMENTUM = 0.9
 SEED = 0
 BUSY_LIMIT = 0.10  # a measurement during which other processes used more CPU than this is flagged
-ALL_FIGURES = {"train", "infer", "latency", "rss"}
+N_TRAIN_B1 = 5_000  # images of the batch-size-1 training figure (one update per image)
+ALL_FIGURES = {"train", "train1", "infer", "latency", "rss"}
 PAUSE = 0.3  # seconds of quiet between measurements, so idle worker threads settle
 
 
@@ -412,6 +413,7 @@ FIGURES = [
     # key, label, unit, higher is better
     ("train_b64", "training, batch 64", "img/s", True),
     ("train_b256", "training, batch 256", "img/s", True),
+    ("train_b1", f"training, batch 1 ({N_TRAIN_B1:,} img)", "img/s", True),
     ("infer", "inference, batches of 1,000", "img/s", True),
     ("latency", "single-image predict latency", "ms", False),
     ("rss", "peak RSS, fresh process, 1 epoch b64", "MiB", False),
@@ -563,6 +565,7 @@ def run(args: argparse.Namespace) -> int:
         prepared[name] = {
             "train": fw.prepare_train(data["x_train"], data["y_train"]),
             "test": fw.prepare_infer(data["x_test"]),
+            "train1": fw.prepare_train(data["x_train"][:N_TRAIN_B1], data["y_train"][:N_TRAIN_B1]),
         }
 
     # Warm-up: first-call costs (thread pools, lazy initialisation) stay out of the figures.
@@ -617,7 +620,13 @@ def run(args: argparse.Namespace) -> int:
                         )  # fmt: skip
                         if batch_size == 64 and rep == 0:
                             models[(name, k)] = model
-        elif "infer" in figures or "latency" in figures:
+        if "train1" in figures:
+            n1 = min(N_TRAIN_B1, n_train)
+            for rep in range(args.repeats):
+                for name in frameworks:
+                    fw, train1 = adapters[name], prepared[name]["train1"]
+                    sample(name, "train_b1", k, rep, "img/s", measure_train, fw, train1, n1, 1, k)
+        if "train" not in figures and ("infer" in figures or "latency" in figures):
             for name in frameworks:
                 log(f"  {name:7s} training one epoch (untimed) for inference, threads={k}")
                 models[(name, k)] = adapters[name].train(prepared[name]["train"], 64, k)
@@ -776,8 +785,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument(
         "--figures",
-        default="train,infer,latency,rss",
-        help="comma-separated subset of train,infer,latency,rss to measure (default: all)",
+        default="train,train1,infer,latency,rss",
+        help="comma-separated subset of train,train1,infer,latency,rss to measure "
+        "(default: all); train1 is training at batch size 1",
     )
     p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
     p.add_argument("--_rss", help=argparse.SUPPRESS)

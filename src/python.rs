@@ -871,7 +871,10 @@ fn _forward_backward<'py>(
     }
     if let Some(l) = lanes {
         if l != 1 && l != wide_lanes() {
-            return Err(PyValueError::new_err("lanes must be 1 or 8"));
+            return Err(PyValueError::new_err(format!(
+                "lanes must be 1 or {}; got {l}",
+                wide_lanes()
+            )));
         }
     }
     let lay = &network.layout;
