@@ -1,4 +1,6 @@
-//! The numerical kernels, written once for any lane count `L`.
+//! The numerical kernels written once for any lane count `L`: activations,
+//! pooling, dense layers and the RBF output. (The convolutions exist only as the
+//! explicitly vectorised kernels of [`crate::wide`], for chunks and single images.)
 //!
 //! # Layout
 //! A chunk of `L` images is processed at once. Every activation is stored as
@@ -18,7 +20,7 @@
 //! caller passes squared weights, and the kernels square the inputs and the
 //! activation slopes (LeCun et al. 1998, Appendix C).
 
-use crate::arch::{Activation, Pooling, KK};
+use crate::arch::{Activation, Pooling};
 use crate::simd::Math;
 
 /// A of f(a) = A tanh(S a).
@@ -108,176 +110,6 @@ fn lane_sum<const L: usize>(v: &[f32; L]) -> f32 {
 #[inline(always)]
 fn arr<const N: usize>(s: &[f32]) -> &[f32; N] {
     s[..N].try_into().unwrap()
-}
-
-/// Convolution with 5x5 kernels over a connection list, then the activation.
-///
-/// `out[o][y][x] = f(b[o] + sum_{k in conns(o)} sum_{ky,kx} w[k][ky][kx] inp[c_k][y+ky][x+kx])`
-///
-/// # Shapes
-/// `inp`: `[C][IW][IW][L]`; `out`: `[O][OW][OW][L]` with `O = conn_start.len() - 1`;
-/// `w`: `[n_conn][5][5]`; `SEG` must divide `OW * L`.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-pub fn conv_forward<M: Math, const L: usize, const IW: usize, const OW: usize, const SEG: usize>(
-    inp: &[f32],
-    out: &mut [f32],
-    w: &[f32],
-    b: &[f32],
-    conn_start: &[usize],
-    conn_in: &[usize],
-    act: Activation,
-) {
-    let irow = IW * L;
-    let iplane = IW * irow;
-    let orow = OW * L;
-    let oplane = OW * orow;
-    debug_assert_eq!(orow % SEG, 0);
-    for o in 0..conn_start.len() - 1 {
-        for y in 0..OW {
-            for s in (0..orow).step_by(SEG) {
-                let mut acc = [b[o]; SEG];
-                for k in conn_start[o]..conn_start[o + 1] {
-                    let c = conn_in[k];
-                    let wk: &[f32; KK] = arr(&w[k * KK..]);
-                    for ky in 0..5 {
-                        let row = &inp[c * iplane + (y + ky) * irow + s..];
-                        for kx in 0..5 {
-                            let wv = wk[ky * 5 + kx];
-                            let src: &[f32; SEG] = arr(&row[kx * L..]);
-                            for j in 0..SEG {
-                                acc[j] = M::fma1(wv, src[j], acc[j]);
-                            }
-                        }
-                    }
-                }
-                activate(act, &mut acc);
-                out[o * oplane + y * orow + s..][..SEG].copy_from_slice(&acc);
-            }
-        }
-    }
-}
-
-/// Kernel gradients of a 5x5 convolution for kernel rows `ky0..ky0 + NKY`.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn conv_grad_w_rows<
-    M: Math,
-    const L: usize,
-    const IW: usize,
-    const OW: usize,
-    const NKY: usize,
-    const SQ: bool,
->(
-    inp_c: &[f32],
-    dpre_o: &[f32],
-    gw: &mut [f32],
-    ky0: usize,
-) {
-    let irow = IW * L;
-    let orow = OW * L;
-    let mut acc = [[[0.0f32; L]; 5]; NKY];
-    for y in 0..OW {
-        let drow = &dpre_o[y * orow..][..orow];
-        for x in 0..OW {
-            let d: &[f32; L] = arr(&drow[x * L..]);
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                let irw = &inp_c[(y + ky0 + r) * irow + x * L..];
-                for (kx, acc_rk) in acc_r.iter_mut().enumerate() {
-                    let iv: &[f32; L] = arr(&irw[kx * L..]);
-                    for l in 0..L {
-                        acc_rk[l] = M::fma1(d[l], sq::<SQ>(iv[l]), acc_rk[l]);
-                    }
-                }
-            }
-        }
-    }
-    for (r, acc_r) in acc.iter().enumerate() {
-        for (kx, acc_rk) in acc_r.iter().enumerate() {
-            gw[(ky0 + r) * 5 + kx] += lane_sum(acc_rk);
-        }
-    }
-}
-
-/// Kernel and bias gradients of [`conv_forward`], accumulated into `gw`, `gb`.
-///
-/// `gw[k][ky][kx] += sum_{y,x,lane} dpre[o_k][y][x] inp[c_k][y+ky][x+kx]` (inputs squared
-/// when `SQ`), `gb[o] += sum dpre[o]`.
-///
-/// # Shapes
-/// `dpre`: `[O][OW][OW][L]` gradient of the loss wrt the pre-activation outputs.
-#[inline(always)]
-pub fn conv_grad_w<M: Math, const L: usize, const IW: usize, const OW: usize, const SQ: bool>(
-    inp: &[f32],
-    dpre: &[f32],
-    gw: &mut [f32],
-    gb: &mut [f32],
-    conn_start: &[usize],
-    conn_in: &[usize],
-) {
-    let iplane = IW * IW * L;
-    let oplane = OW * OW * L;
-    for o in 0..conn_start.len() - 1 {
-        let dpre_o = &dpre[o * oplane..][..oplane];
-        let mut bacc = [0.0f32; L];
-        for px in dpre_o.chunks_exact(L) {
-            for l in 0..L {
-                bacc[l] += px[l];
-            }
-        }
-        gb[o] += lane_sum(&bacc);
-        for k in conn_start[o]..conn_start[o + 1] {
-            let inp_c = &inp[conn_in[k] * iplane..][..iplane];
-            let gwk = &mut gw[k * KK..][..KK];
-            conv_grad_w_rows::<M, L, IW, OW, 2, SQ>(inp_c, dpre_o, gwk, 0);
-            conv_grad_w_rows::<M, L, IW, OW, 2, SQ>(inp_c, dpre_o, gwk, 2);
-            conv_grad_w_rows::<M, L, IW, OW, 1, SQ>(inp_c, dpre_o, gwk, 4);
-        }
-    }
-}
-
-/// Input gradient of [`conv_forward`] (a full correlation with the flipped
-/// kernels), written (not accumulated) into `gin`.
-///
-/// `gin[c][Y][X] = sum_{k: c_k = c} sum_{ky,kx} w[k][ky][kx] dpre[o_k][Y-ky][X-kx]`
-///
-/// # Shapes
-/// `dpre`: `[O][OW][OW][L]`; `gin`: `[C][IW][IW][L]`; `IROW = IW * L`.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-pub fn conv_grad_x<M: Math, const L: usize, const IW: usize, const OW: usize, const IROW: usize>(
-    dpre: &[f32],
-    w: &[f32],
-    gin: &mut [f32],
-    conns_of_input: &[Vec<usize>],
-    conn_out: &[usize],
-) {
-    let orow = OW * L;
-    let oplane = OW * orow;
-    debug_assert_eq!(IROW, IW * L);
-    for (c, conns) in conns_of_input.iter().enumerate() {
-        for yy in 0..IW {
-            let mut acc = [0.0f32; IROW];
-            for &k in conns {
-                let dpre_o = &dpre[conn_out[k] * oplane..][..oplane];
-                let wk: &[f32; KK] = arr(&w[k * KK..]);
-                for ky in 0..5 {
-                    if yy < ky || yy - ky >= OW {
-                        continue;
-                    }
-                    let drow = &dpre_o[(yy - ky) * orow..][..orow];
-                    for kx in 0..5 {
-                        let wv = wk[ky * 5 + kx];
-                        let dst = &mut acc[kx * L..kx * L + orow];
-                        for (a, d) in dst.iter_mut().zip(drow) {
-                            *a = M::fma1(wv, *d, *a);
-                        }
-                    }
-                }
-            }
-            gin[(c * IW + yy) * IROW..][..IROW].copy_from_slice(&acc);
-        }
-    }
 }
 
 /// 2x2 pooling with stride 2 (S2, S4).

@@ -405,11 +405,11 @@ fn backward_w<S: Math, const SQ: bool>(
     profile::lap(17);
 }
 
-/// Backward pass of a chunk (generic lanes; used for single images) after the forward pass: `ws.gz` must hold the gradient
-/// wrt the logits. Accumulates parameter gradients into `grad` (flat layout).
-/// `wv` is the parameter vector (or its square, with `SQ`).
+/// Backward pass of one image (a workspace of one lane) after the forward pass:
+/// `ws.gz` must hold the gradient wrt the logits. Accumulates parameter gradients
+/// into `grad` (flat layout). `wv` is the parameter vector (or its square, with `SQ`).
 #[inline(always)]
-fn backward_1<M: Math, const L: usize, const IROW2: usize, const SQ: bool>(
+fn backward_1<M: Math, const SQ: bool>(
     m: M,
     lay: &Layout,
     wv: &[f32],
@@ -427,7 +427,7 @@ fn backward_1<M: Math, const L: usize, const IROW2: usize, const SQ: bool>(
     // Output layer: logits gradient -> F6 pre-activation gradient.
     if !lay.is_rbf() {
         let (gw, rest) = grad[lay.out_w..].split_at_mut(k * F6_UNITS);
-        dense_backward::<M, L, F6_UNITS, SQ>(
+        dense_backward::<M, 1, F6_UNITS, SQ>(
             &w.a6,
             &w.gz,
             &wv[lay.out_w..lay.out_b],
@@ -440,7 +440,7 @@ fn backward_1<M: Math, const L: usize, const IROW2: usize, const SQ: bool>(
     profile::lap(10);
     {
         let (gw, rest) = grad[lay.f6_w..].split_at_mut(F6_UNITS * C5_UNITS);
-        dense_backward::<M, L, C5_UNITS, SQ>(
+        dense_backward::<M, 1, C5_UNITS, SQ>(
             &w.a5,
             &w.g6,
             &wv[lay.f6_w..lay.f6_b],
@@ -454,7 +454,7 @@ fn backward_1<M: Math, const L: usize, const IROW2: usize, const SQ: bool>(
     {
         // C5's input is S4's output; its slope is handled by the S4 backward.
         let (gw, rest) = grad[lay.c5_w..].split_at_mut(C5_UNITS * C5_IN);
-        dense_backward::<M, L, C5_IN, SQ>(
+        dense_backward::<M, 1, C5_IN, SQ>(
             &w.a4,
             &w.g5,
             &wv[lay.c5_w..lay.c5_b],
@@ -467,10 +467,10 @@ fn backward_1<M: Math, const L: usize, const IROW2: usize, const SQ: bool>(
     profile::lap(12);
     {
         let (gs4, gb4) = grad[lay.s4_w..lay.c5_w].split_at_mut(lay.s4_b - lay.s4_w);
-        let n3 = C3_MAPS * C3_SIDE * C3_SIDE * L;
-        pool_backward::<L, S4_SIDE, SQ>(
+        let n3 = C3_MAPS * C3_SIDE * C3_SIDE;
+        pool_backward::<1, S4_SIDE, SQ>(
             &w.a3[..n3],
-            &w.a4[..C5_IN * L],
+            &w.a4[..C5_IN],
             &w.g4,
             &mut w.g3[..n3],
             cfg.pooling,
@@ -523,9 +523,9 @@ fn backward_1<M: Math, const L: usize, const IROW2: usize, const SQ: bool>(
     profile::lap(15);
     {
         let (gs2, gb2) = grad[lay.s2_w..lay.c3_w].split_at_mut(lay.s2_b - lay.s2_w);
-        let n1 = C1_MAPS * C1_SIDE * C1_SIDE * L;
-        let n2 = C1_MAPS * S2_SIDE * S2_SIDE * L;
-        pool_backward::<L, S2_SIDE, SQ>(
+        let n1 = C1_MAPS * C1_SIDE * C1_SIDE;
+        let n2 = C1_MAPS * S2_SIDE * S2_SIDE;
+        pool_backward::<1, S2_SIDE, SQ>(
             &w.a1[..n1],
             &w.a2[..n2],
             &w.g2,
@@ -735,7 +735,7 @@ impl SimdTask for TrainChunk<'_> {
         let r = loss_grad::<false>(lay, ws, labels, scale);
         profile::lap(9);
         if ws.lanes == 1 {
-            backward_1::<M, 1, { S2_SIDE }, false>(m, lay, p, ws, grad);
+            backward_1::<M, false>(m, lay, p, ws, grad);
         } else {
             backward_w::<M, false>(m, lay, p, ws, grad);
         }
@@ -773,8 +773,9 @@ impl SimdTask for CurvatureChunk<'_> {
         } = self;
         forward_any(m, lay, p, ws);
         loss_grad::<true>(lay, ws, labels, scale);
+        profile::lap(9);
         if ws.lanes == 1 {
-            backward_1::<M, 1, { S2_SIDE }, true>(m, lay, p2, ws, grad);
+            backward_1::<M, true>(m, lay, p2, ws, grad);
         } else {
             backward_w::<M, true>(m, lay, p2, ws, grad);
         }

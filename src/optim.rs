@@ -4,6 +4,8 @@
 //! SGD: `g += wd p; v = mu v + g; p -= lr (nesterov ? g + mu v : v)`.
 //! Adam: `g += wd p; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
 //! p -= lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)`.
+//! AdamW (decoupled weight decay): the same without `g += wd p`, and
+//! `p -= lr wd p` (from the old `p`) besides.
 //!
 //! SDLM (stochastic diagonal Levenberg-Marquardt, the paper's Appendix C):
 //! `p -= lr / (mu + h) g` with `h` the diagonal Gauss-Newton estimate of each
@@ -11,7 +13,8 @@
 //! [`crate::train::estimate_curvature`]).
 //!
 //! A step takes the per-chunk gradient buffers, sums them in chunk order
-//! (deterministic) and updates each parameter, in parallel over fixed ranges.
+//! (deterministic) and updates each parameter, range by range over fixed ranges:
+//! in parallel on a pool, or on the calling thread (the same bits either way).
 
 use rayon::prelude::*;
 
@@ -28,6 +31,8 @@ pub enum OptimKind {
         beta1: f32,
         beta2: f32,
         epsilon: f32,
+        /// AdamW: weight decay applied to the weights directly, not via the moments.
+        decoupled: bool,
     },
     Sdlm {
         mu: f32,
@@ -91,6 +96,7 @@ impl Optimizer {
                 beta1,
                 beta2,
                 epsilon,
+                ..
             } => {
                 check("beta1", beta1, (0.0..1.0).contains(&beta1), "in [0, 1)")?;
                 check("beta2", beta2, (0.0..1.0).contains(&beta2), "in [0, 1)")?;
@@ -258,7 +264,14 @@ impl Rule {
                 *gi += x;
             }
         }
-        if self.wd != 0.0 {
+        let decoupled = matches!(
+            self.kind,
+            OptimKind::Adam {
+                decoupled: true,
+                ..
+            }
+        );
+        if self.wd != 0.0 && !decoupled {
             for (gi, p) in g.iter_mut().zip(p0) {
                 *gi += self.wd * p;
             }
@@ -278,16 +291,18 @@ impl Rule {
                 beta1,
                 beta2,
                 epsilon,
+                decoupled,
             } => {
                 let ti = self.t.min(i32::MAX as u64) as i32;
                 let c1 = 1.0 - beta1.powi(ti);
                 let c2 = 1.0 - beta2.powi(ti);
+                let decay = if decoupled { lr * self.wd } else { 0.0 };
                 let (m0, mn) = (&old.m[lo..lo + len], &mut *out.m);
                 let (v0, vn) = (&old.v[lo..lo + len], &mut *out.v);
                 for j in 0..len {
                     let m = beta1 * m0[j] + (1.0 - beta1) * g[j];
                     let v = beta2 * v0[j] + (1.0 - beta2) * g[j] * g[j];
-                    pn[j] = p0[j] - lr * (m / c1) / ((v / c2).sqrt() + epsilon);
+                    pn[j] = p0[j] - decay * p0[j] - lr * (m / c1) / ((v / c2).sqrt() + epsilon);
                     mn[j] = m;
                     vn[j] = v;
                 }
@@ -345,6 +360,7 @@ mod tests {
             beta1: 0.9,
             beta2: 0.999,
             epsilon: 1e-8,
+            decoupled: false,
         };
         let mut o = Optimizer::new(kind, 0.1, 0.0, 2).unwrap();
         let mut p = vec![1.0f32, 2.0];
@@ -377,11 +393,28 @@ mod tests {
     }
 
     #[test]
+    fn adamw_decays_the_weights_outside_the_moments() {
+        let kind = OptimKind::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+            decoupled: true,
+        };
+        let mut o = Optimizer::new(kind, 0.01, 0.5, 1).unwrap();
+        let mut p = vec![2.0f32];
+        // zero gradient: the moments stay 0, only the decay moves p
+        assert!(o.step(&mut p, &[0.0], 1, None));
+        assert!((p[0] - (2.0 - 0.01 * 0.5 * 2.0)).abs() < 1e-7);
+        assert_eq!(o.m, vec![0.0]);
+    }
+
+    #[test]
     fn adam_first_step_is_lr_sized() {
         let kind = OptimKind::Adam {
             beta1: 0.9,
             beta2: 0.999,
             epsilon: 1e-8,
+            decoupled: false,
         };
         let mut o = Optimizer::new(kind, 0.01, 0.0, 1).unwrap();
         let mut p = vec![0.0f32];

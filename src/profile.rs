@@ -1,6 +1,6 @@
-//! Optional per-stage timing of the wide (chunk) forward and backward passes,
-//! for benchmarks: off by default (one relaxed atomic load per stage), switched
-//! on by [`enable`], read per thread by [`take`].
+//! Optional per-stage timing of the forward and backward passes (wide chunks and
+//! single images), for benchmarks: off by default (one relaxed atomic load per
+//! stage), switched on by [`enable`], read per thread by [`take`].
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -456,14 +456,15 @@ impl PyNetwork {
                 momentum: momentum as f32,
                 nesterov,
             },
-            "adam" => OptimKind::Adam {
+            "adam" | "adamw" => OptimKind::Adam {
                 beta1: beta1 as f32,
                 beta2: beta2 as f32,
                 epsilon: epsilon as f32,
+                decoupled: optimizer == "adamw",
             },
             other => {
                 return Err(PyValueError::new_err(format!(
-                    "optimizer must be one of 'sgd', 'adam', 'sdlm'; got {other:?}"
+                    "optimizer must be one of 'sgd', 'adam', 'adamw', 'sdlm'; got {other:?}"
                 )))
             }
         };
@@ -847,8 +848,8 @@ fn load_idx<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bound<'p
 
 /// Test hook: forward, loss and gradients for inputs already in network units.
 ///
-/// `x` float32 (n, 32, 32), `y` int64 (n,). `lanes` = 1 or 8 forces the chunk
-/// width (default: chunks of 8, single images for the rest).
+/// `x` float32 (n, 32, 32), `y` int64 (n,). `lanes` = 1 or the wide width (8 or
+/// 16) forces the chunk width (default: wide chunks, single images for the rest).
 /// With `curvature=True`, "grads" holds the diagonal Gauss-Newton estimate
 /// averaged over the samples instead of the gradient.
 #[pyfunction]

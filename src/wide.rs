@@ -7,9 +7,11 @@
 //! rows (eight neighbouring pixels per vector); rows are padded, so buffers of
 //! single-image workspaces carry [`SLACK`] floats at their end.
 //!
-//! The equations are those of [`crate::kernels`], which holds the reference
-//! versions for any lane count; these compute the same sums in the same order of
-//! taps (a fused multiply-add may round differently than a separate one).
+//! The equations are written out on each kernel. The order of the sums differs
+//! between the chunk and single-image versions (the single-image kernel gradients
+//! reduce along rows, and the single-image input gradient of C3 runs as a valid
+//! convolution of the zero-padded gradient), so one image's results may differ in
+//! the last bits between the two; each is checked against the float64 reference.
 
 use crate::arch::{Activation, Pooling, KK};
 use crate::kernels::{TANH_A, TANH_S};

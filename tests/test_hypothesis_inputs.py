@@ -281,9 +281,10 @@ NOT_AN_INT = (
     st.none() | st.booleans() | st.floats(allow_nan=True) | st.text(max_size=4) | st.just([1])
 )
 # epochs: a valid but large value only makes a fit long (as long as asked: Ctrl-C stops
-# it), so only small and invalid values here. n_jobs: large values are capped.
+# it), so only small values, and values beyond int64 (rejected at once), and invalid ones.
+# n_jobs: large values are capped.
 STRATEGY_FOR = {
-    "epochs": st.integers(-3, 2) | NOT_AN_INT,
+    "epochs": st.integers(-3, 2) | st.integers(2**63, 2**70) | NOT_AN_INT,
     "n_jobs": st.integers(-3, 3) | st.integers(1025, 2**70) | NOT_AN_INT,
 }
 

@@ -38,15 +38,22 @@ for output in ("softmax", "rbf"):
     }
 imgs = np.random.default_rng(1).integers(0, 256, (40, 28, 28), dtype=np.uint8)
 labels = np.arange(40) % 10
-trained = []
-for jobs in (1, 2):
-    net = N.Network(10, seed=5)
-    net.reset_optimizer("sgd", 0.05, 0.9, seed=11)
-    data = N.Dataset(imgs, labels.astype(np.int64))
-    for _ in range(2):
-        net.train_epoch(data, 16, n_jobs=jobs)
-    trained.append(np.concatenate([v.ravel() for v in net.get_weights().values()]))
-out["same_across_threads"] = bool(np.array_equal(trained[0], trained[1]))
+same = True
+# batch 40: several wide chunks (and a partial one); batch 4: several single images; batch
+# 16: one chunk, run on the calling thread; each optimizer
+for opt, rate, batch in (("sgd", 0.05, 40), ("adam", 0.001, 4), ("sdlm", 0.002, 16)):
+    trained = []
+    for jobs in (1, 2):
+        net = N.Network(10, seed=5)
+        net.reset_optimizer(opt, rate, 0.9, weight_decay=1e-3, seed=11)
+        data = N.Dataset(imgs, labels.astype(np.int64))
+        for _ in range(2):
+            if opt == "sdlm":
+                net.estimate_curvature(data, 20, n_jobs=jobs)
+            net.train_epoch(data, batch, n_jobs=jobs)
+        trained.append(np.concatenate([v.ravel() for v in net.get_weights().values()]))
+    same = same and bool(np.array_equal(trained[0], trained[1]))
+out["same_across_threads"] = same
 print(json.dumps(out))
 """
 

@@ -192,7 +192,11 @@ def test_fit_rejects_length_mismatch_with_both_lengths(make_model, small):
         ("batch_size", -1, "batch_size must be an integer >= 1"),
         ("learning_rate", 0.0, r"learning_rate must be a finite number in \(0, inf\)"),
         ("learning_rate", float("nan"), "learning_rate"),
-        ("optimizer", "rmsprop", "optimizer must be one of 'sgd', 'adam', 'sdlm'; got 'rmsprop'"),
+        (
+            "optimizer",
+            "rmsprop",
+            "optimizer must be one of 'sgd', 'adam', 'adamw', 'sdlm'; got 'rmsprop'",
+        ),
         ("momentum", 1.0, r"momentum must be a finite number in \[0, 1\)"),
         ("nesterov", "yes", "nesterov must be True or False"),
         ("weight_decay", -0.1, "weight_decay"),
@@ -245,6 +249,12 @@ def test_warm_start_cannot_change_classes_or_architecture(fitted, small):
         fitted.fit(x, y)
     fitted.set_params(pooling=None)
     assert_same_snapshot(before, snapshot(fitted))
+    # the initialisation only drew the first weights: changing it does not stop a warm start
+    # (the epochs carry on from where they were)
+    epochs = fitted.n_iter_
+    fitted.set_params(init="glorot", epochs=1)
+    fitted.fit(x, y)
+    assert fitted.n_iter_ == epochs + 1
 
 
 def test_partial_fit_classes_checks(make_model, small):

@@ -34,7 +34,7 @@ from ._validation import (
 __all__ = ["LeNet5"]
 
 # Allowed values of the string hyperparameters (the first is the default).
-OPTIMIZERS = ("sgd", "adam", "sdlm")
+OPTIMIZERS = ("sgd", "adam", "adamw", "sdlm")
 ACTIVATIONS = ("tanh", "relu")
 POOLINGS = ("sub", "avg", "max")
 C3_CONNECTIONS = ("table", "full")
@@ -75,7 +75,7 @@ LIBRARY_DEFAULTS: dict[str, Any] = {
 }
 
 #: Default learning rate of each optimizer (when neither the user nor a preset sets one).
-DEFAULT_LEARNING_RATES = {"sgd": 0.05, "adam": 0.001, "sdlm": 0.005}
+DEFAULT_LEARNING_RATES = {"sgd": 0.05, "adam": 0.001, "adamw": 0.001, "sdlm": 0.005}
 
 #: Named combinations of hyperparameters. Explicit keyword arguments override them.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -243,8 +243,10 @@ class LeNet5:
         ``"modern"``: ReLU, max pooling, full C3, softmax, Glorot initialisation, Adam with
         ``learning_rate=0.003``, ``lr_schedule="cosine"`` and ``weight_decay=0.001``, 30
         epochs of batches of 32.
-        A keyword argument given explicitly (not None) overrides the preset's value. None:
-        the library defaults listed below.
+        A keyword argument given explicitly (not None) overrides the preset's value; the
+        preset's other values stay (an ``optimizer`` other than the preset's takes that
+        optimizer's default ``learning_rate`` unless one is given). None: the library
+        defaults listed below.
     epochs : int or None, default=None
         Passes over the training data in ``fit`` (None: the preset's, else 20).
         ``partial_fit`` always makes one.
@@ -255,10 +257,11 @@ class LeNet5:
         Step size of the optimizer (the start value when ``lr_schedule`` varies it; for
         SDLM the global rate eta of the step ``eta / (mu + h_kk)``). None: the preset's
         value when ``optimizer`` is the preset's optimizer, else 0.05 for SGD, 0.001 for
-        Adam and 0.005 for SDLM (rates for the default mini-batches of 64).
-    optimizer : {"sgd", "adam", "sdlm"} or None, default=None
+        Adam and AdamW and 0.005 for SDLM (rates for the default mini-batches of 64).
+    optimizer : {"sgd", "adam", "adamw", "sdlm"} or None, default=None
         Mini-batch SGD (with ``momentum``, ``nesterov``, ``weight_decay``), Adam (with
-        ``beta_1``, ``beta_2``, ``epsilon``, ``weight_decay``), or the paper's stochastic
+        ``beta_1``, ``beta_2``, ``epsilon``, ``weight_decay``), AdamW (Adam with decoupled
+        weight decay, as ``torch.optim.AdamW``), or the paper's stochastic
         diagonal Levenberg-Marquardt method (with ``mu``, ``curvature_samples``,
         ``weight_decay``): each parameter steps by ``learning_rate / (mu + h_kk)`` times
         its gradient, ``h_kk`` a Gauss-Newton estimate of the loss's second derivative
@@ -269,7 +272,8 @@ class LeNet5:
         Use Nesterov momentum (SGD only).
     weight_decay : float or None, default=None
         L2 penalty coefficient, >= 0: ``weight_decay * w`` is added to the gradient of
-        every parameter ``w`` (None: the preset's, else 0.0).
+        every parameter ``w`` (None: the preset's, else 0.0). With AdamW the decay is
+        decoupled instead: each step also subtracts ``learning_rate * weight_decay * w``.
     beta_1, beta_2 : float, default=0.9, 0.999
         Adam's decay rates of the first and second moment estimates, in [0, 1).
     epsilon : float, default=1e-8
@@ -320,7 +324,8 @@ class LeNet5:
         in +-2.4 / sqrt(fan-in), the paper's rule in the reading that gives every unit's
         weighted sum the same spread, as the paper asks (the paper preset's). ``"he"``:
         uniform in +-sqrt(6 / fan-in); ``"glorot"``: uniform in +-sqrt(6 / (fan-in +
-        fan-out)); both with zero biases and subsampling coefficients of 1/4.
+        fan-out)); both with zero biases and subsampling coefficients of 1/4. (Keras's
+        ``lecun_uniform``, +-sqrt(3 / fan-in), is neither of the LeCun rules here.)
     augment : bool or dict, default=False
         Train on randomly distorted images (the paper's planar affine distortions,
         bilinear resampling, a fresh distortion of every image in every epoch). True uses
@@ -960,7 +965,9 @@ class LeNet5:
             )
         config = self._net.config()
         for key in ARCHITECTURE:
-            if key not in config:
+            # The initialisation only drew the first weights: it cannot matter once they
+            # have trained (a model saved before a preset changed its init still warm-starts).
+            if key not in config or key == "init":
                 continue
             if key == "map_j":  # stored in float32 by the network
                 same = bool(np.float32(config[key]) == np.float32(p[key]))

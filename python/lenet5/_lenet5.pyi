@@ -82,7 +82,7 @@ class Network:
         seed: int = 0,
         mu: float = 0.02,
     ) -> None:
-        """Forget the optimizer state ("sgd", "adam" or "sdlm") and seed the shuffling
+        """Forget the optimizer state ("sgd", "adam", "adamw" or "sdlm") and seed the shuffling
         generator."""
     def set_learning_rate(self, learning_rate: float) -> None:
         """Set the learning rate, keeping the optimizer state."""
