@@ -273,7 +273,12 @@ HYPERPARAMETER_VALUES = (
     | st.integers(-(2**70), 2**70)
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=8)
-    | st.sampled_from(["sgd", "adam", "sdlm", "tanh", "relu", "sub", "max", "rbf", "softmax"])
+    | st.sampled_from(
+        [
+            *("sgd", "adam", "adamw", "sdlm", "tanh", "relu", "sub", "max", "rbf", "softmax"),
+            *("lecun", "lecun_sqrt", "paper", "modern"),
+        ]
+    )
     | st.lists(st.integers(0, 3), max_size=2)
     | st.dictionaries(st.sampled_from(["translate", "scale", "x"]), st.floats(), max_size=2)
 )
@@ -435,7 +440,8 @@ def test_native_dataset_and_training_never_panic(data, batch_size, interval):
         output="softmax",
         seed=data.draw(st.integers(0, 2**64 - 1)),
     )
-    net.reset_optimizer(data.draw(st.sampled_from(["sgd", "adam", "sdlm"])), learning_rate=0.01)
+    optimizer = data.draw(st.sampled_from(["sgd", "adam", "adamw", "sdlm"]))
+    net.reset_optimizer(optimizer, learning_rate=0.01, weight_decay=0.01)
     before = net.get_weights()
     stats, err = call_native(net.train_epoch, dataset, batch_size, 1, None, interval)
     if err is not None:
