@@ -44,6 +44,9 @@ pub struct Workspace {
     /// flipped C3 kernels in S2-map order, for the C3 input gradient.
     gpad: Vec<f32>,
     wflip: Vec<f32>,
+    /// Label smoothing of the cross-entropy loss: the target of the true class is
+    /// `1 - smoothing + smoothing / K`, of every other `smoothing / K` (0: one-hot).
+    pub smoothing: f32,
 }
 
 /// Side of [`Workspace::gpad`]'s planes.
@@ -83,6 +86,7 @@ impl Workspace {
             } else {
                 Vec::new()
             },
+            smoothing: 0.0,
         }
     }
 
@@ -639,16 +643,25 @@ fn softmax_ce<const SQ: bool>(ws: &mut Workspace, labels: &[u32], scale: f32) ->
         }
         correct += usize::from(arg == y);
         let mut s = 0.0f32;
+        let mut zsum = 0.0f32;
         for c in 0..k {
             s += (z(c) - m).exp();
+            zsum += z(c) - m;
         }
-        loss += (s.ln() - (z(y) - m)) as f64;
+        // -sum_c t_c log p_c with the targets t of the smoothing (one-hot without)
+        let (eps, share) = (ws.smoothing, ws.smoothing / k as f32);
+        loss += if eps == 0.0 {
+            (s.ln() - (z(y) - m)) as f64
+        } else {
+            (s.ln() - (1.0 - eps) * (z(y) - m) - share * zsum) as f64
+        };
         for c in 0..k {
             let p = (z(c) - m).exp() / s;
+            let t = if c == y { 1.0 - eps + share } else { share };
             ws.gz[c * l_n + lane] = if SQ {
                 scale * p * (1.0 - p)
             } else {
-                scale * (p - if c == y { 1.0 } else { 0.0 })
+                scale * (p - t)
             };
         }
     }

@@ -500,7 +500,8 @@ impl PyNetwork {
     ///
     /// `augment`: None, or a dict of distortion strengths (keys translate,
     /// scale, squeeze, shear; missing keys take their defaults).
-    #[pyo3(signature = (data, batch_size, n_jobs=0, callback=None, interval=0.2, augment=None))]
+    /// `label_smoothing`: in [0, 1), softmax output only.
+    #[pyo3(signature = (data, batch_size, n_jobs=0, callback=None, interval=0.2, augment=None, label_smoothing=0.0))]
     #[allow(clippy::too_many_arguments)]
     fn train_epoch<'py>(
         &self,
@@ -511,8 +512,10 @@ impl PyNetwork {
         callback: Option<Py<PyAny>>,
         interval: f64,
         augment: Option<&Bound<'py, PyDict>>,
+        label_smoothing: f64,
     ) -> PyResult<Bound<'py, PyDict>> {
         let augment = augment.map(parse_distortion).transpose()?;
+        check_smoothing(label_smoothing, self.layout.is_rbf())?;
         if batch_size < 1 {
             return Err(PyValueError::new_err(format!(
                 "batch_size must be a positive integer; got {batch_size}"
@@ -557,6 +560,7 @@ impl PyNetwork {
                 batch_size as usize,
                 &pool,
                 augment.as_ref(),
+                label_smoothing as f32,
                 Duration::from_secs_f64(interval),
                 &mut |done, loss, params| {
                     self.publish(params.to_vec());
@@ -733,6 +737,21 @@ impl PyNetwork {
     }
 }
 
+/// Label smoothing must be in [0, 1), and applies to the softmax output only.
+fn check_smoothing(v: f64, rbf: bool) -> PyResult<()> {
+    if !(v.is_finite() && (0.0..1.0).contains(&v)) {
+        return Err(PyValueError::new_err(format!(
+            "label_smoothing must be a finite number in [0, 1); got {v}"
+        )));
+    }
+    if rbf && v > 0.0 {
+        return Err(PyValueError::new_err(format!(
+            "label_smoothing applies to the cross-entropy of output='softmax'; got {v} with output='rbf'"
+        )));
+    }
+    Ok(())
+}
+
 fn check_shape(name: &str, want: &[usize], got: &[usize]) -> PyResult<()> {
     if want != got {
         return Err(PyValueError::new_err(format!(
@@ -853,7 +872,7 @@ fn load_idx<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bound<'p
 /// With `curvature=True`, "grads" holds the diagonal Gauss-Newton estimate
 /// averaged over the samples instead of the gradient.
 #[pyfunction]
-#[pyo3(signature = (network, x, y, lanes=None, curvature=false))]
+#[pyo3(signature = (network, x, y, lanes=None, curvature=false, label_smoothing=0.0))]
 fn _forward_backward<'py>(
     py: Python<'py>,
     network: &PyNetwork,
@@ -861,7 +880,9 @@ fn _forward_backward<'py>(
     y: PyReadonlyArray1<'py, i64>,
     lanes: Option<usize>,
     curvature: bool,
+    label_smoothing: f64,
 ) -> PyResult<Bound<'py, PyDict>> {
+    check_smoothing(label_smoothing, network.layout.is_rbf())?;
     let xv: ArrayView3<f32> = x.as_array();
     let (n, h, w) = xv.dim();
     if (h, w) != (32, 32) || n == 0 {
@@ -905,6 +926,7 @@ fn _forward_backward<'py>(
         });
         let live = l.min(n - start);
         let mut ws = Workspace::new(l, k);
+        ws.smoothing = label_smoothing as f32;
         ws.x.fill(0.0);
         for lane in 0..live {
             for yy in 0..32 {

@@ -121,6 +121,7 @@ pub fn train_epoch(
     batch_size: usize,
     pool: &rayon::ThreadPool,
     augment: Option<&Distortion>,
+    smoothing: f32,
     interval: Duration,
     observer: &mut dyn FnMut(usize, f64, &[f32]) -> Control,
 ) -> Result<EpochStats> {
@@ -155,6 +156,7 @@ pub fn train_epoch(
             g.fill(0.0);
             let first = b * bs + ci * lanes;
             *st = wss.with(|ws| {
+                ws.smoothing = smoothing;
                 let mut tmp = [0.0f32; IN * IN];
                 fill_chunk(&mut ws.x, lanes, part, |i, dst, lane| match augment {
                     None => data.images.write_lane(i, dst, lane, lanes),

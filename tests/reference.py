@@ -477,20 +477,28 @@ def forward(
     pooling: str = "sub",
     c3: str = "table",
     branches: dict | None = None,
+    smoothing: float = 0.0,
 ) -> dict:
     """Forward pass on x in network units, (n, 32, 32).
 
     Returns the output of every layer ("c1" (n,6,28,28), "s2" (n,6,14,14), "c3" (n,16,10,10),
     "s4" (n,16,5,5), "c5" (n,120), "f6" (n,84), "output" (n,K) logits), "proba" (softmax) and,
-    when labels y are given, "loss" = mean cross-entropy.
+    when labels y are given, "loss" = mean cross-entropy against the targets of
+    :func:`smoothed_targets`.
     """
     _, outputs, _, _, _ = _run(weights, x, activation, pooling, c3, branches)
     log_p = log_softmax(outputs["output"])
     result = dict(outputs)
     result["proba"] = np.exp(log_p)
     if y is not None:
-        result["loss"] = float(-log_p[np.arange(len(y)), y].mean())
+        targets = smoothed_targets(y, log_p.shape[1], smoothing)
+        result["loss"] = float(-(targets * log_p).sum(axis=1).mean())
     return result
+
+
+def smoothed_targets(y: np.ndarray, n_classes: int, smoothing: float = 0.0) -> np.ndarray:
+    """Cross-entropy targets with label smoothing: (1 - s) one_hot(y) + s / K."""
+    return (1.0 - smoothing) * _one_hot(y, n_classes) + smoothing / n_classes
 
 
 def gradients(
@@ -501,15 +509,18 @@ def gradients(
     pooling: str = "sub",
     c3: str = "table",
     branches: dict | None = None,
+    smoothing: float = 0.0,
 ) -> dict:
     """Gradient of the mean cross-entropy wrt every tensor (same names and shapes as weights).
 
-    Hand-written chain rule: dL/dz = (softmax(z) - onehot(y)) / n on the logits, then
-    :func:`backprop`. C3 weights outside the connection mask get exactly 0.
+    Hand-written chain rule: dL/dz = (softmax(z) - targets) / n on the logits (targets:
+    onehot(y), or :func:`smoothed_targets`), then :func:`backprop`. C3 weights outside the
+    connection mask get exactly 0.
     """
     stages, outputs, caches, _, _ = _run(weights, x, activation, pooling, c3, branches)
     logits = outputs["output"]
-    g = (np.exp(log_softmax(logits)) - _one_hot(y, logits.shape[1])) / len(logits)
+    targets = smoothed_targets(y, logits.shape[1], smoothing)
+    g = (np.exp(log_softmax(logits)) - targets) / len(logits)
     return backprop(stages, weights, caches, g)
 
 

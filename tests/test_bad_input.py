@@ -728,6 +728,7 @@ BAD_HYPERPARAMETERS = {
     "output": ["sigmoid", "euclidean", 0, ["rbf"]],
     "loss": ["mse", "CE", 1, True],
     "map_j": [-0.1, math.inf, math.nan, "0.1", None],
+    "label_smoothing": [-0.1, 1.0, 2.0, math.inf, math.nan, "0.1"],
     "rbf_trainable": [1, "yes", None],
     "init": ["xavier", "zeros", 0, True],
     "augment": [

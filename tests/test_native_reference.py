@@ -108,15 +108,19 @@ def native_branches(weights, x, native_out, config):
     return theirs, disagreements
 
 
-def compare_forward_backward(config, n, seed, n_classes=10):
+def compare_forward_backward(config, n, seed, n_classes=10, smoothing=0.0):
     weights, x, y = make_case(config, n, seed, n_classes)
     network = make_network(config, weights, n_classes)
-    out = native._forward_backward(network, x, y)
+    out = native._forward_backward(network, x, y, label_smoothing=smoothing)
     activation, pooling, c3 = config
     x64 = x.astype(np.float64)
     branches, _ = native_branches(weights, x64, out, config)
-    expected = ref.forward(weights, x64, y, activation, pooling, c3, branches=branches)
-    grads = ref.gradients(weights, x64, y, activation, pooling, c3, branches=branches)
+    expected = ref.forward(
+        weights, x64, y, activation, pooling, c3, branches=branches, smoothing=smoothing
+    )
+    grads = ref.gradients(
+        weights, x64, y, activation, pooling, c3, branches=branches, smoothing=smoothing
+    )
 
     problems = []
     for key in (*ref.LAYERS, "proba"):
@@ -149,6 +153,26 @@ def test_forward_backward_matches_reference(config, n):
 @pytest.mark.parametrize("config", [("tanh", "sub", "table"), ("relu", "max", "full")])
 def test_forward_backward_with_three_classes(config):
     compare_forward_backward(config, 5, seed=3, n_classes=3)
+
+
+@pytest.mark.parametrize("n", [1, 7, 16])
+@pytest.mark.parametrize("smoothing", [0.1, 0.9])
+def test_label_smoothing_matches_reference(smoothing, n):
+    # single images (1, 7) and a wide chunk (16); the loss and every gradient change
+    compare_forward_backward(("tanh", "sub", "table"), n, seed=70 + n, smoothing=smoothing)
+    compare_forward_backward(("relu", "max", "full"), n, seed=80 + n, smoothing=smoothing)
+
+
+def test_label_smoothing_is_rejected_where_it_has_no_meaning():
+    x = np.zeros((2, 32, 32), np.float32)
+    y = np.array([0, 1], np.int64)
+    for bad in (-0.1, 1.0, float("nan")):
+        with pytest.raises(
+            ValueError, match=r"label_smoothing must be a finite number in \[0, 1\)"
+        ):
+            native._forward_backward(native.Network(10), x, y, label_smoothing=bad)
+    with pytest.raises(ValueError, match="output='rbf'"):
+        native._forward_backward(native.Network(10, output="rbf"), x, y, label_smoothing=0.1)
 
 
 def test_one_sample_and_a_larger_batch():

@@ -406,6 +406,7 @@ MODERN = {
     "learning_rate": 0.003,
     "lr_schedule": "cosine",
     "weight_decay": 0.001,
+    "label_smoothing": 0.05,
     "activation": "relu",
     "pooling": "max",
     "c3": "full",
@@ -426,6 +427,7 @@ DEFAULT = {
     "loss": "ce",
     "init": "lecun",
     "weight_decay": 0.0,
+    "label_smoothing": 0.0,
 }
 
 
@@ -454,6 +456,9 @@ def test_explicit_keywords_override_the_preset():
     assert LeNet5(preset="modern", learning_rate=0.01).resolved_params()["learning_rate"] == 0.01
     assert LeNet5(optimizer="sdlm").resolved_params()["learning_rate"] == 0.005
     assert repr(LeNet5(preset="paper", epochs=2)) == "LeNet5(preset='paper', epochs=2)"
+    # the modern preset's label smoothing does not carry over to an RBF output
+    rbf = LeNet5(preset="modern", output="rbf").resolved_params()
+    assert (rbf["loss"], rbf["label_smoothing"]) == ("map", 0.0)
 
 
 def test_bad_preset_and_new_options_are_rejected_at_fit(mnist):
@@ -461,6 +466,7 @@ def test_bad_preset_and_new_options_are_rejected_at_fit(mnist):
     bad = [
         ({"preset": "lenet"}, "preset must be one of 'paper', 'modern'; got 'lenet'"),
         ({"output": "sigmoid"}, "output must be one of 'softmax', 'rbf'"),
+        ({"output": "rbf", "label_smoothing": 0.1}, "label_smoothing applies to loss='ce'"),
         ({"init": "xavier"}, "init must be one of 'lecun', 'lecun_sqrt', 'he', 'glorot'"),
         ({"optimizer": "rmsprop"}, "optimizer must be one of 'sgd', 'adam', 'adamw', 'sdlm'"),
         ({"lr_schedule": "step"}, "lr_schedule must be one of 'constant', 'cosine', 'paper'"),

@@ -214,6 +214,7 @@ def test_fit_rejects_length_mismatch_with_both_lengths(make_model, small):
         ("c3", "random", "c3 must be one of 'table', 'full'"),
         ("output", "hinge", "output must be one of 'softmax', 'rbf'"),
         ("init", "xavier", "init must be one of 'lecun'"),
+        ("label_smoothing", 1.0, r"label_smoothing must be a finite number in \[0, 1\)"),
         ("early_stopping", 1, "early_stopping must be True or False"),
         ("validation_fraction", 1.0, r"validation_fraction must be a finite number in \(0, 1\)"),
         ("patience", 0, "patience must be an integer >= 1"),

@@ -94,10 +94,12 @@ class Network:
         callback: Callable[[int, float], object] | None = None,
         interval: float = 0.2,
         augment: dict[str, float] | None = None,
+        label_smoothing: float = 0.0,
     ) -> dict[str, Any]:
         """One shuffled pass over ``data`` without the GIL; returns loss, accuracy, samples,
         batches. ``augment`` distorts each image afresh (keys translate, scale, squeeze,
-        shear). Raises KeyboardInterrupt on Ctrl-C and FloatingPointError on divergence."""
+        shear); ``label_smoothing`` (softmax output only) smooths the cross-entropy's
+        targets. Raises KeyboardInterrupt on Ctrl-C and FloatingPointError on divergence."""
     def estimate_curvature(self, data: Dataset, n_samples: int = 500, n_jobs: int = 0) -> None:
         """Estimate the SDLM curvature ``h_kk`` on a random sample of ``data``."""
     def curvature(self) -> dict[str, NDArray[np.float32]] | None:
@@ -147,6 +149,7 @@ def _forward_backward(
     y: NDArray[np.int64],
     lanes: int | None = None,
     curvature: bool = False,
+    label_smoothing: float = 0.0,
 ) -> dict[str, Any]:
     """Test hook: activations, probabilities, loss and gradients (or the diagonal
     Gauss-Newton curvature) of a batch given in network units."""
