@@ -593,13 +593,13 @@ def test_sdlm_trains_at_least_as_well_as_plain_sgd(mnist):
 
 @pytest.mark.slow
 def test_modern_preset_reaches_97_5_percent(mnist):
-    # The mean over ten seeds (97.58% here, 97.1-97.9%; 97.53% over 30 seeds): one seed's
-    # accuracy on 1,000 test digits varies by +-0.4 points with the initial weights alone,
-    # and another instruction set rounds differently and so follows other trajectories,
-    # which moves a ten-seed mean by about 0.1 points; hence a bar a little below 97.5%.
+    # The mean over ten seeds (98.03% here, 97.8-98.8%; 98.02% over seeds 10-29): one
+    # seed's accuracy on 1,000 test digits varies by +-0.4 points with the initial weights
+    # alone, and another instruction set rounds differently (other trajectories), which
+    # moves a ten-seed mean by about 0.1 point.
     (x, y), (xt, yt) = mnist
     scores = [
         LeNet5(preset="modern", random_state=seed, verbose=0).fit(x, y).score(xt, yt)
         for seed in range(10)
     ]
-    assert np.mean(scores) >= 0.973, scores
+    assert np.mean(scores) >= 0.975, scores
