@@ -425,23 +425,15 @@ impl<'a> Parser<'a> {
             self.pos += 1;
         }
         let int_start = self.pos;
-        while let Some(b'0'..=b'9') = self.peek() {
-            self.pos += 1;
-        }
+        self.digits(start)?;
         let int_digits = &self.s[int_start..self.pos];
         let mut integral = !negative;
-        if int_digits.is_empty() || (int_digits.len() > 1 && int_digits[0] == b'0') {
+        if int_digits.len() > 1 && int_digits[0] == b'0' {
             return Err(format!("invalid header JSON: bad number at byte {start}"));
         }
         if self.peek() == Some(b'.') {
             self.pos += 1;
-            let d = self.pos;
-            while let Some(b'0'..=b'9') = self.peek() {
-                self.pos += 1;
-            }
-            if self.pos == d {
-                return Err(format!("invalid header JSON: bad number at byte {start}"));
-            }
+            self.digits(start)?;
             integral = false;
         }
         if let Some(b'e' | b'E') = self.peek() {
@@ -449,13 +441,7 @@ impl<'a> Parser<'a> {
             if let Some(b'+' | b'-') = self.peek() {
                 self.pos += 1;
             }
-            let d = self.pos;
-            while let Some(b'0'..=b'9') = self.peek() {
-                self.pos += 1;
-            }
-            if self.pos == d {
-                return Err(format!("invalid header JSON: bad number at byte {start}"));
-            }
+            self.digits(start)?;
             integral = false;
         }
         let token = String::from_utf8_lossy(&self.s[start..self.pos.min(start + 40)]);
@@ -473,6 +459,19 @@ impl<'a> Parser<'a> {
                 .ok_or_else(|| format!("{} is too large: {token}", what()))?;
         }
         Ok(v)
+    }
+
+    /// Skips one or more decimal digits; none is an error about the number that
+    /// starts at byte `start`.
+    fn digits(&mut self, start: usize) -> Res<()> {
+        let d = self.pos;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+        if self.pos == d {
+            return Err(format!("invalid header JSON: bad number at byte {start}"));
+        }
+        Ok(())
     }
 
     /// A JSON array of non-negative integers, at most `max` of them.

@@ -650,11 +650,7 @@ fn softmax_ce<const SQ: bool>(ws: &mut Workspace, labels: &[u32], scale: f32) ->
         }
         // -sum_c t_c log p_c with the targets t of the smoothing (one-hot without)
         let (eps, share) = (ws.smoothing, ws.smoothing / k as f32);
-        loss += if eps == 0.0 {
-            (s.ln() - (z(y) - m)) as f64
-        } else {
-            (s.ln() - (1.0 - eps) * (z(y) - m) - share * zsum) as f64
-        };
+        loss += (s.ln() - (1.0 - eps) * (z(y) - m) - share * zsum) as f64;
         for c in 0..k {
             let p = (z(c) - m).exp() / s;
             let t = if c == y { 1.0 - eps + share } else { share };
