@@ -221,8 +221,15 @@ pub fn pool_backward<const L: usize, const OS: usize, const SQ: bool>(
                     match pooling {
                         Pooling::Subsample => {
                             let dp = g[l] * slope::<SQ>(act, o[l]);
-                            let sum = (a[l] + b[l]) + (cc[l] + d[l]);
-                            cacc[l] += dp * sq::<SQ>(sum);
+                            // Curvature: the paper's per-connection rule, one term
+                            // per connection that shares the coefficient (squared
+                            // inputs, not the squared block sum).
+                            let sum = if SQ {
+                                (a[l] * a[l] + b[l] * b[l]) + (cc[l] * cc[l] + d[l] * d[l])
+                            } else {
+                                (a[l] + b[l]) + (cc[l] + d[l])
+                            };
+                            cacc[l] += dp * sum;
                             bacc[l] += dp;
                             let v = dp * cf; // `coef` is already squared in squared mode
                             to[0][l] = v;

@@ -31,7 +31,7 @@ use crate::net::{wide_lanes, CurvatureChunk, TrainChunk, Workspace};
 use crate::optim::{OptimKind, Optimizer};
 use crate::rng::Rng;
 use crate::simd::{dispatch, isa};
-use crate::train::{self, Control, Dataset, InferOut};
+use crate::train::{self, Control, Dataset, InferOut, Order};
 
 impl From<LeNetError> for PyErr {
     fn from(e: LeNetError) -> PyErr {
@@ -501,7 +501,7 @@ impl PyNetwork {
     /// `augment`: None, or a dict of distortion strengths (keys translate,
     /// scale, squeeze, shear; missing keys take their defaults).
     /// `label_smoothing`: in [0, 1), softmax output only.
-    #[pyo3(signature = (data, batch_size, n_jobs=0, callback=None, interval=0.2, augment=None, label_smoothing=0.0))]
+    #[pyo3(signature = (data, batch_size, n_jobs=0, callback=None, interval=0.2, augment=None, label_smoothing=0.0, order_seed=None, shuffle=true))]
     #[allow(clippy::too_many_arguments)]
     fn train_epoch<'py>(
         &self,
@@ -513,6 +513,8 @@ impl PyNetwork {
         interval: f64,
         augment: Option<&Bound<'py, PyDict>>,
         label_smoothing: f64,
+        order_seed: Option<u64>,
+        shuffle: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
         let augment = augment.map(parse_distortion).transpose()?;
         check_smoothing(label_smoothing, self.layout.is_rbf())?;
@@ -561,6 +563,11 @@ impl PyNetwork {
                 &pool,
                 augment.as_ref(),
                 label_smoothing as f32,
+                match (shuffle, order_seed) {
+                    (false, _) => Order::Data,
+                    (true, None) => Order::Shuffled,
+                    (true, Some(seed)) => Order::Seeded(seed),
+                },
                 Duration::from_secs_f64(interval),
                 &mut |done, loss, params| {
                     self.publish(params.to_vec());

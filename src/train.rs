@@ -104,13 +104,25 @@ fn chunk_labels(data: &Dataset, part: &[usize]) -> ([u32; MAX_LANES], usize) {
     (lab, part.len().min(MAX_LANES))
 }
 
+/// The order in which an epoch visits the training images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Shuffled by the training stream, afresh every epoch.
+    Shuffled,
+    /// Shuffled by this seed: the same order in every epoch (the paper's
+    /// "constant random order").
+    Seeded(u64),
+    /// The order of the data set.
+    Data,
+}
+
 /// Runs one epoch of mini-batch training.
 ///
 /// `observer(samples_done, mean_loss_so_far, params)` is called at most every
 /// `interval` and after the last batch; returning [`Control::Stop`] ends the
 /// epoch after the current batch. A non-finite loss or gradient stops with
 /// [`LeNetError::Diverged`] before the update, so `params` keeps its last finite
-/// values.
+/// values. `order` says in which order the images come.
 #[allow(clippy::too_many_arguments)]
 pub fn train_epoch(
     lay: &Layout,
@@ -122,6 +134,7 @@ pub fn train_epoch(
     pool: &rayon::ThreadPool,
     augment: Option<&Distortion>,
     smoothing: f32,
+    order: Order,
     interval: Duration,
     observer: &mut dyn FnMut(usize, f64, &[f32]) -> Control,
 ) -> Result<EpochStats> {
@@ -139,8 +152,13 @@ pub fn train_epoch(
     let mut grads = try_alloc(max_chunks * np, "gradient buffers")?;
     let mut stats = vec![(0.0f64, 0usize); max_chunks];
     let wss = Workspaces::new(pool.current_num_threads(), lanes, lay.cfg.n_classes);
+    let shuffled = order;
     let mut order: Vec<usize> = (0..n).collect();
-    rng.shuffle(&mut order);
+    match shuffled {
+        Order::Shuffled => rng.shuffle(&mut order),
+        Order::Seeded(seed) => Rng::new(seed).shuffle(&mut order),
+        Order::Data => {}
+    }
     let distort_seed = rng.next_u64();
 
     let mut out = EpochStats::default();

@@ -413,10 +413,13 @@ pub fn pool_backward_w<S: Simd, const OS: usize, const SQ: bool>(
                             s.load(&inp[pos[2]..]),
                             s.load(&inp[pos[3]..]),
                         );
-                        let mut sum = s.add(s.add(a, b), s.add(cc, d));
-                        if SQ {
-                            sum = s.mul(sum, sum);
-                        }
+                        // Curvature: the paper's per-connection rule (a sum of the
+                        // squared inputs, not the squared block sum).
+                        let sum = if SQ {
+                            s.fma(a, a, s.fma(b, b, s.fma(cc, cc, s.mul(d, d))))
+                        } else {
+                            s.add(s.add(a, b), s.add(cc, d))
+                        };
                         cacc = s.fma(dp, sum, cacc);
                         bacc = s.add(bacc, dp);
                         [s.mul(dp, cf); 4]

@@ -323,14 +323,20 @@ class SubPool:
         self.tag = name
 
     def forward(self, weights, x, branch=None):
-        block_sum = to_blocks(x).sum(axis=-1)
+        blocks = to_blocks(x)
+        block_sum = blocks.sum(axis=-1)
         coef, bias = weights[f"{self.tag}.weight"], weights[f"{self.tag}.bias"]
-        return coef[None, :, None, None] * block_sum + bias[None, :, None, None], block_sum, None
+        out = coef[None, :, None, None] * block_sum + bias[None, :, None, None]
+        return out, (block_sum, (blocks * blocks).sum(axis=-1)), None
 
     def backward(self, weights, g, cache, square=False):
-        block_sum, coef = cache, weights[f"{self.tag}.weight"]
-        if square:  # GN: coef^2 to each block input, squared block sum for the coefficient
-            block_sum, coef = block_sum * block_sum, coef * coef
+        (block_sum, square_sum), coef = cache, weights[f"{self.tag}.weight"]
+        if square:
+            # GN, the paper's per-connection rule (Appendix C, Eq. 23 and 25): the coefficient
+            # is shared by the 4 connections of each unit, so its curvature is the sum over
+            # those connections of h(a) x_j^2, the squares of the inputs (not of their sum);
+            # each block input gets coef^2 h(a).
+            block_sum, coef = square_sum, coef * coef
         grads = {
             f"{self.tag}.weight": (g * block_sum).sum(axis=(0, 2, 3)),
             f"{self.tag}.bias": g.sum(axis=(0, 2, 3)),
@@ -549,7 +555,8 @@ def gauss_newton_diag(
       positions): h(x_j) = sum_i w_ij^2 h(y_i), h(w_ij) = sum over the uses of w_ij of
       h(y_i) x_j^2 (a shared weight sums over its positions), h(b_i) = sum of h(y_i) over its uses;
     * "sub" pooling a = coef * S + bias with S the 2x2 block sum: h(x) = coef^2 h(a) for each of
-      the 4 block inputs, h(coef) = sum h(a) S^2, h(bias) = sum h(a);
+      the 4 block inputs, h(coef) = sum over the connections of h(a) x_j^2 (the paper's rule:
+      each of the block's 4 connections is one use of the shared coefficient), h(bias) = sum h(a);
     * "avg" pooling: h(x) = h(y) / 16 for each block input; "max": h(winner) = h(y), 0 elsewhere.
 
     The per-sample values are averaged over the batch. Same names and shapes as the weights;

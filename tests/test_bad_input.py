@@ -741,6 +741,7 @@ BAD_HYPERPARAMETERS = {
         {"translate": 1e9},
         ["translate"],
     ],
+    "shuffle": ["twice", "", 1, 0.5, ["once"]],
     "early_stopping": [1, "no", None],
     "validation_fraction": [0.0, 1.0, -0.5, 1.5, math.nan, "0.1", True],
     "patience": [0, -1, 1.5, "5", None, True],

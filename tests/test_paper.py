@@ -398,6 +398,7 @@ PAPER = {
     "rbf_trainable": False,
     "init": "lecun_sqrt",
     "augment": None,
+    "shuffle": "once",
 }
 MODERN = {
     "epochs": 30,
@@ -428,6 +429,7 @@ DEFAULT = {
     "init": "lecun",
     "weight_decay": 0.0,
     "label_smoothing": 0.0,
+    "shuffle": True,
 }
 
 

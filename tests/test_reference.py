@@ -509,8 +509,35 @@ def test_gauss_newton_is_exact_through_pooling(pooling):
     np.testing.assert_allclose(gn["k.weight"], diag["k.weight"], rtol=1e-6, atol=1e-12)
     assert np.all(gn["k.weight"] > 0)
     if pooling == "sub":
-        for name in ("s.weight", "s.bias"):
-            np.testing.assert_allclose(gn[name], diag[name], rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(gn["s.bias"], diag["s.bias"], rtol=1e-6, atol=1e-12)
+        # The coefficient is shared by the 4 connections of its unit. The paper's rule (Appendix
+        # C, Eq. 23) sums the exact curvature of each connection's weight, dropping the cross
+        # terms between them: give each connection a weight of its own, take the exact diagonal
+        # for each, and add them up.
+        split = [SplitSubPool("s"), *stages[2:]]
+        split_weights = dict(weights)
+        split_weights["s.weight"] = np.repeat(weights["s.weight"][:, None], 4, axis=1)
+        split_weights.pop("s.bias")
+        split_weights["s.offset"] = weights["s.bias"]
+        split_stages = [stages[0], *split]
+        _, per_connection = explicit_diagonals(split_stages, split_weights, x, ["s.weight"])
+        expected = per_connection["s.weight"].sum(axis=1)
+        np.testing.assert_allclose(gn["s.weight"], expected, rtol=1e-6, atol=1e-12)
+        # ... which is not the exact diagonal of the shared coefficient (the biases make all
+        # four block inputs non-zero, so the cross terms are not zero).
+        assert not np.allclose(gn["s.weight"], diag["s.weight"], rtol=1e-3)
+
+
+class SplitSubPool:
+    """Trainable subsampling with one weight per connection: a = sum_j u[c, j] x_j + offset."""
+
+    def __init__(self, tag: str):
+        self.tag = tag
+
+    def forward(self, weights, x, branch=None):
+        u, offset = weights[f"{self.tag}.weight"], weights[f"{self.tag}.offset"]
+        out = (ref.to_blocks(x) * u[None, :, None, None, :]).sum(axis=-1)
+        return out + offset[None, :, None, None], None, None
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)

@@ -95,10 +95,13 @@ class Network:
         interval: float = 0.2,
         augment: dict[str, float] | None = None,
         label_smoothing: float = 0.0,
+        order_seed: int | None = None,
+        shuffle: bool = True,
     ) -> dict[str, Any]:
-        """One shuffled pass over ``data`` without the GIL; returns loss, accuracy, samples,
-        batches. ``augment`` distorts each image afresh (keys translate, scale, squeeze,
-        shear); ``label_smoothing`` (softmax output only) smooths the cross-entropy's
+        """One pass over ``data`` without the GIL, shuffled afresh (or in the order
+        ``order_seed`` gives, the same every epoch; or in data order without ``shuffle``);
+        returns loss, accuracy, samples, batches.
+        ``augment`` distorts each image afresh (keys translate, scale, squeeze, shear); ``label_smoothing`` (softmax output only) smooths the cross-entropy's
         targets. Raises KeyboardInterrupt on Ctrl-C and FloatingPointError on divergence."""
     def estimate_curvature(self, data: Dataset, n_samples: int = 500, n_jobs: int = 0) -> None:
         """Estimate the SDLM curvature ``h_kk`` on a random sample of ``data``."""
