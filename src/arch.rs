@@ -82,8 +82,9 @@ pub enum C3Connections {
 pub enum Init {
     /// Uniform in +-2.4/F, F the fan-in (the paper's rule), biases too.
     LeCun,
-    /// Uniform in +-2.4/sqrt(F), biases too: the paper's rule in the reading that
-    /// keeps the spread of every unit's weighted sum the same, as its text asks.
+    /// Uniform in +-2.4/sqrt(F), biases too, but +-2.4/F for the subsampling
+    /// coefficients: the paper's aim (the same spread of every unit's weighted
+    /// sum) under the hypothesis that fits each weight (docs/paper.md).
     LeCunSqrt,
     /// Uniform in +-sqrt(6/F) (He), biases zero.
     He,
@@ -543,6 +544,11 @@ impl Layout {
         for (i, (v, &(fin, fout, bias))) in p.iter_mut().zip(&fans).enumerate() {
             let limit = match init {
                 Init::LeCun => 2.4 / fin as f32,
+                // The paper's aim (every weighted sum with the same spread) under its two
+                // hypotheses: independent random weights give a sum whose spread grows as
+                // sqrt(F), whatever the inputs; a subsampling coefficient is one weight
+                // on four highly correlated inputs, a spread that grows as F.
+                Init::LeCunSqrt if sub(i) => 2.4 / fin as f32,
                 Init::LeCunSqrt => 2.4 / (fin as f32).sqrt(),
                 Init::He => (6.0 / fin as f32).sqrt(),
                 Init::Glorot => (6.0 / (fin + fout) as f32).sqrt(),

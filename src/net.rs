@@ -238,24 +238,9 @@ fn rbf_output_backward<S: Math, const SQ: bool>(
     let k = lay.cfg.n_classes;
     let lanes = ws.lanes;
     let n6 = F6_UNITS * lanes;
-    if SQ {
-        // d2E/dx_j^2 of the correct class's penalty is 2 (times the scale stored
-        // in gz for that class); the prototypes' curvature is the same.
-        ws.g6[..n6].fill(0.0);
-        for i in 0..k {
-            for l in 0..lanes {
-                let c = ws.gz[i * lanes + l];
-                if c != 0.0 {
-                    for j in 0..F6_UNITS {
-                        ws.g6[j * lanes + l] += 2.0 * c;
-                        if lay.cfg.rbf_trainable {
-                            grad[lay.out_w + i * F6_UNITS + j] += 2.0 * c;
-                        }
-                    }
-                }
-            }
-        }
-    } else {
+    // With SQ, ws.g6 already holds the loss's curvature wrt F6's outputs
+    // (rbf_top_curvature), and the prototypes' is in `grad`.
+    if !SQ {
         let gw = lay
             .cfg
             .rbf_trainable
@@ -575,8 +560,8 @@ fn loss_grad<const SQ: bool>(
 /// The paper's losses on RBF penalties `y` (Eq. 8, and Eq. 9 when `map_j` is
 /// given): `E = y_D [+ log(exp(-j) + sum_i exp(-y_i))]`. The gradient wrt
 /// `y_i` is `[i == D] - q_i` with `q_i = exp(-y_i) / (exp(-j) + sum_k exp(-y_k))`
-/// (no `q` term for MLE). With `SQ` it marks the correct class with `scale`
-/// (its penalty's curvature is handled by the RBF backward).
+/// (no `q` term for MLE). With `SQ` it writes `scale * q_i` instead (zero for
+/// MLE), for [`rbf_top_curvature`].
 fn rbf_loss<const SQ: bool>(
     ws: &mut Workspace,
     labels: &[u32],
@@ -612,13 +597,65 @@ fn rbf_loss<const SQ: bool>(
         for (c, qc) in q.iter().enumerate() {
             let t = if c == y { 1.0 } else { 0.0 };
             ws.gz[c * l_n + lane] = if SQ {
-                scale * t as f32
+                scale * *qc as f32
             } else {
                 scale * (t - qc) as f32
             };
         }
     }
     (loss, correct)
+}
+
+/// The curvature pass's top for RBF outputs: the loss's own second derivative
+/// wrt each F6 output `x_j` into `ws.g6` (the Gauss-Newton approximation drops
+/// the network's nonlinearity, not the loss's, and with fixed prototypes the
+/// RBF units belong to the loss). `ws.gz` holds `scale * q_i`, the posteriors
+/// of the MAP loss (zero for MLE), and `protos` the prototypes `w_ij`. With
+/// `d_ij = x_j - w_ij`, per image
+///
+///   d2E/dx_j^2 = 2 (1 - sum_i q_i) + 4 (sum_i q_i d_ij^2 - (sum_i q_i d_ij)^2),
+///
+/// never negative (`1 - sum q` is the rubbish class's posterior, the rest a
+/// variance under `q`); 2 for MLE. A trainable prototype gets its own second
+/// derivative `2 ([i = D] - q_i) + 4 q_i (1 - q_i) d_ij^2` where that is
+/// positive, summed into `grad` (flat layout).
+fn rbf_top_curvature(
+    lay: &Layout,
+    protos: &[f32],
+    ws: &mut Workspace,
+    labels: &[u32],
+    scale: f32,
+    grad: &mut [f32],
+) {
+    let lanes = ws.lanes;
+    let k = ws.n_classes;
+    ws.g6[..F6_UNITS * lanes].fill(0.0);
+    if scale == 0.0 {
+        return;
+    }
+    for (l, &label) in labels.iter().enumerate() {
+        let g = |i: usize| ws.gz[i * lanes + l];
+        let qsum: f32 = (0..k).map(g).sum();
+        for j in 0..F6_UNITS {
+            let x = ws.a6[j * lanes + l];
+            let (mut m1, mut m2) = (0.0f32, 0.0f32);
+            for i in 0..k {
+                let d = x - protos[i * F6_UNITS + j];
+                m1 += g(i) * d;
+                m2 += g(i) * d * d;
+            }
+            let c = 2.0 * (scale - qsum) + 4.0 * (m2 - m1 * m1 / scale);
+            ws.g6[j * lanes + l] = c.max(0.0);
+            if lay.cfg.rbf_trainable {
+                for i in 0..k {
+                    let d = x - protos[i * F6_UNITS + j];
+                    let t = if i == label as usize { scale } else { 0.0 };
+                    let v = 2.0 * (t - g(i)) + 4.0 * g(i) * (1.0 - g(i) / scale) * d * d;
+                    grad[lay.out_w + i * F6_UNITS + j] += v.max(0.0);
+                }
+            }
+        }
+    }
 }
 
 /// Softmax cross-entropy of a chunk: writes the gradient (or, with `SQ`, the
@@ -782,6 +819,9 @@ impl SimdTask for CurvatureChunk<'_> {
         } = self;
         forward_any(m, lay, p, ws);
         loss_grad::<true>(lay, ws, labels, scale);
+        if lay.is_rbf() {
+            rbf_top_curvature(lay, &p[lay.out_w..lay.out_b], ws, labels, scale, grad);
+        }
         profile::lap(9);
         if ws.lanes == 1 {
             backward_1::<M, true>(m, lay, p2, ws, grad);

@@ -108,7 +108,8 @@ def init_bounds(
     n_classes: int = 10, pooling: str = "sub", c3: str = "table", rule: str = "lecun"
 ) -> dict:
     """The "lecun" bound 2.4 / F of every tensor, F the fan-in of the unit the weight feeds
-    (``rule="lecun_sqrt"``: 2.4 / sqrt(F)).
+    (``rule="lecun_sqrt"``: 2.4 / sqrt(F), except for the subsampling coefficients, one weight
+    on four correlated inputs, which keep 2.4 / F).
 
     Values broadcast against the tensor (C3 has one bound per output map).
     """
@@ -126,7 +127,8 @@ def init_bounds(
     for name, shape in weight_shapes(n_classes, pooling, c3).items():
         layer = name.split(".")[0]
         f = fan_in[layer]
-        bound = 2.4 / (np.sqrt(f) if rule == "lecun_sqrt" else f)
+        coefficient = layer in ("s2", "s4") and name.endswith(".weight")
+        bound = 2.4 / (np.sqrt(f) if rule == "lecun_sqrt" and not coefficient else f)
         if layer == "c3" and len(shape) == 4:
             bound = bound[:, None, None, None]
         bounds[name] = bound

@@ -87,8 +87,12 @@ def test_steps_match_the_reference_rule(kind, lr, wd, momentum, nesterov):
 def test_adamw_differs_from_adam_only_through_the_decay(mnist):
     (x, y), _ = mnist
     common = {"epochs": 2, "batch_size": 32, "random_state": 0, "verbose": 0}
-    plain = LeNet5(optimizer="adam", **common).fit(x[:128], y[:128]).get_weights()
-    no_decay = LeNet5(optimizer="adamw", **common).fit(x[:128], y[:128]).get_weights()
+    plain = (
+        LeNet5(optimizer="adam", weight_decay=0.0, **common).fit(x[:128], y[:128]).get_weights()
+    )
+    no_decay = (
+        LeNet5(optimizer="adamw", weight_decay=0.0, **common).fit(x[:128], y[:128]).get_weights()
+    )
     decayed = LeNet5(optimizer="adamw", weight_decay=0.1, **common).fit(x[:128], y[:128])
     for name, value in plain.items():
         np.testing.assert_array_equal(no_decay[name], value, err_msg=name)

@@ -3,8 +3,9 @@
 * the Euclidean RBF output, the MAP (Eq. 9) and MLE (Eq. 8) losses and every gradient, from the
   float64 NumPy reference (tests/reference.py): its stages up to F6, then ``rbf_forward`` and the
   losses, then its hand-written backward pass;
-* the diagonal Gauss-Newton curvature (softmax: ``reference.gauss_newton_diag``; RBF: the defined
-  top curvature, 2 on every F6 output, propagated by the reference's squared backward pass);
+* the diagonal Gauss-Newton curvature (softmax: ``reference.gauss_newton_diag``; RBF: the loss's
+  own second derivative wrt every F6 output, checked against second differences of Eq. 9,
+  propagated by the reference's squared backward pass);
 * one SDLM step, ``w - lr / (mu + h) * grad``, with ``h`` and ``grad`` from the reference;
 * the bitmaps, the parameter counts, the presets, the paper schedule and deterministic
   augmented training.
@@ -79,22 +80,84 @@ def rbf_reference(weights, x, y, loss, j):
     return outputs, penalties, value, grads
 
 
-def rbf_curvature_reference(weights, x, y, trainable):
-    """The defined RBF curvature: d2 y_D / d x_j^2 = 2 on each F6 output of each sample (the
-    competitive term of MAP is neglected), propagated with squared factors; 2 for each
-    prototype entry of the correct class (averaged over the samples) when trainable."""
+def rbf_posteriors(penalties, j):
+    """q_i = exp(-y_i) / (exp(-j) + sum_k exp(-y_k)) of the MAP loss, float64, kept stable."""
+    terms = np.concatenate([np.full((len(penalties), 1), -j), -penalties], axis=1)
+    weights = np.exp(terms - terms.max(axis=1, keepdims=True))
+    return weights[:, 1:] / weights.sum(axis=1, keepdims=True)
+
+
+def rbf_top_curvature(f6, prototypes, y, loss="map", j=0.1):
+    """Per sample, the loss's own second derivatives, written out from Eq. 9 (8 for "mle"):
+    wrt each F6 output x_j, 2 (1 - sum_i q_i) + 4 (sum_i q_i d_ij^2 - (sum_i q_i d_ij)^2), and
+    wrt each prototype entry w_ij, 2 ([i = D] - q_i) + 4 q_i (1 - q_i) d_ij^2 (kept where
+    positive), with d_ij = x_j - w_ij; for MLE (q = 0) both are 2 (the prototypes of class D)."""
+    d = f6[:, None, :] - prototypes[None, :, :]  # (n, K, 84)
+    if loss == "map":
+        q = rbf_posteriors(ref.rbf_forward(f6, prototypes), j)
+    else:
+        q = np.zeros((len(f6), len(prototypes)))
+    mean = (q[:, :, None] * d).sum(axis=1)
+    second = (q[:, :, None] * d * d).sum(axis=1)
+    top = 2.0 * (1.0 - q.sum(axis=1, keepdims=True)) + 4.0 * (second - mean * mean)
+    target = np.eye(len(prototypes))[y]
+    protos = 2.0 * (target - q)[:, :, None] + 4.0 * (q * (1 - q))[:, :, None] * d * d
+    return top, np.maximum(protos, 0.0)
+
+
+def rbf_curvature_reference(weights, x, y, trainable, loss="map", j=0.1):
+    """The RBF network's curvature: the loss's own second derivative wrt each F6 output (see
+    :func:`rbf_top_curvature`) propagated with squared factors, averaged over the samples;
+    the prototypes' own second derivatives (averaged) when trainable."""
     stages = ref.build_stages()[:-1]
-    _, caches, _, _ = ref.run_forward(stages, weights, x[:, None])
+    outputs, caches, _, _ = ref.run_forward(stages, weights, x[:, None])
     n = x.shape[0]
-    h = ref.backprop(stages, weights, caches, np.full((n, 84), 2.0 / n), square=True)
-    k = weights["output.weight"].shape[0]
-    counts = np.bincount(y, minlength=k).astype(np.float64)
+    top, protos = rbf_top_curvature(outputs["f6"], weights["output.weight"], y, loss, j)
+    h = ref.backprop(stages, weights, caches, top / n, square=True)
     h["output.weight"] = (
-        np.repeat((2.0 * counts / n)[:, None], 84, axis=1)
-        if trainable
-        else np.zeros_like(weights["output.weight"])
+        protos.mean(axis=0) if trainable else np.zeros_like(weights["output.weight"])
     )
     return h
+
+
+@pytest.mark.parametrize("loss", ["map", "mle"])
+def test_rbf_top_curvature_is_the_second_derivative_of_the_loss(loss):
+    """The formula against central second differences of Eq. 9 (8) in float64."""
+    rng = np.random.default_rng(31)
+    prototypes = rng.choice([-1.0, 1.0], size=(10, 84))
+    y = rng.integers(0, 10, 5)
+    # F6 outputs near their prototypes, and one between two classes, where q matters
+    f6 = prototypes[y] + rng.normal(0, 0.15, (5, 84))
+    f6[0] = 0.5 * (prototypes[y[0]] + prototypes[(y[0] + 1) % 10])
+    j = 0.7
+
+    def loss_of(x):
+        pen = ref.rbf_forward(x, prototypes)
+        return ref.map_loss(pen, y, j) if loss == "map" else ref.mle_loss(pen, y)
+
+    top, protos = rbf_top_curvature(f6, prototypes, y, loss, j)
+    step = 1e-4
+    for n, unit in [(0, 0), (0, 40), (1, 3), (4, 83)]:
+        plus, minus = f6.copy(), f6.copy()
+        plus[n, unit] += step
+        minus[n, unit] -= step
+        fd = (loss_of(plus) - 2 * loss_of(f6) + loss_of(minus)) / step**2 * len(f6)
+        assert fd == pytest.approx(top[n, unit], rel=1e-4, abs=1e-6)
+
+    def loss_of_prototypes(w, n):
+        pen = ref.rbf_forward(f6[n : n + 1], w)
+        yy = y[n : n + 1]
+        return ref.map_loss(pen, yy, j) if loss == "map" else ref.mle_loss(pen, yy)
+
+    for n, i, unit in [(0, y[0], 5), (0, (y[0] + 1) % 10, 5), (2, y[2], 60)]:
+        plus, minus = prototypes.copy(), prototypes.copy()
+        plus[i, unit] += step
+        minus[i, unit] -= step
+        fd = (
+            loss_of_prototypes(plus, n) - 2 * loss_of_prototypes(prototypes, n)
+        ) + loss_of_prototypes(minus, n)
+        fd /= step**2
+        assert max(fd, 0.0) == pytest.approx(protos[n, i, unit], rel=1e-4, abs=1e-6)
 
 
 # ------------------------------------------------------------------ RBF output and losses
@@ -420,14 +483,14 @@ DEFAULT = {
     "batch_size": 64,
     "optimizer": "sgd",
     "learning_rate": 0.05,
-    "lr_schedule": "constant",
+    "lr_schedule": "cosine",
     "activation": "tanh",
     "pooling": "sub",
     "c3": "table",
     "output": "softmax",
     "loss": "ce",
-    "init": "lecun",
-    "weight_decay": 0.0,
+    "init": "he",
+    "weight_decay": 0.0005,
     "label_smoothing": 0.0,
     "shuffle": True,
 }
@@ -553,6 +616,7 @@ def test_augmented_training_is_deterministic_at_any_thread_count(mnist):
     assert not np.array_equal(other["c1.weight"], one["c1.weight"])
 
 
+@pytest.mark.filterwarnings("ignore::lenet5.TrainingWarning")  # one pass on 150 images
 def test_paper_preset_with_augment_is_deterministic_at_batch_size_one(mnist):
     (x, y), _ = mnist
     common = {"preset": "paper", "augment": True, "epochs": 1, "random_state": 2, "verbose": 0}

@@ -43,8 +43,16 @@ def test_eight_predict_threads_and_one_fit_see_only_published_states(mnist):
     (x, y), (xt, _) = mnist
     x, y = x[:512], y[:512]
     probe = xt[:40]
+    # The network and rate this test was written for (large, visible steps every epoch).
+    old_default = {"init": "lecun", "lr_schedule": "constant", "weight_decay": 0.0}
     model = LeNet5(
-        epochs=1, batch_size=512, random_state=0, verbose=0, n_jobs=2, learning_rate=0.2
+        epochs=1,
+        batch_size=512,
+        random_state=0,
+        verbose=0,
+        n_jobs=2,
+        learning_rate=0.2,
+        **old_default,
     ).fit(x, y)
     # One batch per epoch: weights are published once per epoch, and the epoch callback
     # (on the fit thread, after the publication) records each published state.

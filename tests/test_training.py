@@ -100,7 +100,8 @@ def test_warm_start_continues_from_current_weights(small, make_model):
 
 def test_history_records_every_epoch(small, make_model):
     (x, y), (xt, yt) = small
-    model = make_model(epochs=3, learning_rate=0.04).fit(x, y, validation_data=(xt, yt))
+    model = make_model(epochs=3, learning_rate=0.04, lr_schedule="constant")
+    model.fit(x, y, validation_data=(xt, yt))
     history = model.history_
     assert list(history) == [
         "epoch",

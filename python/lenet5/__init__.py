@@ -9,9 +9,17 @@
 """
 
 from . import datasets
-from ._estimator import LeNet5
+from ._estimator import LeNet5, TrainingWarning
 from ._lenet5 import __version__
 from ._paper import distort, rbf_bitmaps
 from ._validation import NotFittedError
 
-__all__ = ["LeNet5", "NotFittedError", "__version__", "datasets", "distort", "rbf_bitmaps"]
+__all__ = [
+    "LeNet5",
+    "NotFittedError",
+    "TrainingWarning",
+    "__version__",
+    "datasets",
+    "distort",
+    "rbf_bitmaps",
+]

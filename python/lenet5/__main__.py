@@ -20,7 +20,10 @@ background; the background is judged from the border pixels, ``--invert`` overri
 padded to a square with the background and resized to 28x28 (Lanczos). For the best
 results the digit should fill about the central 20x20 pixels, as in MNIST.
 
-Errors are reported as one line on stderr with exit code 2.
+Errors are reported as one line on stderr with exit code 2. Warnings of ``train`` (training
+interrupted by Ctrl-C, or training that went nowhere, :class:`lenet5.TrainingWarning`) are
+one line each on stderr, ``lenet5: warning: ...``; the exit code stays 0, since the model
+was trained and is evaluated (and saved with ``--save``) as it stands.
 """
 
 from __future__ import annotations
@@ -339,7 +342,10 @@ def _train(args: argparse.Namespace) -> int:
         model.fit(x_train, y_train)
     training = time.perf_counter() - start
     for warning in caught:
-        print(f"lenet5: {warning.message}", file=sys.stderr, flush=True)
+        # One line each, as errors are; a TrainingWarning (training went nowhere) does not
+        # change the exit code: the model was trained, and is evaluated and saved.
+        message = " ".join(str(warning.message).split())
+        print(f"lenet5: warning: {message}", file=sys.stderr, flush=True)
     accuracy = model.score(x_test, y_test)
     correct = round(accuracy * x_test.shape[0])
     print(f"test accuracy: {accuracy:.2%} ({correct}/{x_test.shape[0]})")

@@ -31,7 +31,7 @@ from ._validation import (
     labels_to_indices,
 )
 
-__all__ = ["LeNet5"]
+__all__ = ["LeNet5", "TrainingWarning"]
 
 # Allowed values of the string hyperparameters (the first is the default).
 OPTIMIZERS = ("sgd", "adam", "adamw", "sdlm")
@@ -65,13 +65,13 @@ LIBRARY_DEFAULTS: dict[str, Any] = {
     "epochs": 20,
     "batch_size": 64,
     "optimizer": "sgd",
-    "lr_schedule": "constant",
+    "lr_schedule": "cosine",
     "activation": "tanh",
     "pooling": "sub",
     "c3": "table",
     "output": "softmax",
-    "init": "lecun",
-    "weight_decay": 0.0,
+    "init": "he",
+    "weight_decay": 0.0005,
     "label_smoothing": 0.0,
     "shuffle": True,
 }
@@ -145,6 +145,51 @@ HISTORY_KEYS = (
 
 # Serialises the lazy creation of the per-model fit locks.
 _LOCK_CREATION = threading.Lock()
+
+#: Training that went nowhere (:class:`TrainingWarning`, fit only): the training accuracy
+#: of the epoch whose weights the model keeps is at most this far above chance (the share
+#: of the most frequent class in the training labels) ...
+CHANCE_MARGIN = 0.02
+#: ... judged after at least this many mini-batch updates in the fit (an epoch's accuracy
+#: is measured while it trains, so a few updates cannot show learning) ...
+MIN_UPDATES = 50
+#: ... or that epoch's training loss is more than this many times that of the fit's first
+#: epoch ...
+LOSS_GROWTH = 2.0
+#: ... and, for the softmax output, more than this many times log(n_classes), the
+#: cross-entropy of a uniform guess (the RBF losses have no such reference).
+UNIFORM_LOSS_FACTOR = 1.5
+
+
+class TrainingWarning(UserWarning):
+    """Issued when ``fit`` ended normally but training went nowhere.
+
+    ``fit`` issues it when the epoch whose weights the model keeps (the last one; with
+    early stopping, the best one) has a training accuracy no more than 0.02 above chance
+    (always predicting the most frequent class of the training labels) after at least 50
+    mini-batch updates in that fit, or a training loss more than twice the loss of the
+    fit's first epoch (for the softmax output also above 1.5 * log(n_classes), the loss
+    of a uniform guess). ``partial_fit`` does not issue it. The message gives the figures
+    and what to try. A subclass of :class:`UserWarning`, so it can be filtered on its own.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from lenet5 import LeNet5, TrainingWarning
+    >>> from lenet5.datasets import load_mnist
+    >>> (x, y), _ = load_mnist()
+    >>> model = LeNet5(epochs=2, learning_rate=10, random_state=0, verbose=0)
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always", TrainingWarning)
+    ...     model = model.fit(x[:500], y[:500])
+    >>> [w.category.__name__ for w in caught]
+    ['TrainingWarning']
+    >>> "learning_rate=10" in str(caught[0].message)
+    True
+    >>> with warnings.catch_warnings():  # silence it where a degenerate fit is expected
+    ...     warnings.simplefilter("ignore", TrainingWarning)
+    ...     model = model.fit(x[:500], y[:500])
+    """
 
 
 def _cpu_count() -> int:
@@ -281,7 +326,7 @@ class LeNet5:
         Use Nesterov momentum (SGD only).
     weight_decay : float or None, default=None
         L2 penalty coefficient, >= 0: ``weight_decay * w`` is added to the gradient of
-        every parameter ``w`` (None: the preset's, else 0.0). With AdamW the decay is
+        every parameter ``w`` (None: the preset's, else 0.0005). With AdamW the decay is
         decoupled instead: each step also subtracts ``learning_rate * weight_decay * w``.
     beta_1, beta_2 : float, default=0.9, 0.999
         Adam's decay rates of the first and second moment estimates, in [0, 1).
@@ -294,7 +339,7 @@ class LeNet5:
         SDLM: training images (drawn without replacement, all when there are fewer)
         on which ``h_kk`` is estimated before each epoch, as in the paper.
     lr_schedule : {"constant", "cosine", "paper"} or callable or None, default=None
-        Learning rate per epoch (None: the preset's, else "constant"). ``"cosine"``
+        Learning rate per epoch (None: the preset's, else "cosine"). ``"cosine"``
         decays it from ``learning_rate`` towards 0 as half a cosine over ``epochs``.
         ``"paper"`` is the paper's schedule scaled by ``learning_rate / 0.0005``: 0.0005
         for epochs 1-2, 0.0002 for 3-5, 0.0001 for 6-8, 0.00005 for 9-12 and 0.00001 from
@@ -335,10 +380,12 @@ class LeNet5:
     rbf_trainable : bool, default=False
         Let the RBF prototypes learn (the paper keeps them fixed).
     init : {"lecun", "lecun_sqrt", "he", "glorot"} or None, default=None
-        Weight initialisation (None: the preset's, else "lecun"). ``"lecun"``: weights and
-        biases uniform in +-2.4 / fan-in, as the paper prints it. ``"lecun_sqrt"``: uniform
-        in +-2.4 / sqrt(fan-in), the paper's rule in the reading that gives every unit's
-        weighted sum the same spread, as the paper asks (the paper preset's). ``"he"``:
+        Weight initialisation (None: the preset's, else "he"). ``"lecun"``: weights and
+        biases uniform in +-2.4 / fan-in, as the paper prints it (the signal then fades
+        layer by layer: F6 starts near +-0.01, and training from it is slow to start).
+        ``"lecun_sqrt"``: uniform in +-2.4 / sqrt(fan-in), but +-2.4 / fan-in for the
+        subsampling coefficients, the paper's aim (every weighted sum with the same
+        spread) under the hypothesis that fits each weight (the paper preset's). ``"he"``:
         uniform in +-sqrt(6 / fan-in); ``"glorot"``: uniform in +-sqrt(6 / (fan-in +
         fan-out)); both with zero biases and subsampling coefficients of 1/4. (Keras's
         ``lecun_uniform``, +-sqrt(3 / fan-in), is neither of the LeCun rules here.)
@@ -426,6 +473,25 @@ class LeNet5:
     **Divergence.** A non-finite loss raises :class:`FloatingPointError` naming the epoch
     and the mini-batch; the model keeps the weights it had before that epoch, the last
     finite ones that ``history_`` describes (with early stopping, the best epoch's).
+
+    **Training that went nowhere.** When ``fit`` ends normally (out of epochs, or stopped
+    by early stopping or a callback; not on Ctrl-C, not when it raises) after at least one
+    epoch, it issues a :class:`lenet5.TrainingWarning` if the epoch whose weights the model
+    keeps (the last; with early stopping, the best) has a training accuracy
+    (``history_["accuracy"]``) no more than 0.02 above chance, the share of the most
+    frequent class among the training labels (judged only after at least 50 mini-batch
+    updates in that fit: an epoch's accuracy is measured while it trains, so a few updates
+    cannot show learning), or a training loss more than twice that of the fit's first
+    epoch that, for the softmax output, is also above 1.5 * log(n_classes), the
+    cross-entropy of a uniform guess (the RBF output's MAP and MLE losses are penalties
+    with no such reference: the relative rule alone applies). Only the epochs of that fit
+    count, also on a warm start. The model is trained and kept as it is; the message names
+    the figures, the optimizer, learning rate and init, and what to try (a smaller
+    learning rate, another init, more epochs, labels that match the images, the pixel
+    range). ``partial_fit`` does not warn: one epoch on one chunk is too little to judge,
+    and chunks need not be alike (a chunk of classes not seen before starts at a high
+    loss); watch ``history_`` there. Silence the warning with
+    ``warnings.simplefilter("ignore", lenet5.TrainingWarning)``.
 
     **Threads.** Training and prediction release the GIL. ``predict`` may be called from
     other threads while ``fit`` runs; a second ``fit`` or ``partial_fit`` on the same
@@ -869,6 +935,16 @@ class LeNet5:
         RuntimeError
             When another ``fit`` or ``partial_fit`` is running on this model.
 
+        Warns
+        -----
+        TrainingWarning
+            When training went nowhere: the training accuracy of the epoch the model keeps
+            is within 0.02 of chance (or below it) after at least 50 mini-batch updates,
+            or its loss ended far above that of this fit's first epoch (see the class
+            Notes).
+        UserWarning
+            When training was interrupted by Ctrl-C.
+
         Notes
         -----
         A KeyboardInterrupt (Ctrl-C) does not propagate: training stops, the model keeps
@@ -915,7 +991,8 @@ class LeNet5:
             with self._unchanged_on_memory_error(p["batch_size"], len(train_set)):
                 if not warm:
                     self._commit_new_network(net, classes)
-                self._train(
+                n_before = self.n_iter_
+                completed = self._train(
                     net,
                     train_set,
                     p,
@@ -924,6 +1001,13 @@ class LeNet5:
                     schedule_start=None,
                     order_seed=_order_seed(shuffle_seed),
                 )
+            n_epochs = self.n_iter_ - n_before
+            if completed and n_epochs > 0:
+                updates = n_epochs * -(-y_idx.shape[0] // p["batch_size"])
+                chance = None  # too few updates to judge the accuracy
+                if updates >= MIN_UPDATES:
+                    chance = float(np.bincount(y_idx).max()) / y_idx.shape[0]
+                self._warn_if_training_went_nowhere(p, n_epochs, chance)
         return self
 
     def partial_fit(self, x: Any, y: Any, classes: Any = None) -> LeNet5:
@@ -948,6 +1032,12 @@ class LeNet5:
         Returns
         -------
         self
+
+        Notes
+        -----
+        Unlike :meth:`fit`, ``partial_fit`` issues no :class:`TrainingWarning`: one epoch
+        on one chunk is too little to judge, and chunks need not be alike. Watch
+        ``history_["loss"]`` and ``history_["accuracy"]`` instead.
 
         Examples
         --------
@@ -1004,6 +1094,8 @@ class LeNet5:
             with self._unchanged_on_memory_error(p["batch_size"], len(train_set)):
                 if not fitted:
                     self._commit_new_network(net, new_classes)
+                # No TrainingWarning: one epoch on one chunk is too little to judge, and
+                # chunks need not be alike (a chunk of new classes starts at a high loss).
                 self._train(
                     net,
                     train_set,
@@ -1063,10 +1155,11 @@ class LeNet5:
         val: tuple[np.ndarray, np.ndarray] | None,
         schedule_start: int | None,
         order_seed: int,
-    ) -> None:
+    ) -> bool:
         """The epoch loop: progress, validation, history, callbacks, early stopping.
 
-        ``order_seed`` fixes the order of every epoch when ``shuffle="once"``."""
+        ``order_seed`` fixes the order of every epoch when ``shuffle="once"``. Returns
+        False when a KeyboardInterrupt ended training (after warning), else True."""
         verbose = p["verbose"]
         n_samples = len(train_set)
         early = p["early_stopping"] and val is not None
@@ -1180,6 +1273,28 @@ class LeNet5:
                 UserWarning,
                 stacklevel=3,
             )
+        return not interrupted
+
+    def _warn_if_training_went_nowhere(
+        self, p: dict[str, Any], n_epochs: int, chance: float | None
+    ) -> None:
+        """Issue a TrainingWarning when the fit that just ended went nowhere.
+
+        Called after fit's training loop ran ``n_epochs`` epochs (all of them, or fewer when
+        early stopping or a callback ended it) without an interrupt. ``chance`` is the
+        accuracy of always predicting the most frequent training label, None to skip the
+        accuracy rule (too few updates to judge)."""
+        message = _went_nowhere(
+            self.history_,
+            self.best_epoch_,
+            p,
+            n_classes=len(self.classes_),
+            n_epochs=n_epochs,
+            chance=chance,
+        )
+        if message is not None:
+            # stacklevel: this method, fit, the caller
+            warnings.warn(message, TrainingWarning, stacklevel=3)
 
     # ------------------------------------------------------------------ inference
 
@@ -1586,6 +1701,78 @@ def _learning_rate_at(p: dict[str, Any], index: int) -> float:
             "learning rate"
         )
     return float(lr)
+
+
+def _went_nowhere(
+    history: dict[str, list[Any]],
+    best_epoch: int | None,
+    p: dict[str, Any],
+    *,
+    n_classes: int,
+    n_epochs: int,
+    chance: float | None,
+) -> str | None:
+    """The message of a TrainingWarning for a fit's last ``n_epochs`` epochs, or None.
+
+    Only the epochs of this fit count (a warm start may continue on other data). The epoch
+    judged is the one whose weights the model keeps: the best one with early stopping,
+    else the last. Accuracy rule (only when ``chance`` is given): its training accuracy is
+    at most ``chance + CHANCE_MARGIN``. Loss rule: its training loss is more than
+    ``LOSS_GROWTH`` times that of the fit's first epoch, and for the softmax output more
+    than ``UNIFORM_LOSS_FACTOR * log(n_classes)``, the cross-entropy of a uniform guess
+    (the RBF losses, MAP and MLE, are penalties with no such reference)."""
+    epochs, losses, accuracies = history["epoch"], history["loss"], history["accuracy"]
+    start = len(epochs) - n_epochs
+    if n_epochs < 1 or start < 0:
+        return None
+    index = len(epochs) - 1
+    if best_epoch is not None and best_epoch in epochs[start:]:
+        index = epochs.index(best_epoch, start)
+    at_chance = chance is not None and accuracies[index] <= chance + CHANCE_MARGIN
+    first, last = losses[start], losses[index]
+    rose = (
+        index > start
+        and last > LOSS_GROWTH * first
+        and (p["output"] == "rbf" or last > UNIFORM_LOSS_FACTOR * math.log(n_classes))
+    )
+    if not (at_chance or rose):
+        return None
+    epoch = epochs[index]
+    kept = " (the best epoch, whose weights the model keeps)" if best_epoch is not None else ""
+    findings = []
+    if at_chance and chance is not None:
+        relation = "below" if accuracies[index] < chance else "no better than"
+        findings.append(
+            f"the training accuracy of epoch {epoch}{kept} is {accuracies[index]:.1%}, "
+            f"{relation} chance ({chance:.1%}, always predicting the most frequent class)"
+        )
+        kept = ""
+    if rose:
+        findings.append(
+            f"the training loss rose from {first:.4g} in epoch {epochs[start]} to "
+            f"{last:.4g} in epoch {epoch}{kept}"
+        )
+    schedule = p["lr_schedule"]
+    if callable(schedule):
+        rate = f"learning_rate={p['learning_rate']:g} with a callable lr_schedule"
+    elif schedule != "constant":
+        rate = f"learning_rate={p['learning_rate']:g} with lr_schedule={schedule!r}"
+    else:
+        rate = f"learning_rate={p['learning_rate']:g}"
+    plural = "s" if n_epochs != 1 else ""
+    smaller = f"a smaller learning_rate (e.g. {p['learning_rate'] / 10:g})"
+    other_init = "glorot" if p["init"] != "glorot" else "he"
+    if rose:
+        tries = f"{smaller}, a different init (e.g. init={other_init!r}) or more epochs"
+    else:
+        tries = f"more epochs, a different init (e.g. init={other_init!r}) or {smaller}"
+    return (
+        f"Training went nowhere: {' and '.join(findings)}, after {n_epochs} epoch{plural} "
+        f"with optimizer={p['optimizer']!r}, {rate}, init={p['init']!r}. Try {tries}; "
+        "check that the labels match the images (same order) and that the pixels use "
+        "their range (integers in 0..255 or floats in [0, 1], light ink on a dark "
+        "background as MNIST)."
+    )
 
 
 def _check_n_classes(p: dict[str, Any], classes: np.ndarray) -> None:

@@ -100,9 +100,10 @@ class Network:
     ) -> dict[str, Any]:
         """One pass over ``data`` without the GIL, shuffled afresh (or in the order
         ``order_seed`` gives, the same every epoch; or in data order without ``shuffle``);
-        returns loss, accuracy, samples, batches.
-        ``augment`` distorts each image afresh (keys translate, scale, squeeze, shear); ``label_smoothing`` (softmax output only) smooths the cross-entropy's
-        targets. Raises KeyboardInterrupt on Ctrl-C and FloatingPointError on divergence."""
+        returns loss, accuracy, samples, batches. ``augment`` distorts each image afresh
+        (keys translate, scale, squeeze, shear); ``label_smoothing`` (softmax output only)
+        smooths the cross-entropy's targets. Raises KeyboardInterrupt on Ctrl-C and
+        FloatingPointError on divergence."""
     def estimate_curvature(self, data: Dataset, n_samples: int = 500, n_jobs: int = 0) -> None:
         """Estimate the SDLM curvature ``h_kk`` on a random sample of ``data``."""
     def curvature(self) -> dict[str, NDArray[np.float32]] | None:
