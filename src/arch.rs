@@ -102,6 +102,16 @@ pub enum Output {
     Rbf,
 }
 
+/// The fixed ±1 vectors the RBF units compare F6 with, one per class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prototypes {
+    /// Stylised 7x12 bitmaps of the digits (the paper's kind of prototype).
+    Bitmaps,
+    /// Distributed codes: rows of a Hadamard matrix of order 84, any two 42
+    /// units apart, each half +1 (`rbf::codes`).
+    Codes,
+}
+
 /// The training criterion.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Loss {
@@ -174,6 +184,12 @@ named_enum!(
     "glorot" => Init::Glorot
 );
 named_enum!(Output, "output", "softmax" => Output::Softmax, "rbf" => Output::Rbf);
+named_enum!(
+    Prototypes,
+    "rbf_prototypes",
+    "bitmaps" => Prototypes::Bitmaps,
+    "codes" => Prototypes::Codes
+);
 
 /// The options that fix the network's shape and computation.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -184,8 +200,10 @@ pub struct ArchConfig {
     pub c3: C3Connections,
     pub output: Output,
     pub loss: Loss,
-    /// RBF prototypes are trained too (otherwise they stay the bitmaps).
+    /// RBF prototypes are trained too (otherwise they stay as drawn).
     pub rbf_trainable: bool,
+    /// The RBF prototypes' starting (and, unless trained, fixed) values.
+    pub prototypes: Prototypes,
 }
 
 impl Default for ArchConfig {
@@ -198,6 +216,7 @@ impl Default for ArchConfig {
             output: Output::Softmax,
             loss: Loss::CrossEntropy,
             rbf_trainable: false,
+            prototypes: Prototypes::Bitmaps,
         }
     }
 }
@@ -564,10 +583,13 @@ impl Layout {
             };
         }
         if self.is_rbf() {
-            // Prototypes start as the stylised digit bitmaps (-1 / +1).
+            // Prototypes start as the stylised digit bitmaps or the codes (-1 / +1).
             let k = self.cfg.n_classes;
-            p[self.out_w..self.out_w + k * F6_UNITS]
-                .copy_from_slice(&crate::rbf::bitmaps()[..k * F6_UNITS]);
+            let values = match self.cfg.prototypes {
+                Prototypes::Bitmaps => crate::rbf::bitmaps(),
+                Prototypes::Codes => crate::rbf::codes(),
+            };
+            p[self.out_w..self.out_w + k * F6_UNITS].copy_from_slice(&values[..k * F6_UNITS]);
         }
         p
     }

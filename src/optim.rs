@@ -15,10 +15,22 @@
 //! A step takes the per-chunk gradient buffers, sums them in chunk order
 //! (deterministic) and updates each parameter, range by range over fixed ranges:
 //! in parallel on a pool, or on the calling thread (the same bits either way).
+//!
+//! Floors: no step computes or stores a subnormal number (they are slow on x86,
+//! see [`crate::simd`]; flush-to-zero would hide them, but Rust code may not
+//! turn it on). Each stored value (weight, momentum, moment) and each summed
+//! gradient below a floor is taken as a zero of its sign, the floor being the
+//! smallest magnitude whose products with the rule's coefficients (weight
+//! decay, betas, learning rate) are still normal, at most [`MAX_FLOOR`]. So a
+//! weight that decays towards zero ends at zero rather than in the subnormal
+//! range (where it would stay, slowing every kernel that reads it), and a
+//! gradient of 1e-30 counts as none. The floors depend only on the
+//! hyperparameters: the same on every thread.
 
 use rayon::prelude::*;
 
 use crate::error::{LeNetError, Result};
+use crate::simd::{dispatch, zero_below, Math, SimdTask, NORMAL};
 
 /// Which update rule.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -62,6 +74,97 @@ pub struct Optimizer {
 }
 
 const RANGE: usize = 4096;
+
+/// The largest floor, whatever the hyperparameters: magnitudes below it may be
+/// taken as zeros (a weight or gradient of 1e-15, next to inputs and weights of
+/// order 1, is far below the rounding of any float32 result it takes part in).
+pub const MAX_FLOOR: f32 = 1e-15;
+
+/// Bits of the smallest magnitude `x` whose product with `c` (or with any
+/// larger coefficient) is normal, with a factor 2 of margin for the rounding
+/// of the floor itself; [`NORMAL`] for `c == 0` (no product).
+fn floor_for(c: f64) -> u32 {
+    floor_bits(if c > 0.0 {
+        2.0 * f64::from(f32::MIN_POSITIVE) / c
+    } else {
+        0.0
+    })
+}
+
+fn floor_bits(t: f64) -> u32 {
+    let t = t.clamp(f64::from(f32::MIN_POSITIVE), f64::from(MAX_FLOOR));
+    (t as f32).to_bits()
+}
+
+/// A step count from which `1 - beta^t` is exactly 1 in float32 (`beta^t`
+/// below 2^-40, and still normal): Adam's bias corrections stop there rather
+/// than let `beta^t` go subnormal (after 830 steps for 0.9). The same bits as
+/// the plain power for every `t`.
+fn settled(beta: f32) -> i32 {
+    let t = (40.0 / -f64::from(beta).log2()).ceil();
+    if t.is_finite() {
+        t.clamp(1.0, f64::from(i32::MAX)) as i32
+    } else {
+        i32::MAX
+    }
+}
+
+/// The floors of one step (bits of magnitudes, for [`zero_below`]).
+#[derive(Clone, Copy, Debug)]
+struct Floors {
+    /// Weights: `wd * p` (or AdamW's `lr * wd * p`) stays normal.
+    p: u32,
+    /// Momentum / first moment: `momentum * m` or `beta1 * m`, and the step
+    /// `lr * m` (Adam: `lr * m / (sqrt(v) + eps)` for `sqrt(v)` up to 16).
+    m: u32,
+    /// Second moment: `beta2 * v`.
+    v: u32,
+    /// Summed gradient: `lr * g` (SGD), `(1 - beta1) * g` and
+    /// `(1 - beta2) * g * g` (Adam), `lr / mu * g` (SDLM).
+    g: u32,
+}
+
+impl Floors {
+    fn new(kind: OptimKind, lr: f32, wd: f32) -> Self {
+        let (lr, wd) = (f64::from(lr), f64::from(wd));
+        let decoupled = matches!(
+            kind,
+            OptimKind::Adam {
+                decoupled: true,
+                ..
+            }
+        );
+        let p = floor_for(if decoupled { lr * wd } else { wd });
+        match kind {
+            OptimKind::Sgd { momentum, .. } => Floors {
+                p,
+                m: floor_for(f64::from(momentum)).max(floor_for(lr)),
+                v: NORMAL,
+                g: floor_for(lr),
+            },
+            OptimKind::Adam { beta1, beta2, .. } => {
+                let (b1, b2) = (f64::from(beta1), f64::from(beta2));
+                // (1 - beta2) * g * g is evaluated as ((1 - beta2) * g) * g.
+                let square = 2.0 * (f64::from(f32::MIN_POSITIVE) / (1.0 - b2)).sqrt();
+                Floors {
+                    p,
+                    m: floor_for(b1).max(floor_for(lr / 16.0)),
+                    v: floor_for(b2),
+                    g: floor_for(1.0 - b1).max(floor_bits(square)),
+                }
+            }
+            // The step `lr / (mu + h) * g`, at its largest rate `lr / mu` (a
+            // parameter of large curvature `h` may still make a subnormal step
+            // from a gradient just above this floor: rare, and never stored).
+            OptimKind::Sdlm { mu } => Floors {
+                p,
+                m: NORMAL,
+                v: NORMAL,
+                g: floor_for(lr / f64::from(mu)),
+            },
+        }
+    }
+}
 
 fn check(name: &str, v: f32, ok: bool, want: &str) -> Result<()> {
     if !v.is_finite() || !ok {
@@ -172,6 +275,7 @@ impl Optimizer {
             wd: self.weight_decay,
             t,
             frozen: self.frozen.clone(),
+            floors: Floors::new(self.kind, self.learning_rate, self.weight_decay),
         };
         let old = State {
             p: params,
@@ -192,7 +296,16 @@ impl Optimizer {
                 v: vs.next().unwrap_or_default(),
             })
             .collect();
-        let run = |r: &mut Range<'_>| rule.update(r, &old, grads, n, chunks);
+        let run = |r: &mut Range<'_>| {
+            dispatch(Update {
+                rule: &rule,
+                out: r,
+                old: &old,
+                grads,
+                n,
+                chunks,
+            })
+        };
         let finite = match pool {
             Some(pool) => pool.install(|| {
                 ranges
@@ -224,6 +337,7 @@ struct Rule {
     wd: f32,
     t: u64,
     frozen: std::ops::Range<usize>,
+    floors: Floors,
 }
 
 /// The values before the step (`m`, `v`, `h` of full length where the rule
@@ -244,8 +358,32 @@ struct Range<'a> {
     v: &'a mut [f32],
 }
 
+/// One range's update as a task, so that its loops are compiled (and
+/// vectorised, 8 or 16 lanes rather than SSE2's 4) for the instruction set
+/// [`dispatch`] picks: this pays for the floors at batch size 1, where the step
+/// runs once per image. Every operation is a plain IEEE one (Rust never fuses a
+/// multiply and an add by itself), so every path gives the same bits.
+struct Update<'a, 'r> {
+    rule: &'a Rule,
+    out: &'a mut Range<'r>,
+    old: &'a State<'a>,
+    grads: &'a [f32],
+    n: usize,
+    chunks: usize,
+}
+
+impl SimdTask for Update<'_, '_> {
+    type Output = bool;
+    #[inline(always)]
+    fn run<M: Math>(self, _: M) -> bool {
+        self.rule
+            .update(self.out, self.old, self.grads, self.n, self.chunks)
+    }
+}
+
 impl Rule {
     /// Writes the range's new values; true if they are all finite.
+    #[inline(always)]
     fn update(
         &self,
         out: &mut Range<'_>,
@@ -276,15 +414,17 @@ impl Rule {
                 *gi += self.wd * p;
             }
         }
+        let f = self.floors;
         let (lr, pn) = (self.lr, &mut *out.p);
         match self.kind {
             OptimKind::Sgd { momentum, nesterov } => {
                 let (m0, mn) = (&old.m[lo..lo + len], &mut *out.m);
                 for j in 0..len {
-                    let m = momentum * m0[j] + g[j];
-                    let d = if nesterov { g[j] + momentum * m } else { m };
-                    pn[j] = p0[j] - lr * d;
-                    mn[j] = m;
+                    let g = zero_below(g[j], f.g);
+                    let m = momentum * m0[j] + g;
+                    let d = if nesterov { g + momentum * m } else { m };
+                    pn[j] = zero_below(p0[j] - lr * d, f.p);
+                    mn[j] = zero_below(m, f.m);
                 }
             }
             OptimKind::Adam {
@@ -294,23 +434,26 @@ impl Rule {
                 decoupled,
             } => {
                 let ti = self.t.min(i32::MAX as u64) as i32;
-                let c1 = 1.0 - beta1.powi(ti);
-                let c2 = 1.0 - beta2.powi(ti);
+                let c1 = 1.0 - beta1.powi(ti.min(settled(beta1)));
+                let c2 = 1.0 - beta2.powi(ti.min(settled(beta2)));
                 let decay = if decoupled { lr * self.wd } else { 0.0 };
                 let (m0, mn) = (&old.m[lo..lo + len], &mut *out.m);
                 let (v0, vn) = (&old.v[lo..lo + len], &mut *out.v);
                 for j in 0..len {
-                    let m = beta1 * m0[j] + (1.0 - beta1) * g[j];
-                    let v = beta2 * v0[j] + (1.0 - beta2) * g[j] * g[j];
-                    pn[j] = p0[j] - decay * p0[j] - lr * (m / c1) / ((v / c2).sqrt() + epsilon);
-                    mn[j] = m;
-                    vn[j] = v;
+                    let g = zero_below(g[j], f.g);
+                    let m = beta1 * m0[j] + (1.0 - beta1) * g;
+                    let v = beta2 * v0[j] + (1.0 - beta2) * g * g;
+                    let p = p0[j] - decay * p0[j] - lr * (m / c1) / ((v / c2).sqrt() + epsilon);
+                    pn[j] = zero_below(p, f.p);
+                    mn[j] = zero_below(m, f.m);
+                    vn[j] = zero_below(v, f.v);
                 }
             }
             OptimKind::Sdlm { mu } => {
                 let h = &old.h[lo..lo + len];
                 for j in 0..len {
-                    pn[j] = p0[j] - lr / (mu + h[j]) * g[j];
+                    let g = zero_below(g[j], f.g);
+                    pn[j] = zero_below(p0[j] - lr / (mu + h[j]) * g, f.p);
                 }
             }
         }
@@ -406,6 +549,223 @@ mod tests {
         assert!(o.step(&mut p, &[0.0], 1, None));
         assert!((p[0] - (2.0 - 0.01 * 0.5 * 2.0)).abs() < 1e-7);
         assert_eq!(o.m, vec![0.0]);
+    }
+
+    #[test]
+    fn no_step_computes_or_stores_a_subnormal() {
+        let kinds = [
+            OptimKind::Sgd {
+                momentum: 0.9,
+                nesterov: false,
+            },
+            OptimKind::Sgd {
+                momentum: 0.9,
+                nesterov: true,
+            },
+            OptimKind::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-8,
+                decoupled: false,
+            },
+            OptimKind::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-8,
+                decoupled: true,
+            },
+            OptimKind::Sdlm { mu: 0.02 },
+        ];
+        let subnormal = |v: &[f32]| {
+            v.iter()
+                .filter(|x| **x != 0.0 && x.abs() < f32::MIN_POSITIVE)
+                .count()
+        };
+        for kind in kinds {
+            // Weights from just above the subnormal range up, gradients of every
+            // size down to subnormal ones, weight decay: without the floors,
+            // weights, momenta and moments go subnormal within a few steps.
+            let n = 256;
+            let mut o = Optimizer::new(kind, 0.003, 0.001, n).unwrap();
+            if !o.h.is_empty() {
+                o.h = vec![1.0; n];
+            }
+            let mut p: Vec<f32> = (0..n)
+                .map(|i| {
+                    f32::MIN_POSITIVE
+                        * 1.5f32.powi(i as i32 % 64)
+                        * if i % 2 == 0 { 1.0 } else { -1.0 }
+                })
+                .collect();
+            for step in 0..300 {
+                let g: Vec<f32> = (0..n)
+                    .map(|i| match step % 3 {
+                        0 if step < 30 => 1e-30 * (i as f32),
+                        1 => f32::from_bits(i as u32),
+                        _ => 0.0,
+                    })
+                    .collect();
+                let before = p.clone();
+                assert!(o.step(&mut p, &g, n, None), "{kind:?}");
+                assert_eq!(subnormal(&p), 0, "{kind:?} step {step}: weights");
+                assert_eq!(subnormal(&o.m), 0, "{kind:?} step {step}: first moment");
+                assert_eq!(subnormal(&o.v), 0, "{kind:?} step {step}: second moment");
+                // The products the next step forms from the stored values are
+                // normal or zero.
+                let (lr, wd) = (0.003f32, 0.001f32);
+                for (j, &pj) in p.iter().enumerate() {
+                    let m = o.m.get(j).copied().unwrap_or(0.0);
+                    let v = o.v.get(j).copied().unwrap_or(0.0);
+                    let products = match kind {
+                        OptimKind::Adam { decoupled, .. } => [
+                            if decoupled { lr * wd * pj } else { wd * pj },
+                            0.9 * m,
+                            0.999 * v,
+                            lr * m,
+                        ],
+                        OptimKind::Sgd { .. } => [wd * pj, 0.9 * m, lr * m, 0.0],
+                        OptimKind::Sdlm { .. } => [wd * pj, 0.0, 0.0, 0.0],
+                    };
+                    assert_eq!(
+                        subnormal(&products),
+                        0,
+                        "{kind:?} step {step} entry {j}: {} -> {pj:e}",
+                        before[j]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_instruction_set_steps_to_the_same_bits() {
+        // `dispatch` runs the update compiled for this CPU's best instruction set;
+        // a direct call runs the baseline (SSE2) build of the same code.
+        let n = 3 * RANGE + 123;
+        let chunks = 3;
+        let mut x = 0x2545_f491u32;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            // Magnitudes from 1e-30 to 1e3, both signs.
+            let e = (x % 110) as i32 - 100;
+            10f32.powi(e / 3)
+                * (1.0 + (x >> 8) as f32 / 16_777_216.0)
+                * if x & 1 == 0 { 1.0 } else { -1.0 }
+        };
+        let p: Vec<f32> = (0..n).map(|_| next()).collect();
+        let m: Vec<f32> = (0..n).map(|_| next()).collect();
+        let v: Vec<f32> = (0..n).map(|_| next().abs()).collect();
+        let h: Vec<f32> = (0..n).map(|_| next().abs()).collect();
+        let grads: Vec<f32> = (0..n * chunks).map(|_| next()).collect();
+        for kind in [
+            OptimKind::Sgd {
+                momentum: 0.9,
+                nesterov: true,
+            },
+            OptimKind::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-8,
+                decoupled: false,
+            },
+            OptimKind::Adam {
+                beta1: 0.8,
+                beta2: 0.99,
+                epsilon: 1e-7,
+                decoupled: true,
+            },
+            OptimKind::Sdlm { mu: 0.02 },
+        ] {
+            let rule = Rule {
+                kind,
+                lr: 0.003,
+                wd: 0.001,
+                t: 7,
+                frozen: 5..9,
+                floors: Floors::new(kind, 0.003, 0.001),
+            };
+            let old = State {
+                p: &p,
+                m: &m,
+                v: &v,
+                h: &h,
+            };
+            let mut outs = Vec::new();
+            for via_dispatch in [false, true] {
+                let (mut pn, mut mn, mut vn) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
+                let mut all = true;
+                for (r, ((pr, mr), vr)) in pn
+                    .chunks_mut(RANGE)
+                    .zip(mn.chunks_mut(RANGE))
+                    .zip(vn.chunks_mut(RANGE))
+                    .enumerate()
+                {
+                    let mut out = Range {
+                        lo: r * RANGE,
+                        p: pr,
+                        m: mr,
+                        v: vr,
+                    };
+                    all &= if via_dispatch {
+                        dispatch(Update {
+                            rule: &rule,
+                            out: &mut out,
+                            old: &old,
+                            grads: &grads,
+                            n,
+                            chunks,
+                        })
+                    } else {
+                        rule.update(&mut out, &old, &grads, n, chunks)
+                    };
+                }
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                outs.push((all, bits(&pn), bits(&mn), bits(&vn)));
+            }
+            assert!(outs[0] == outs[1], "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn bias_corrections_settle_at_one() {
+        for beta in [0.0f32, 0.5, 0.9, 0.99, 0.999, 0.99999] {
+            let s = settled(beta);
+            let p = beta.powi(s);
+            assert!(
+                p == 0.0 || (p >= f32::MIN_POSITIVE && p < 2f32.powi(-39)),
+                "{beta}: {p:e}"
+            );
+            for t in [s, s + 1, s + 1000] {
+                assert_eq!(1.0 - beta.powi(t.min(s)), 1.0 - beta.powi(t), "{beta} {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn floors_are_tiny() {
+        for kind in [
+            OptimKind::Sgd {
+                momentum: 0.9,
+                nesterov: false,
+            },
+            OptimKind::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-8,
+                decoupled: false,
+            },
+        ] {
+            let f = Floors::new(kind, 0.003, 0.001);
+            for b in [f.p, f.m, f.v, f.g] {
+                let x = f32::from_bits(b);
+                assert!((f32::MIN_POSITIVE..=1e-17).contains(&x), "{kind:?}: {x:e}");
+            }
+        }
+        // Degenerate hyperparameters cannot make the floors large.
+        let f = Floors::new(OptimKind::Sdlm { mu: 0.02 }, 1e-30, 1e-38);
+        assert!(f32::from_bits(f.p) <= MAX_FLOOR);
     }
 
     #[test]

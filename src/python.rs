@@ -30,7 +30,7 @@ use crate::idx::{self, IdxData};
 use crate::net::{wide_lanes, CurvatureChunk, TrainChunk, Workspace};
 use crate::optim::{OptimKind, Optimizer};
 use crate::rng::Rng;
-use crate::simd::{dispatch, isa};
+use crate::simd::{dispatch, flush_all, isa, square};
 use crate::train::{self, Control, Dataset, InferOut, Order};
 
 impl From<LeNetError> for PyErr {
@@ -220,7 +220,7 @@ fn parse_label(n: usize, k: Option<usize>, y: &PyReadonlyArray1<'_, i64>) -> PyR
 #[pymethods]
 impl PyNetwork {
     #[new]
-    #[pyo3(signature = (n_classes, *, activation="tanh", pooling="sub", c3="table", output="softmax", init="lecun", seed=0, loss=None, map_j=0.1, rbf_trainable=false))]
+    #[pyo3(signature = (n_classes, *, activation="tanh", pooling="sub", c3="table", output="softmax", init="lecun", seed=0, loss=None, map_j=0.1, rbf_trainable=false, rbf_prototypes="bitmaps"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         n_classes: i64,
@@ -233,6 +233,7 @@ impl PyNetwork {
         loss: Option<&str>,
         map_j: f64,
         rbf_trainable: bool,
+        rbf_prototypes: &str,
     ) -> PyResult<Self> {
         if n_classes < 2 || n_classes > arch::MAX_CLASSES as i64 {
             return Err(PyValueError::new_err(format!(
@@ -251,6 +252,7 @@ impl PyNetwork {
                 map_j as f32,
             )?,
             rbf_trainable,
+            prototypes: arch::Prototypes::parse(rbf_prototypes)?,
         };
         cfg.validate()?;
         let init = arch::Init::parse(init)?;
@@ -300,6 +302,7 @@ impl PyNetwork {
             d.set_item("map_j", j)?;
         }
         d.set_item("rbf_trainable", c.rbf_trainable)?;
+        d.set_item("rbf_prototypes", c.prototypes.name())?;
         Ok(d)
     }
 
@@ -311,6 +314,9 @@ impl PyNetwork {
 
     /// Replaces all weights at once from a dict name -> array (float32 or
     /// float64, exact shapes, finite values). Nothing changes if any entry is wrong.
+    /// Values too small for a normal float32 (below 1.2e-38 in magnitude) are
+    /// stored as zeros of their sign: the kernels never see a subnormal number
+    /// (see `simd`).
     fn set_weights(&self, weights: &Bound<'_, PyDict>) -> PyResult<()> {
         let specs = self.layout.tensors();
         let mut given: HashMap<String, Bound<'_, PyAny>> = HashMap::new();
@@ -342,7 +348,7 @@ impl PyNetwork {
         let mut p = self.snapshot()?.as_ref().clone();
         for s in &specs {
             let v = &given[s.name];
-            let dense: Vec<f32> = if let Ok(a) = v.extract::<PyReadonlyArrayDyn<f32>>() {
+            let mut dense: Vec<f32> = if let Ok(a) = v.extract::<PyReadonlyArrayDyn<f32>>() {
                 check_shape(s.name, &s.shape, a.shape())?;
                 a.as_array().iter().copied().collect()
             } else if let Ok(a) = v.extract::<PyReadonlyArrayDyn<f64>>() {
@@ -364,6 +370,7 @@ impl PyNetwork {
                     s.name
                 )));
             }
+            flush_all(&mut dense);
             self.layout.import(s, &dense, &mut p)?;
         }
         self.publish(p);
@@ -920,7 +927,8 @@ fn _forward_backward<'py>(
     let mut loss = 0.0f64;
     let mut chunk_grad = vec![0.0f32; np];
     let p2: Vec<f32> = if curvature {
-        p.iter().map(|v| v * v).collect()
+        // As `train::estimate_curvature` does.
+        p.iter().map(|&v| square(v)).collect()
     } else {
         Vec::new()
     };
@@ -1135,6 +1143,13 @@ fn rbf_bitmaps(py: Python<'_>) -> PyResult<Bound<'_, PyArray2<f32>>> {
     PyArray1::from_vec(py, crate::rbf::bitmaps()).reshape([crate::rbf::N_BITMAPS, arch::F6_UNITS])
 }
 
+/// The RBF prototypes of `rbf_prototypes="codes"`: rows of a Hadamard matrix of
+/// order 84, (10, 84) float32 of -1/+1.
+#[pyfunction]
+fn rbf_codes(py: Python<'_>) -> PyResult<Bound<'_, PyArray2<f32>>> {
+    PyArray1::from_vec(py, crate::rbf::codes()).reshape([crate::rbf::N_BITMAPS, arch::F6_UNITS])
+}
+
 /// Name of the instruction set the kernels run with ("avx2+fma", "scalar", ...).
 #[pyfunction]
 fn _isa() -> &'static str {
@@ -1150,6 +1165,7 @@ fn _lenet5(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_forward_backward, m)?)?;
     m.add_function(wrap_pyfunction!(_isa, m)?)?;
     m.add_function(wrap_pyfunction!(rbf_bitmaps, m)?)?;
+    m.add_function(wrap_pyfunction!(rbf_codes, m)?)?;
     m.add_function(wrap_pyfunction!(distort, m)?)?;
     m.add_function(wrap_pyfunction!(save_safetensors, m)?)?;
     m.add_function(wrap_pyfunction!(load_safetensors, m)?)?;

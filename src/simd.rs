@@ -12,6 +12,67 @@
 
 use std::sync::OnceLock;
 
+// Subnormal numbers
+//
+// A multiply or add with a subnormal operand or result (|x| < 2^-126, about
+// 1.2e-38) takes a microcode assist on many x86 CPUs, 10-100x slower. Weight
+// decay on units that never fire (dead ReLUs) drives weights and optimizer
+// moments towards zero, so without care thousands of them end up subnormal
+// and every multiply-add over them is slow.
+//
+// The usual cure, flush-to-zero and denormals-are-zero in MXCSR (bits 15 and
+// 6), is not open to Rust code: the documentation of
+// `core::arch::x86_64::_mm_setcsr` (section "Denormals-are-zero/Flush-to-zero
+// Mode") says that changing that mode is immediate undefined behaviour, even
+// when restored afterwards, because the compiler assumes the default
+// floating-point environment (it constant-folds and moves float operations on
+// that assumption); inline assembly may change it only inside one `asm!`
+// block, restoring it before the block ends. So the crate keeps
+// subnormals out of the numbers instead: the weights given to `set_weights`
+// and the SDLM curvature pass through [`flush`], and the optimizer stores no
+// value so small that its next step would make a subnormal (`optim`,
+// "Floors"). The kernels then see normal numbers or zeros. These are integer
+// operations on the bits, so they give the same bits on every thread, every
+// instruction set and every CPU.
+
+/// Bits of `f32::MIN_POSITIVE`, the smallest normal magnitude.
+pub const NORMAL: u32 = 0x0080_0000;
+
+/// `x`, or a zero of its sign if `|x|` is below the magnitude whose bits are
+/// `floor`. Compares the bits as integers (no float operation, so a subnormal
+/// `x` costs nothing extra) and vectorises; NaN and infinities pass unchanged
+/// for any finite `floor`.
+#[inline(always)]
+pub fn zero_below(x: f32, floor: u32) -> f32 {
+    let b = x.to_bits();
+    // Magnitude bits and floor are below 2^31: a signed compare, and the
+    // select written as a mask (4 vector instructions with SSE2).
+    let small = (((b & 0x7fff_ffff) as i32) < floor as i32) as u32;
+    f32::from_bits(b & !(small.wrapping_neg() & 0x7fff_ffff))
+}
+
+/// `x`, or a zero of the same sign if `x` is subnormal (what flush-to-zero
+/// stores).
+#[inline(always)]
+pub fn flush(x: f32) -> f32 {
+    zero_below(x, NORMAL)
+}
+
+/// `x * x`, or zero where that is subnormal, without forming the subnormal
+/// (|x| < 2^-63 squares below 2^-126). The same bits as `flush(x * x)`.
+#[inline(always)]
+pub fn square(x: f32) -> f32 {
+    let x = zero_below(x, 0x2000_0000); // 2^-63
+    x * x
+}
+
+/// [`flush`] on every element.
+pub fn flush_all(xs: &mut [f32]) {
+    for x in xs {
+        *x = flush(*x);
+    }
+}
+
 /// How `a * b + c` is evaluated inside the scalar parts of the kernels.
 pub trait Math: Simd {
     /// `a * b + c`.
@@ -472,5 +533,63 @@ pub fn dispatch<T: SimdTask>(task: T) -> T::Output {
         // SAFETY: as above; Avx512 implies AVX2 and FMA were detected too.
         Isa::Avx512 => unsafe { run_avx512(task) },
         _ => task.run(Plain(())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flush_zeroes_subnormals_only() {
+        let sub = f32::from_bits(1);
+        let big_sub = f32::from_bits(0x007f_ffff);
+        for (x, want) in [
+            (sub, 0.0f32),
+            (big_sub, 0.0),
+            (-big_sub, -0.0),
+            (1e-40, 0.0),
+            (-1e-45, -0.0),
+            (0.0, 0.0),
+            (-0.0, -0.0),
+            (f32::MIN_POSITIVE, f32::MIN_POSITIVE),
+            (-f32::MIN_POSITIVE, -f32::MIN_POSITIVE),
+            (1.0, 1.0),
+            (f32::MAX, f32::MAX),
+            (f32::INFINITY, f32::INFINITY),
+            (f32::NEG_INFINITY, f32::NEG_INFINITY),
+        ] {
+            assert_eq!(flush(x).to_bits(), want.to_bits(), "{x:e}");
+        }
+        assert!(flush(f32::NAN).is_nan());
+        let mut v = vec![1e-39f32, 2.0, -3e-42, f32::MIN_POSITIVE];
+        flush_all(&mut v);
+        assert_eq!(v, vec![0.0, 2.0, -0.0, f32::MIN_POSITIVE]);
+        assert!(v[2].is_sign_negative());
+        let floor = 1e-20f32.to_bits();
+        assert_eq!(zero_below(-9e-21, floor).to_bits(), (-0.0f32).to_bits());
+        assert_eq!(zero_below(1e-20, floor), 1e-20);
+        assert_eq!(zero_below(-2.0, floor), -2.0);
+        assert!(zero_below(f32::NAN, floor).is_nan());
+        assert_eq!(f32::from_bits(0x2000_0000), 2f32.powi(-63));
+        for x in [
+            0.0f32,
+            1e-30,
+            1.0842e-19,
+            2f32.powi(-63),
+            1.0843e-19,
+            3.0,
+            -1e-19,
+            -2e-19,
+        ] {
+            let want = flush(x * x);
+            assert_eq!(square(x).to_bits(), want.to_bits(), "{x:e}");
+        }
+        let mut x = 2f32.powi(-64);
+        while x < 2f32.powi(-62) {
+            assert_eq!(square(x).to_bits(), flush(x * x).to_bits(), "{x:e}");
+            assert_eq!(square(-x).to_bits(), flush(x * x).to_bits(), "{x:e}");
+            x = f32::from_bits(x.to_bits() + 997);
+        }
     }
 }

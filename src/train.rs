@@ -18,7 +18,7 @@ use crate::error::{LeNetError, Result};
 use crate::net::{score, softmax_rows, wide_lanes, CurvatureChunk, Forward, TrainChunk, Workspace};
 use crate::optim::Optimizer;
 use crate::rng::Rng;
-use crate::simd::{dispatch, MAX_LANES};
+use crate::simd::{dispatch, flush_all, square, MAX_LANES};
 
 /// Training images with their class indices.
 #[derive(Clone, Debug)]
@@ -267,7 +267,8 @@ pub fn estimate_curvature(
     let wide = wide_lanes();
     let lanes = if m < wide { 1 } else { wide };
     let nch = m.div_ceil(lanes);
-    let p2: Vec<f32> = params.iter().map(|v| v * v).collect();
+    // Squares of weights below 1.1e-19 would be subnormal (see `simd`).
+    let p2: Vec<f32> = params.iter().map(|&v| square(v)).collect();
     let mut grads = try_alloc(nch * np, "curvature buffers")?;
     let wss = Workspaces::new(pool.current_num_threads(), lanes, lay.cfg.n_classes);
     let scale = 1.0 / m as f32;
@@ -298,6 +299,8 @@ pub fn estimate_curvature(
             *a += b;
         }
     }
+    // The optimizer keeps `h` for a whole pass: no subnormals in it.
+    flush_all(&mut h);
     Ok(h)
 }
 

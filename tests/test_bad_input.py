@@ -730,6 +730,7 @@ BAD_HYPERPARAMETERS = {
     "map_j": [-0.1, math.inf, math.nan, "0.1", None],
     "label_smoothing": [-0.1, 1.0, 2.0, math.inf, math.nan, "0.1"],
     "rbf_trainable": [1, "yes", None],
+    "rbf_prototypes": ["hadamard", "Codes", 1, True],
     "init": ["xavier", "zeros", 0, True],
     "augment": [
         "yes",

@@ -21,7 +21,7 @@ import lenet5._lenet5 as native
 import numpy as np
 import pytest
 import reference as ref
-from lenet5 import LeNet5, rbf_bitmaps
+from lenet5 import LeNet5, rbf_bitmaps, rbf_codes
 
 try:  # tiny float64 products: BLAS threads only contend
     from threadpoolctl import threadpool_limits
@@ -378,6 +378,48 @@ def test_fit_reestimates_the_curvature_before_each_epoch(mnist):
 # ------------------------------------------------------------------ bitmaps and counts
 
 
+def paley_hadamard(q):
+    """The Paley (type I) Hadamard matrix of order q + 1 for a prime q = 3 mod 4, written from
+    its definition: H = I + [[0, 1^T], [-1, Q]], Q[i, j] the quadratic character of j - i."""
+    squares = {(x * x) % q for x in range(1, q)}
+    chi = np.array([0] + [1 if a in squares else -1 for a in range(1, q)])
+    jacobsthal = chi[(np.arange(q)[None, :] - np.arange(q)[:, None]) % q]
+    s = np.zeros((q + 1, q + 1), dtype=np.int64)
+    s[0, 1:], s[1:, 0], s[1:, 1:] = 1, -1, jacobsthal
+    return np.eye(q + 1, dtype=np.int64) + s
+
+
+def test_codes_are_ten_rows_of_the_paley_hadamard_matrix():
+    h = paley_hadamard(83)
+    assert np.array_equal(h @ h.T, 84 * np.eye(84, dtype=np.int64))  # the definition holds
+    codes = rbf_codes()
+    assert codes.shape == (10, 84)
+    assert codes.dtype == np.float32
+    np.testing.assert_array_equal(codes, h[1:11].astype(np.float32))
+    # every code half +1, any two 42 apart
+    assert np.all((codes > 0).sum(axis=1) == 42)
+    distance = (codes[:, None, :] != codes[None, :, :]).sum(axis=-1)
+    assert np.all(distance[~np.eye(10, dtype=bool)] == 42)
+    for k in (2, 7, 10):
+        net = native.Network(k, output="rbf", rbf_prototypes="codes")
+        np.testing.assert_array_equal(net.get_weights()["output.weight"], codes[:k])
+        assert net.config()["rbf_prototypes"] == "codes"
+    with pytest.raises(ValueError, match="rbf_prototypes must be one of"):
+        native.Network(10, output="rbf", rbf_prototypes="hadamard")
+
+
+def test_model_with_codes_saves_and_loads(mnist, tmp_path):
+    (x, y), (xt, _) = mnist
+    model = LeNet5(
+        output="rbf", rbf_prototypes="codes", epochs=1, verbose=0, random_state=0
+    ).fit(x[:200], y[:200])
+    np.testing.assert_array_equal(model.get_weights()["output.weight"], rbf_codes())
+    model.save(tmp_path / "codes.safetensors")
+    again = LeNet5.load(tmp_path / "codes.safetensors")
+    assert again._net.config()["rbf_prototypes"] == "codes"
+    np.testing.assert_array_equal(again.predict_proba(xt[:20]), model.predict_proba(xt[:20]))
+
+
 def test_bitmaps_are_ten_distinct_plus_minus_one_patterns():
     b = rbf_bitmaps()
     assert b.shape == (10, 84)
@@ -405,7 +447,8 @@ def test_paper_network_has_60000_parameters_and_60840_with_trainable_prototypes(
     model = LeNet5(preset="paper", **quick).fit(x[:64], y[:64])
     assert model.n_params_ == 60_000
     assert model.get_weights()["output.weight"].shape == (10, 84)
-    np.testing.assert_array_equal(model.get_weights()["output.weight"], rbf_bitmaps())
+    # the preset's fixed prototypes: the codes
+    np.testing.assert_array_equal(model.get_weights()["output.weight"], rbf_codes())
     trainable = LeNet5(preset="paper", rbf_trainable=True, **quick).fit(x[:64], y[:64])
     assert trainable.n_params_ == 60_000 + 10 * 84
 
@@ -462,6 +505,7 @@ PAPER = {
     "init": "lecun_sqrt",
     "augment": None,
     "shuffle": "once",
+    "rbf_prototypes": "codes",
 }
 MODERN = {
     "epochs": 30,
@@ -490,14 +534,22 @@ DEFAULT = {
     "output": "softmax",
     "loss": "ce",
     "init": "he",
-    "weight_decay": 0.0005,
+    "weight_decay": 0.002,
     "label_smoothing": 0.0,
     "shuffle": True,
+    "rbf_prototypes": "bitmaps",
 }
 
 
 def test_native_config_reports_the_constructor_values():
-    kwargs = {"output": "rbf", "loss": "map", "map_j": 0.3, "init": "lecun_sqrt", "seed": 7}
+    kwargs = {
+        "output": "rbf",
+        "loss": "map",
+        "map_j": 0.3,
+        "init": "lecun_sqrt",
+        "seed": 7,
+        "rbf_prototypes": "codes",
+    }
     config = native.Network(10, **kwargs).config()
     assert {k: config[k] for k in kwargs} == kwargs
     # the same network rebuilt from its config draws the same weights

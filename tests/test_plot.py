@@ -101,6 +101,95 @@ def test_plot_history_into_given_axes(model):
         plot.plot_history({"epoch": []})
 
 
+def history(train_errors, test_errors=None, first=1):
+    """A history_-like dict from errors in %."""
+    epochs = list(range(first, first + len(train_errors)))
+    acc = [1 - e / 100 for e in train_errors]
+    val = [np.nan] * len(epochs) if test_errors is None else [1 - e / 100 for e in test_errors]
+    return {"epoch": epochs, "accuracy": acc, "val_accuracy": val}
+
+
+def test_plot_error_curves_of_one_model(model):
+    fig = plot.plot_error_curves(model)
+    assert_not_blank(fig)
+    ax = fig.axes[0]
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert list(lines) == ["training", "validation"]
+    for key, name in (("accuracy", "training"), ("val_accuracy", "validation")):
+        np.testing.assert_allclose(
+            lines[name].get_ydata(), 100 * (1 - np.array(model.history_[key]))
+        )
+        np.testing.assert_array_equal(lines[name].get_xdata(), model.history_["epoch"])
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("epoch", "error (%)")
+    assert ax.get_ylim()[0] == 0
+
+
+def test_plot_error_curves_mean_and_range_of_several_fits():
+    fits = [history([10, 5, 4], [8, 6, 5]), history([20, 7, 2], [12, 4, 3])]
+    fits.append(history([30, 9], [10, 5]))  # a shorter fit: the third epoch has two
+    fig = plot.plot_error_curves(fits, validation_label="test")
+    ax = fig.axes[0]
+    train, test = ax.get_lines()
+    assert train.get_label() == "training (mean of 3, range shaded)"
+    assert test.get_label() == "test (mean of 3, range shaded)"
+    np.testing.assert_allclose(train.get_ydata(), [20, 7, 3])
+    np.testing.assert_allclose(test.get_ydata(), [10, 5, 4])
+    bands = ax.collections
+    assert len(bands) == 2
+    low, high = bands[0].get_paths()[0].get_extents().intervaly
+    assert (low, high) == pytest.approx((2, 30))
+
+
+def test_plot_error_curves_each_fit_and_without_validation():
+    fits = [history([10, 5]), history([20, 7]), history([30, 9])]
+    fig, ax = plt.subplots()
+    assert plot.plot_error_curves(fits, spread="each", ax=ax) is fig
+    assert_not_blank(fig)
+    lines = ax.get_lines()
+    assert len(lines) == 3  # training only: no validation figures
+    assert lines[0].get_label() == "training (3 fits)"
+    assert {ln.get_label() for ln in lines[1:]} == {"_nolegend_"}
+    np.testing.assert_allclose(lines[2].get_ydata(), [30, 9])
+    assert not ax.collections
+
+
+def test_plot_error_curves_marks():
+    marks = [
+        ("test error 0.95%", 0.95, (10, 20)),
+        ("training error 0.35% after 19", 0.35, 19),
+        ("with distortions 0.8%", 0.8, None),
+    ]
+    fig = plot.plot_error_curves(history([3, 2], [2, 1.5]), marks=marks)
+    assert_not_blank(fig)
+    ax = fig.axes[0]
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    segment, point, across = (lines[label] for label, _, _ in marks)
+    np.testing.assert_allclose(segment.get_xdata(), [10, 20])
+    np.testing.assert_allclose(segment.get_ydata(), [0.95, 0.95])
+    assert (list(point.get_xdata()), list(point.get_ydata())) == ([19], [0.35])
+    assert point.get_marker() == "*"
+    np.testing.assert_allclose(across.get_ydata(), [0.8, 0.8])
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[-3:] == [label for label, _, _ in marks]
+
+
+def test_plot_error_curves_errors(model):
+    with pytest.raises(ValueError, match="spread"):
+        plot.plot_error_curves(model, spread="median")
+    with pytest.raises(ValueError, match="no histories"):
+        plot.plot_error_curves([])
+    with pytest.raises(ValueError, match="no epochs"):
+        plot.plot_error_curves([model, {"epoch": []}])
+    with pytest.raises(ValueError, match="mark must be"):
+        plot.plot_error_curves(model, marks=[("paper", 0.95)])
+    with pytest.raises(ValueError, match="where of mark"):
+        plot.plot_error_curves(model, marks=[("paper", 0.95, "end")])
+    with pytest.raises(ValueError, match="finite number"):
+        plot.plot_error_curves(model, marks=[("paper", float("nan"), None)])
+    with pytest.raises(NotFittedError):
+        plot.plot_error_curves([model, LeNet5()])
+
+
 # ---------------------------------------------------------------- kernels
 
 
@@ -248,6 +337,7 @@ def test_plot_misclassified_into_axes_and_when_all_correct(model, data):
 
 CALLS = {
     "plot_history": lambda m, x, y: plot.plot_history(m),
+    "plot_error_curves": lambda m, x, y: plot.plot_error_curves(m),
     "plot_kernels": lambda m, x, y: plot.plot_kernels(m),
     "plot_feature_maps": lambda m, x, y: plot.plot_feature_maps(m, x[0]),
     "plot_confusion_matrix": lambda m, x, y: plot.plot_confusion_matrix(m, x, y),

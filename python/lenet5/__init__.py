@@ -11,7 +11,7 @@
 from . import datasets
 from ._estimator import LeNet5, TrainingWarning
 from ._lenet5 import __version__
-from ._paper import distort, rbf_bitmaps
+from ._paper import distort, rbf_bitmaps, rbf_codes
 from ._validation import NotFittedError
 
 __all__ = [
@@ -22,4 +22,5 @@ __all__ = [
     "datasets",
     "distort",
     "rbf_bitmaps",
+    "rbf_codes",
 ]

@@ -22,6 +22,7 @@ __all__ = [
     "load_idx",
     "load_safetensors",
     "rbf_bitmaps",
+    "rbf_codes",
     "save_safetensors",
 ]
 
@@ -146,6 +147,9 @@ def load_safetensors(
 
 def rbf_bitmaps() -> NDArray[np.float32]:
     """The RBF prototypes: 7x12 digit bitmaps, (10, 84) of -1/+1."""
+
+def rbf_codes() -> NDArray[np.float32]:
+    """The RBF prototypes of ``rbf_prototypes="codes"``: Hadamard rows, (10, 84), -1/+1."""
 
 def _forward_backward(
     network: Network,

@@ -10,7 +10,7 @@ from . import _lenet5
 from ._estimator import AUGMENT_DEFAULTS, AUGMENT_LIMITS, _seed_sequence
 from ._validation import check_float, check_images
 
-__all__ = ["distort", "rbf_bitmaps"]
+__all__ = ["distort", "rbf_bitmaps", "rbf_codes"]
 
 
 def rbf_bitmaps() -> np.ndarray:
@@ -41,6 +41,32 @@ def rbf_bitmaps() -> np.ndarray:
     -#####-
     """
     return np.asarray(_lenet5.rbf_bitmaps(), dtype=np.float32)
+
+
+def rbf_codes() -> np.ndarray:
+    """The prototypes of ``rbf_prototypes="codes"``: distributed codes for the RBF output.
+
+    Rows 1 to 10 of the Paley Hadamard matrix of order 84 (from the quadratic residues
+    modulo 83): every code has 42 entries at +1 and 42 at -1, and any two codes differ in
+    exactly 42 of F6's 84 units. The stylised bitmaps (:func:`rbf_bitmaps`) are far more
+    alike: three quarters of every bitmap is background, and the closest two differ in 6.
+
+    Returns
+    -------
+    ndarray of shape (10, 84), float32
+        Row ``i`` is the prototype of class ``classes_[i]``, values -1 and +1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lenet5 import rbf_codes
+    >>> c = rbf_codes()
+    >>> c.shape, int((c > 0).sum(axis=1)[0])
+    ((10, 84), 42)
+    >>> bool(np.all(c @ c.T == 84 * np.eye(10)))
+    True
+    """
+    return np.asarray(_lenet5.rbf_codes(), dtype=np.float32)
 
 
 def distort(

@@ -26,6 +26,7 @@ Examples
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "plot_confusion_matrix",
+    "plot_error_curves",
     "plot_feature_maps",
     "plot_history",
     "plot_kernels",
@@ -195,6 +197,202 @@ def plot_history(model: Any, *, axes: Sequence[Axes] | None = None) -> Figure:
             ax.set_xticks(epochs)
     loss_ax.set_title("Loss (cross-entropy)")
     acc_ax.set_title("Accuracy")
+    return fig
+
+
+def _histories(models: Any) -> list[dict[str, Any]]:
+    """The ``history_`` dicts of a model, a history dict, or a list or tuple of either."""
+    items = list(models) if isinstance(models, (list, tuple)) else [models]
+    if not items:
+        raise ValueError("no histories to plot: pass a fitted model, a history_ dict or a list")
+    histories = []
+    for item in items:
+        if isinstance(item, dict):
+            histories.append(item)
+        else:
+            _check_fitted(item)
+            histories.append(item.history_)
+    for history in histories:
+        if not list(history.get("epoch", [])):
+            raise ValueError("a history has no epochs to plot; fit the model first")
+    return histories
+
+
+def _error_table(histories: Sequence[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """The epochs of all histories and their error in % (fits x epochs, NaN where missing)."""
+    epochs = np.array(sorted({int(e) for h in histories for e in h["epoch"]}))
+    column = {e: i for i, e in enumerate(epochs)}
+    table = np.full((len(histories), epochs.size), np.nan)
+    for row, history in enumerate(histories):
+        for epoch, accuracy in zip(history["epoch"], history.get(key, [])):
+            table[row, column[int(epoch)]] = 100.0 * (1.0 - float(accuracy))
+    return epochs, table
+
+
+def plot_error_curves(
+    models: Any,
+    *,
+    spread: str = "band",
+    marks: Sequence[tuple[str, float, Any]] | None = None,
+    validation_label: str = "validation",
+    ax: Axes | None = None,
+) -> Figure:
+    """Training and validation error (%) per epoch of one or several fits, with reference marks.
+
+    Parameters
+    ----------
+    models : LeNet5, dict, or list of them
+        Fitted models or ``history_`` dicts (each with ``"epoch"``, ``"accuracy"`` and,
+        for the validation curve, ``"val_accuracy"``), for example one per seed. The
+        error is ``100 * (1 - accuracy)``; the training figure is the one measured during
+        each epoch.
+    spread : {"band", "each"}, default="band"
+        How several fits are drawn: ``"band"``, the mean error of every epoch with the
+        range of the fits (minimum to maximum) shaded; ``"each"``, one thin line per fit.
+    marks : sequence of (label, error, where), optional
+        Reference errors in % drawn in black and listed in the legend under ``label``,
+        for example published figures. ``where`` is an epoch (a star at that epoch), a
+        pair ``(first, last)`` (a dashed segment over those epochs) or None (a dashed
+        line across the axes).
+    validation_label : str, default="validation"
+        Name of the validation curve in the legend (``"test"`` when the validation data
+        is a test set).
+    ax : matplotlib Axes, optional
+        Where to draw. By default a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The curves are the Axes' lines labelled ``"training..."`` and
+        ``validation_label + "..."`` (the label says how many fits a mean is over); the
+        marks follow them, in order.
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> from lenet5 import LeNet5
+    >>> from lenet5.datasets import load_mnist
+    >>> from lenet5.plot import plot_error_curves
+    >>> (x, y), (x_test, y_test) = load_mnist()
+    >>> fits = [
+    ...     LeNet5(epochs=2, random_state=seed, verbose=0).fit(
+    ...         x[:500], y[:500], validation_data=(x_test[:200], y_test[:200])
+    ...     )
+    ...     for seed in (0, 1)
+    ... ]
+    >>> fig = plot_error_curves(
+    ...     fits, validation_label="test", marks=[("published test error", 0.95, None)]
+    ... )
+    >>> [line.get_label() for line in fig.axes[0].get_lines()][1:]
+    ['test (mean of 2, range shaded)', 'published test error']
+    >>> plt.close(fig)
+    """
+    if spread not in ("band", "each"):
+        raise ValueError(f"spread must be one of 'band', 'each'; got {spread!r}")
+    histories = _histories(models)
+    checked_marks: list[tuple[str, float, Any]] = []
+    for mark in marks or ():
+        if not (isinstance(mark, (list, tuple)) and len(mark) == 3):
+            raise ValueError(f"a mark must be (label, error, where); got {mark!r}")
+        label, error, where = mark
+        if where is not None and not (
+            isinstance(where, numbers.Real)
+            or (isinstance(where, (list, tuple)) and len(where) == 2)
+        ):
+            raise ValueError(
+                f"where of mark {label!r} must be an epoch, (first, last) or None; got {where!r}"
+            )
+        if not (isinstance(error, numbers.Real) and math.isfinite(error)):
+            raise ValueError(f"the error of mark {label!r} must be a finite number; got {error!r}")
+        checked_marks.append((str(label), float(error), where))
+    if ax is None:
+        fig = _new_figure((7.0, 4.5))
+        ax = fig.add_subplot()
+    else:
+        fig = _figure_of(ax)
+    n = len(histories)
+    drawn: list[Any] = []  # the artists of this call
+    for key, name, color in (
+        ("accuracy", "training", "C0"),
+        ("val_accuracy", validation_label, "C1"),
+    ):
+        epochs, table = _error_table(histories, key)
+        present = ~np.isnan(table)
+        if not present.any():
+            continue
+        if spread == "each" or n == 1:
+            label = name if n == 1 else f"{name} ({n} fits)"
+            for row, values in zip(present, table):
+                drawn += ax.plot(
+                    epochs[row],
+                    values[row],
+                    color=color,
+                    linewidth=1.0,
+                    alpha=0.8,
+                    marker="o",
+                    markersize=2.5,
+                    label=label,
+                )
+                label = "_nolegend_"
+            continue
+        count = present.sum(axis=0)
+        shown = count > 0
+        mean = np.where(present, table, 0.0).sum(axis=0)[shown] / count[shown]
+        low = np.where(present, table, np.inf).min(axis=0)[shown]
+        high = np.where(present, table, -np.inf).max(axis=0)[shown]
+        drawn.append(
+            ax.fill_between(epochs[shown], low, high, color=color, alpha=0.2, linewidth=0)
+        )
+        drawn += ax.plot(
+            epochs[shown],
+            mean,
+            color=color,
+            marker="o",
+            markersize=3,
+            label=f"{name} (mean of {n}, range shaded)",
+        )
+    styles = iter(("--", ":", "-.", (0, (5, 2, 1, 2))) * len(checked_marks))
+    for label, error, where in checked_marks:
+        if where is None:
+            drawn.append(
+                ax.axhline(
+                    error, color="black", linestyle=next(styles), linewidth=1.2, label=label
+                )
+            )
+        elif isinstance(where, numbers.Real):
+            drawn += ax.plot(
+                [float(where)],
+                [error],
+                color="black",
+                marker="*",
+                markersize=12,
+                linestyle="none",
+                label=label,
+            )
+        else:
+            first, last = where
+            drawn += ax.plot(
+                [first, last],
+                [error, error],
+                color="black",
+                linestyle=next(styles),
+                linewidth=1.5,
+                label=label,
+            )
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    # The error axis starts at 0 and stays autoscaled (for what is drawn later, and for
+    # shared axes): 0 joins the data limits, and no margin goes below it.
+    if drawn:
+        ax.update_datalim([(float(histories[0]["epoch"][0]), 0.0)])
+    for artist in drawn:
+        artist.sticky_edges.y.append(0.0)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("error (%)")
+    ax.set_title("Error")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
     return fig
 
 
