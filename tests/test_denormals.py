@@ -60,7 +60,12 @@ def test_native_calls_leave_subnormal_arithmetic_in_python_alone(digits):
 
     for n_jobs in (1, 2):
         model = LeNet5(
-            preset="modern", epochs=2, random_state=0, verbose=0, n_jobs=n_jobs, callbacks=[callback]
+            preset="modern",
+            epochs=2,
+            random_state=0,
+            verbose=0,
+            n_jobs=n_jobs,
+            callbacks=[callback],
         )
         model.fit(x, y)
         assert subnormal_arithmetic_works(), f"after fit, n_jobs={n_jobs}"
@@ -88,11 +93,16 @@ def test_native_calls_leave_subnormal_arithmetic_in_python_alone(digits):
     progress = []
     data = _lenet5.Dataset(x[:256], y[:256].astype(np.int64))
     net.train_epoch(
-        data, 8, 1, callback=lambda done, loss: progress.append(subnormal_arithmetic_works()),
+        data,
+        8,
+        1,
+        callback=lambda done, loss: progress.append(subnormal_arithmetic_works()),
         interval=0.0,
     )
-    assert progress and all(progress)
-    assert seen_in_callbacks and all(seen_in_callbacks)
+    assert progress
+    assert all(progress)
+    assert seen_in_callbacks
+    assert all(seen_in_callbacks)
 
 
 @pytest.mark.parametrize(

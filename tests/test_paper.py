@@ -410,9 +410,9 @@ def test_codes_are_ten_rows_of_the_paley_hadamard_matrix():
 
 def test_model_with_codes_saves_and_loads(mnist, tmp_path):
     (x, y), (xt, _) = mnist
-    model = LeNet5(
-        output="rbf", rbf_prototypes="codes", epochs=1, verbose=0, random_state=0
-    ).fit(x[:200], y[:200])
+    model = LeNet5(output="rbf", rbf_prototypes="codes", epochs=1, verbose=0, random_state=0).fit(
+        x[:200], y[:200]
+    )
     np.testing.assert_array_equal(model.get_weights()["output.weight"], rbf_codes())
     model.save(tmp_path / "codes.safetensors")
     again = LeNet5.load(tmp_path / "codes.safetensors")
@@ -513,7 +513,7 @@ MODERN = {
     "optimizer": "adam",
     "learning_rate": 0.003,
     "lr_schedule": "cosine",
-    "weight_decay": 0.001,
+    "weight_decay": 0.0005,
     "label_smoothing": 0.05,
     "activation": "relu",
     "pooling": "max",

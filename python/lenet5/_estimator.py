@@ -116,7 +116,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "optimizer": "adam",
         "learning_rate": 0.003,
         "lr_schedule": "cosine",
-        "weight_decay": 0.001,
+        "weight_decay": 0.0005,
         "label_smoothing": 0.05,
         "activation": "relu",
         "pooling": "max",
@@ -303,7 +303,7 @@ class LeNet5:
         ``docs/paper.md``).
         ``"modern"``: ReLU, max pooling, full C3, softmax with ``label_smoothing=0.05``,
         Glorot initialisation, Adam with ``learning_rate=0.003``, ``lr_schedule="cosine"``
-        and ``weight_decay=0.001``, 30 epochs of batches of 32.
+        and ``weight_decay=0.0005``, 30 epochs of batches of 32.
         A keyword argument given explicitly (not None) overrides the preset's value; the
         preset's other values stay (an ``optimizer`` other than the preset's takes that
         optimizer's default ``learning_rate`` unless one is given). None: the library

@@ -34,7 +34,8 @@ class Network:
 
     ``output`` is ``"softmax"`` or ``"rbf"`` (the paper's Euclidean RBF units, at most 10
     classes); ``loss`` is ``"ce"``, ``"map"`` or ``"mle"`` (None: ``"ce"`` for softmax,
-    ``"map"`` for rbf). The RBF prototypes are fixed unless ``rbf_trainable``.
+    ``"map"`` for rbf). The RBF prototypes (``rbf_prototypes``: ``"bitmaps"`` or ``"codes"``)
+    are fixed unless ``rbf_trainable``.
     """
 
     def __new__(
@@ -50,6 +51,7 @@ class Network:
         loss: str | None = None,
         map_j: float = 0.1,
         rbf_trainable: bool = False,
+        rbf_prototypes: str = "bitmaps",
     ) -> Network: ...
     @property
     def n_classes(self) -> int:
