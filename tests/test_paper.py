@@ -541,6 +541,20 @@ DEFAULT = {
 }
 
 
+def test_augment_with_the_paper_preset_uses_the_presets_strengths():
+    from lenet5._estimator import AUGMENT_DEFAULTS
+
+    half = {key: value / 2 for key, value in AUGMENT_DEFAULTS.items()}
+    assert LeNet5(preset="paper", augment=True).resolved_params()["augment"] == half
+    # a dict sets some strengths, the preset's give the rest
+    given = LeNet5(preset="paper", augment={"shear": 0.3}).resolved_params()["augment"]
+    assert given == {**half, "shear": 0.3}
+    for preset in (None, "modern"):
+        resolved = LeNet5(preset=preset, augment=True).resolved_params()["augment"]
+        assert resolved == AUGMENT_DEFAULTS
+    assert LeNet5(preset="paper").resolved_params()["augment"] is None
+
+
 def test_native_config_reports_the_constructor_values():
     kwargs = {
         "output": "rbf",
