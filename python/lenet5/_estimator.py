@@ -138,8 +138,8 @@ AUGMENT_LIMITS = {"translate": 16.0, "scale": 0.9, "squeeze": 0.9, "shear": 2.0}
 #: The distortion strengths of ``augment=True`` with a preset, where they differ from
 #: AUGMENT_DEFAULTS. The paper recipe learns from distorted images only while its rates
 #: are high (its schedule falls to a fiftieth by pass 13): at half the default strengths
-#: it reaches 0.58% and 0.78% on the full MNIST (seeds 0, 1), at the defaults 0.90% and
-#: 1.11% (docs/paper.md, departure 7).
+#: it reaches 0.58%, 0.78% and 0.60% on the full MNIST (seeds 0-2), at the defaults 0.90%
+#: and 1.11% (seeds 0, 1; docs/paper.md, departure 7).
 PRESET_AUGMENT = {"paper": {"translate": 1.0, "scale": 0.05, "squeeze": 0.05, "shear": 0.1}}
 
 #: Seconds between two progress reports from the native training loop.
