@@ -152,18 +152,17 @@ pub fn train_epoch(
     let mut grads = try_alloc(max_chunks * np, "gradient buffers")?;
     let mut stats = vec![(0.0f64, 0usize); max_chunks];
     let wss = Workspaces::new(pool.current_num_threads(), lanes, lay.cfg.n_classes);
-    let shuffled = order;
-    let mut order: Vec<usize> = (0..n).collect();
-    match shuffled {
-        Order::Shuffled => rng.shuffle(&mut order),
-        Order::Seeded(seed) => Rng::new(seed).shuffle(&mut order),
+    let mut visit: Vec<usize> = (0..n).collect();
+    match order {
+        Order::Shuffled => rng.shuffle(&mut visit),
+        Order::Seeded(seed) => Rng::new(seed).shuffle(&mut visit),
         Order::Data => {}
     }
     let distort_seed = rng.next_u64();
 
     let mut out = EpochStats::default();
     let mut last = Instant::now();
-    for (b, idx) in order.chunks(bs).enumerate() {
+    for (b, idx) in visit.chunks(bs).enumerate() {
         let nch = idx.len().div_ceil(lanes);
         let scale = 1.0 / idx.len() as f32;
         let p: &[f32] = params;

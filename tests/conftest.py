@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 
 import numpy as np
@@ -91,3 +92,21 @@ def assert_same_snapshot(before: dict, after: dict) -> None:
         assert before["n_iter_"] == after["n_iter_"]
         assert before["history_"] == after["history_"]
         assert weights_equal(before["weights"], after["weights"])
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory, mnist):
+    """An MNIST-style folder with 300 training and 100 test digits."""
+    from test_datasets import idx_bytes
+
+    (x, y), (xt, yt) = mnist
+    folder = tmp_path_factory.mktemp("tiny-mnist")
+    arrays = {
+        "train-images-idx3-ubyte.gz": x[:300],
+        "train-labels-idx1-ubyte.gz": y[:300],
+        "t10k-images-idx3-ubyte.gz": xt[:100],
+        "t10k-labels-idx1-ubyte.gz": yt[:100],
+    }
+    for name, array in arrays.items():
+        (folder / name).write_bytes(gzip.compress(idx_bytes(array)))
+    return folder

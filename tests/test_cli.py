@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
 import subprocess
@@ -13,7 +12,6 @@ from importlib import metadata
 import numpy as np
 import pytest
 from lenet5.__main__ import main
-from test_datasets import idx_bytes
 
 
 def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -24,22 +22,6 @@ def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory, mnist):
-    """An MNIST-style folder with 300 training and 100 test digits."""
-    (x, y), (xt, yt) = mnist
-    folder = tmp_path_factory.mktemp("tiny-mnist")
-    arrays = {
-        "train-images-idx3-ubyte.gz": x[:300],
-        "train-labels-idx1-ubyte.gz": y[:300],
-        "t10k-images-idx3-ubyte.gz": xt[:100],
-        "t10k-labels-idx1-ubyte.gz": yt[:100],
-    }
-    for name, array in arrays.items():
-        (folder / name).write_bytes(gzip.compress(idx_bytes(array)))
-    return folder
 
 
 def test_train_one_epoch_prints_accuracy_and_wall_time():

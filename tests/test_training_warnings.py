@@ -9,7 +9,6 @@ warning on Ctrl-C or when fit raises.
 
 from __future__ import annotations
 
-import gzip
 import math
 import re
 import warnings
@@ -20,7 +19,6 @@ import pytest
 from lenet5 import LeNet5, TrainingWarning
 from lenet5.__main__ import main
 from lenet5._estimator import _went_nowhere
-from test_datasets import idx_bytes
 
 
 def quiet(**params):
@@ -321,18 +319,9 @@ def test_rule_judges_only_the_epochs_of_the_fit():
 # ------------------------------------------------------------------ command line
 
 
-def test_cli_prints_one_warning_line_and_exits_0(mnist, tmp_path, capsys):
-    (x, y), (xt, yt) = mnist
-    arrays = {
-        "train-images-idx3-ubyte.gz": x[:300],
-        "train-labels-idx1-ubyte.gz": y[:300],
-        "t10k-images-idx3-ubyte.gz": xt[:100],
-        "t10k-labels-idx1-ubyte.gz": yt[:100],
-    }
-    for name, array in arrays.items():
-        (tmp_path / name).write_bytes(gzip.compress(idx_bytes(array)))
+def test_cli_prints_one_warning_line_and_exits_0(tiny_folder, tmp_path, capsys):
     save = tmp_path / "model.safetensors"
-    args = ["train", "--data", str(tmp_path), "--epochs", "2", "--quiet", "--n-jobs", "1"]
+    args = ["train", "--data", str(tiny_folder), "--epochs", "2", "--quiet", "--n-jobs", "1"]
     code = main([*args, "--learning-rate", "10", "--save", str(save)])
     out, err = capsys.readouterr()
     assert code == 0
