@@ -11,7 +11,8 @@ Run it here (a ``LocalCluster`` of worker processes on 127.0.0.1)::
 
     python examples/dask_predict.py --workers 2 --images 4000 --chunk 500
 
-or on a running Dask cluster, whose workers have lenet5 installed (the same version)::
+or on a running Dask cluster, whose workers have lenet5 installed (``pip install lenet5-rs``,
+the same version)::
 
     python examples/dask_predict.py --scheduler tcp://scheduler:8786 --images 100000
 

@@ -376,7 +376,7 @@ def test_predict_images_without_pillow(model_file, tmp_path):
         [sys.executable, "-m", "lenet5", "predict", str(model_file), str(image)],
         capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL,
     )  # fmt: skip
-    one_line_error(result, "pip install 'lenet5[image]'")
+    one_line_error(result, "pip install 'lenet5-rs[image]'")
 
 
 def test_summary_of_a_saved_model(model_file):

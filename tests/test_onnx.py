@@ -251,7 +251,7 @@ def test_not_a_model():
 
 def test_missing_onnx_package_is_a_clear_import_error(fitted_small, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)  # makes "import onnx" fail
-    with pytest.raises(ImportError, match=r"pip install 'lenet5\[onnx\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'lenet5-rs\[onnx\]'"):
         fitted_small.to_onnx()
 
 

@@ -10,7 +10,7 @@ Subcommands:
     Accuracy and confusion matrix of a saved model on a test set.
 ``predict MODEL INPUT...``
     Labels and probabilities for images (PNG, JPEG and what else Pillow reads; the
-    optional extra ``lenet5[image]``) or ``.npy`` arrays of images.
+    optional extra ``lenet5-rs[image]``) or ``.npy`` arrays of images.
 ``summary MODEL``
     The layers of a saved model, their output shapes, parameters and connections.
 
@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="labels and probabilities for image files or .npy arrays",
         description=(
             "Print the predicted label and its probability for each image: PNG, JPEG or "
-            "any format Pillow reads (pip install 'lenet5[image]'), converted to grayscale, "
+            "any format Pillow reads (pip install 'lenet5-rs[image]'), converted to grayscale, "
             "inverted when the background is light, padded to a square and resized to "
             "28x28; or .npy files of uint8 (0-255) or float (0-1) images shaped (28, 28), "
             "(n, 28, 28), (n, 784), (n, 32, 32) or (n, 1, 28, 28), light digits on a dark "
@@ -455,7 +455,7 @@ def load_image(path: str | os.PathLike[str], invert: str = "auto") -> Any:
     Raises
     ------
     ImportError
-        When Pillow is not installed (``pip install 'lenet5[image]'``).
+        When Pillow is not installed (``pip install 'lenet5-rs[image]'``).
     ValueError
         When the file is not an image Pillow can read.
     """
@@ -465,7 +465,7 @@ def load_image(path: str | os.PathLike[str], invert: str = "auto") -> Any:
         from PIL import Image, ImageOps, UnidentifiedImageError
     except ImportError:
         raise ImportError(
-            "reading image files needs Pillow; install it with: pip install 'lenet5[image]'"
+            "reading image files needs Pillow; install it with: pip install 'lenet5-rs[image]'"
         ) from None
     try:
         with Image.open(path) as opened:

@@ -1550,7 +1550,7 @@ class LeNet5:
         self._fitted_net().set_weights(check_weights(weights))
 
     def to_onnx(self, path: Any = None, *, image_size: int = 28) -> Any:
-        """Export the fitted network as an ONNX graph (needs ``pip install 'lenet5[onnx]'``).
+        """Export the fitted network as an ONNX graph (needs ``pip install 'lenet5-rs[onnx]'``).
 
         The graph takes float32 pixels in [0, 1] of shape ``(N, 1, 28, 28)`` (or
         ``(N, 1, 32, 32)`` with ``image_size=32``) and outputs ``probabilities``

@@ -1,6 +1,6 @@
 """Export of a fitted LeNet-5 as a standard ONNX graph (``LeNet5.to_onnx``).
 
-Needs the ``onnx`` package (``pip install 'lenet5[onnx]'``); running the graph needs a
+Needs the ``onnx`` package (``pip install 'lenet5-rs[onnx]'``); running the graph needs a
 runtime such as ``onnxruntime``, which this module never imports.
 
 The graph
@@ -70,7 +70,8 @@ def _import_onnx() -> Any:
         import onnx
     except ImportError as err:
         raise ImportError(
-            f"to_onnx needs the onnx package; install it with: pip install 'lenet5[onnx]' ({err})"
+            "to_onnx needs the onnx package; install it with: "
+            f"pip install 'lenet5-rs[onnx]' ({err})"
         ) from None
     return onnx
 

@@ -1,6 +1,6 @@
 """Plots of a :class:`~lenet5.LeNet5`: training curves, kernels, feature maps, errors.
 
-matplotlib is an optional dependency, installed with ``pip install 'lenet5[plot]'``; it is
+matplotlib is an optional dependency, installed with ``pip install 'lenet5-rs[plot]'``; it is
 imported when a function of this module is first called, so ``import lenet5.plot`` works
 without it.
 
@@ -65,7 +65,7 @@ def _pyplot() -> Any:
     except ImportError as err:
         raise ImportError(
             "lenet5.plot needs matplotlib, which is not installed; install it with "
-            "pip install 'lenet5[plot]' (or pip install matplotlib)"
+            "pip install 'lenet5-rs[plot]' (or pip install matplotlib)"
         ) from err
     return plt
 
