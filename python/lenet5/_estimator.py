@@ -861,11 +861,13 @@ class LeNet5:
 
     @property
     def loss_curve_(self) -> list[float]:
+        """Training loss per epoch (``history_["loss"]``), as scikit-learn's MLP names it."""
         self._fitted_net()
         return list(self.history_["loss"])
 
     @property
     def validation_scores_(self) -> list[float] | None:
+        """Validation accuracy per epoch when training used validation data, else None."""
         self._fitted_net()
         scores = list(self.history_["val_accuracy"])
         if all(math.isnan(s) for s in scores):
@@ -1555,7 +1557,7 @@ class LeNet5:
         The graph takes float32 pixels in [0, 1] of shape ``(N, 1, 28, 28)`` (or
         ``(N, 1, 32, 32)`` with ``image_size=32``) and outputs ``probabilities``
         ``(N, n_classes)`` as :meth:`predict_proba`. Writes ``path`` (atomically) if given
-        and returns the ``onnx.ModelProto``; see :mod:`lenet5._onnx` for the graph.
+        and returns the ``onnx.ModelProto``; the README's ONNX section describes the graph.
 
         Parameters
         ----------
