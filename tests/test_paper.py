@@ -503,6 +503,7 @@ PAPER = {
     "map_j": 0.1,
     "rbf_trainable": False,
     "init": "lecun_sqrt",
+    "weight_decay": 0.0,
     "augment": None,
     "shuffle": "once",
     "rbf_prototypes": "codes",
@@ -510,10 +511,10 @@ PAPER = {
 MODERN = {
     "epochs": 30,
     "batch_size": 32,
-    "optimizer": "adam",
+    "optimizer": "adamw",
     "learning_rate": 0.003,
     "lr_schedule": "cosine",
-    "weight_decay": 0.0005,
+    "weight_decay": 0.1,
     "label_smoothing": 0.05,
     "activation": "relu",
     "pooling": "max",
@@ -535,7 +536,7 @@ DEFAULT = {
     "loss": "ce",
     "init": "he",
     "weight_decay": 0.002,
-    "label_smoothing": 0.0,
+    "label_smoothing": 0.02,
     "shuffle": True,
     "rbf_prototypes": "bitmaps",
 }
@@ -585,6 +586,13 @@ def test_explicit_keywords_override_the_preset():
     # another optimizer than the preset's takes its own default rate
     assert LeNet5(preset="paper", optimizer="adam").resolved_params()["learning_rate"] == 0.001
     assert LeNet5(preset="modern", learning_rate=0.01).resolved_params()["learning_rate"] == 0.01
+    # ... and its own default weight decay (the modern preset's 0.1 is AdamW's decoupled one;
+    # as an L2 penalty with Adam it would be fifty times the library's)
+    adam = LeNet5(preset="modern", optimizer="adam").resolved_params()
+    assert (adam["weight_decay"], adam["epochs"]) == (0.002, 30)
+    assert LeNet5(preset="modern", optimizer="adam", weight_decay=0.0).resolved_params()[
+        "weight_decay"
+    ] == 0.0
     assert LeNet5(optimizer="sdlm").resolved_params()["learning_rate"] == 0.005
     assert repr(LeNet5(preset="paper", epochs=2)) == "LeNet5(preset='paper', epochs=2)"
     # the modern preset's label smoothing does not carry over to an RBF output

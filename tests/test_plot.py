@@ -370,7 +370,7 @@ def test_missing_matplotlib_gives_a_clear_import_error(name, model, data, monkey
     _, (xt, yt) = data
     for module in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.setitem(sys.modules, module, None)
-    with pytest.raises(ImportError, match=r"lenet5\[plot\]"):
+    with pytest.raises(ImportError, match=r"lenet5-rs\[plot\]"):
         CALLS[name](model, xt, yt)
 
 

@@ -74,7 +74,7 @@ LIBRARY_DEFAULTS: dict[str, Any] = {
     "output": "softmax",
     "init": "he",
     "weight_decay": 0.002,
-    "label_smoothing": 0.0,
+    "label_smoothing": 0.02,
     "shuffle": True,
     "rbf_prototypes": "bitmaps",
 }
@@ -103,20 +103,23 @@ PRESETS: dict[str, dict[str, Any]] = {
         "c3": "table",
         "output": "rbf",
         "init": "lecun_sqrt",
+        "weight_decay": 0.0,
         "shuffle": "once",
         "rbf_prototypes": "codes",
     },
     # The LeNet-5 of most tutorials: ReLU, max pooling, all 6 S2 maps into every C3 map,
-    # softmax with cross-entropy, Glorot initialisation, Adam. The rate, schedule, weight
-    # decay, label smoothing, batch size and epochs were chosen on the embedded MNIST
-    # subset (docs/paper.md, "Results"); label smoothing and weight decay matter most.
+    # softmax with cross-entropy, Glorot initialisation, Adam with decoupled weight decay
+    # (AdamW). The rate, schedule, label smoothing, batch size and epochs were chosen on
+    # the embedded MNIST subset, the weight decay on the full MNIST (docs/paper.md,
+    # "Results"): AdamW's 0.1 gives 0.63% test error there against 0.73% for Adam with an
+    # L2 penalty of 0.0005.
     "modern": {
         "epochs": 30,
         "batch_size": 32,
-        "optimizer": "adam",
+        "optimizer": "adamw",
         "learning_rate": 0.003,
         "lr_schedule": "cosine",
-        "weight_decay": 0.0005,
+        "weight_decay": 0.1,
         "label_smoothing": 0.05,
         "activation": "relu",
         "pooling": "max",
@@ -309,12 +312,13 @@ class LeNet5:
         (``learning_rate=0.0005``), 20 epochs, ``batch_size=1``, ``shuffle="once"``; see
         ``docs/paper.md``).
         ``"modern"``: ReLU, max pooling, full C3, softmax with ``label_smoothing=0.05``,
-        Glorot initialisation, Adam with ``learning_rate=0.003``, ``lr_schedule="cosine"``
-        and ``weight_decay=0.0005``, 30 epochs of batches of 32.
+        Glorot initialisation, AdamW with ``learning_rate=0.003``, ``lr_schedule="cosine"``
+        and ``weight_decay=0.1`` (decoupled), 30 epochs of batches of 32.
         A keyword argument given explicitly (not None) overrides the preset's value; the
         preset's other values stay (an ``optimizer`` other than the preset's takes that
-        optimizer's default ``learning_rate`` unless one is given). None: the library
-        defaults listed below.
+        optimizer's default ``learning_rate`` and ``weight_decay`` unless they are given:
+        both are scaled for the preset's own optimizer). None: the library defaults listed
+        below.
     epochs : int or None, default=None
         Passes over the training data in ``fit`` (None: the preset's, else 20).
         ``partial_fit`` always makes one.
@@ -342,6 +346,7 @@ class LeNet5:
         L2 penalty coefficient, >= 0: ``weight_decay * w`` is added to the gradient of
         every parameter ``w`` (None: the preset's, else 0.002). With AdamW the decay is
         decoupled instead: each step also subtracts ``learning_rate * weight_decay * w``.
+        SDLM has no weight decay (``preset="paper"`` sets 0).
     beta_1, beta_2 : float, default=0.9, 0.999
         Adam's decay rates of the first and second moment estimates, in [0, 1).
     epsilon : float, default=1e-8
@@ -385,10 +390,9 @@ class LeNet5:
     map_j : float, default=0.1
         The constant ``j`` of the MAP loss, >= 0 (only used by ``loss="map"``).
     label_smoothing : float or None, default=None
-        In [0, 1), with ``loss="ce"`` only (None: the preset's, else 0.0): the
-        cross-entropy's target puts
-        ``1 - label_smoothing`` on the true class and spreads ``label_smoothing`` evenly
-        over all classes (as ``torch.nn.CrossEntropyLoss(label_smoothing=...)``). The
+        In [0, 1), with ``loss="ce"`` only (None: the preset's, else 0.02; 0 with an RBF
+        output): the cross-entropy's target puts ``1 - label_smoothing`` on the true class
+        and spreads ``label_smoothing`` evenly over all classes (as ``torch.nn.CrossEntropyLoss(label_smoothing=...)``). The
         training loss in ``history_`` includes it; the validation loss is the plain
         cross-entropy.
     rbf_trainable : bool, default=False
@@ -740,7 +744,13 @@ class LeNet5:
         p["learning_rate"] = check_float(learning_rate, "learning_rate", low=0.0, low_open=True)
         p["momentum"] = check_float(self.momentum, "momentum", low=0.0, high=1.0, high_open=True)
         p["nesterov"] = check_bool(self.nesterov, "nesterov")
-        p["weight_decay"] = check_float(resolved("weight_decay"), "weight_decay", low=0.0)
+        weight_decay = self.weight_decay
+        if weight_decay is None:
+            if preset.get("optimizer", p["optimizer"]) == p["optimizer"]:
+                weight_decay = resolved("weight_decay")
+            else:
+                weight_decay = LIBRARY_DEFAULTS["weight_decay"]
+        p["weight_decay"] = check_float(weight_decay, "weight_decay", low=0.0)
         p["beta_1"] = check_float(self.beta_1, "beta_1", low=0.0, high=1.0, high_open=True)
         p["beta_2"] = check_float(self.beta_2, "beta_2", low=0.0, high=1.0, high_open=True)
         p["epsilon"] = check_float(self.epsilon, "epsilon", low=0.0, low_open=True)
