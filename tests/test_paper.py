@@ -590,9 +590,12 @@ def test_explicit_keywords_override_the_preset():
     # as an L2 penalty with Adam it would be fifty times the library's)
     adam = LeNet5(preset="modern", optimizer="adam").resolved_params()
     assert (adam["weight_decay"], adam["epochs"]) == (0.002, 30)
-    assert LeNet5(preset="modern", optimizer="adam", weight_decay=0.0).resolved_params()[
-        "weight_decay"
-    ] == 0.0
+    assert (
+        LeNet5(preset="modern", optimizer="adam", weight_decay=0.0).resolved_params()[
+            "weight_decay"
+        ]
+        == 0.0
+    )
     assert LeNet5(optimizer="sdlm").resolved_params()["learning_rate"] == 0.005
     assert repr(LeNet5(preset="paper", epochs=2)) == "LeNet5(preset='paper', epochs=2)"
     # the modern preset's label smoothing does not carry over to an RBF output

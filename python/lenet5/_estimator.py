@@ -392,9 +392,9 @@ class LeNet5:
     label_smoothing : float or None, default=None
         In [0, 1), with ``loss="ce"`` only (None: the preset's, else 0.02; 0 with an RBF
         output): the cross-entropy's target puts ``1 - label_smoothing`` on the true class
-        and spreads ``label_smoothing`` evenly over all classes (as ``torch.nn.CrossEntropyLoss(label_smoothing=...)``). The
-        training loss in ``history_`` includes it; the validation loss is the plain
-        cross-entropy.
+        and spreads ``label_smoothing`` evenly over all classes (as
+        ``torch.nn.CrossEntropyLoss(label_smoothing=...)``). The training loss in
+        ``history_`` includes it; the validation loss is the plain cross-entropy.
     rbf_trainable : bool, default=False
         Let the RBF prototypes learn (the paper keeps them fixed).
     rbf_prototypes : {"bitmaps", "codes"} or None, default=None
