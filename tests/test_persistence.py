@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import pickle
+import re
 import signal
 import struct
 import subprocess
@@ -533,7 +534,9 @@ def _wait_for_temporary_file(folder: Path, timeout: float) -> None:
 def test_save_killed_midway_leaves_the_previous_file(make_model, mnist, tmp_path):
     """A child saves two big models in turn, over and over, and is killed with SIGKILL,
     at random moments or as soon as a save has created its temporary file: the target
-    always holds one whole model, never a mix or a partial file."""
+    always holds one whole model, never a mix or a partial file, and the temporary file
+    a killed save leaves behind is named after the target and removed by the next save
+    to that target."""
     (x, y), (x_test, _) = mnist
     # 40,000 classes: a 13 MB file, so a write takes a while.
     classes = np.arange(40_000)
@@ -572,8 +575,11 @@ def test_save_killed_midway_leaves_the_previous_file(make_model, mnist, tmp_path
         leftovers = [p for p in folder.iterdir() if p.name.endswith(".tmp")]
         if leftovers:
             caught_mid_write += 1
-            for p in leftovers:
-                p.unlink()
+            # Recognisable: named after the target and the killed process.
+            pattern = rf"\.target\.safetensors\.lenet5-save-{child.pid}-\d+\.tmp"
+            assert all(re.fullmatch(pattern, p.name) for p in leftovers), leftovers
+            # The next save to the same target removes them.
+            a.save(target)
         assert [p.name for p in folder.iterdir()] == [target.name]
         loaded = LeNet5.load(target)  # never a torn file
         bias = loaded.get_weights()["output.bias"]

@@ -76,6 +76,10 @@ _OBJECT = "object"
 
 _INT = re.compile(r"^(0|[1-9][0-9]{0,17})$")
 
+#: Most bytes ``classes_`` may take in a model file's metadata dtype (item size times the
+#: number of classes): checked before the array is built, on save and on load.
+MAX_CLASSES_BYTES = 64 * 1024 * 1024
+
 
 class _NotPlain(Exception):
     """A value that JSON cannot carry exactly."""
@@ -153,8 +157,19 @@ def _check_int(value: Any, what: str, low: int = 0) -> int:
 # ---------------------------------------------------------------------------- pieces
 
 
+def _check_classes_size(dtype: np.dtype[Any], n: int, what: str) -> None:
+    size = dtype.itemsize * n
+    if size > MAX_CLASSES_BYTES:
+        raise ValueError(
+            f"{what} {n} classes of dtype {dtype.str} would take {size:,} bytes; at most "
+            f"{MAX_CLASSES_BYTES:,} bytes are allowed (labels of {dtype.itemsize:,} bytes "
+            "each)"
+        )
+
+
 def _encode_classes(classes: np.ndarray) -> dict[str, Any]:
     kind = classes.dtype.kind
+    _check_classes_size(classes.dtype, classes.shape[0], "cannot save classes_:")
     if kind in "biufU":
         return {"dtype": classes.dtype.str, "values": _plain(classes.tolist())}
     if kind == "S":
@@ -175,18 +190,27 @@ def _encode_classes(classes: np.ndarray) -> dict[str, Any]:
     raise ValueError(f"cannot save classes_ of dtype {classes.dtype}")
 
 
-def _decode_classes(obj: Any) -> np.ndarray:
+def _decode_classes(obj: Any, n_classes: int) -> np.ndarray:
+    """classes_ from its JSON form; the number of values and the bytes the array takes
+    are checked (against the network's ``n_classes`` and :data:`MAX_CLASSES_BYTES`)
+    before it is built."""
     if not isinstance(obj, dict) or set(obj) != {"dtype", "values"}:
         raise ValueError('classes must be a JSON object {"dtype": ..., "values": [...]}')
     dtype, values = obj["dtype"], obj["values"]
     if not isinstance(values, list):
         raise ValueError("classes.values must be a list")
+    if len(values) != n_classes:
+        raise ValueError(
+            f"there are {len(values)} classes but the network has {n_classes} outputs"
+        )
     if not isinstance(dtype, str) or not (dtype == _OBJECT or _CLASS_DTYPE.match(dtype)):
         raise ValueError(f"classes has the unsupported dtype {dtype!r:.40}")
     try:
-        kind = "O" if dtype == _OBJECT else np.dtype(dtype).kind
+        numpy_dtype = np.dtype(object if dtype == _OBJECT else dtype)
     except TypeError:
         raise ValueError(f"classes has the unsupported dtype {dtype!r:.40}") from None
+    kind = numpy_dtype.kind
+    _check_classes_size(numpy_dtype, n_classes, "classes:")
 
     def all_of(types: tuple[type, ...], exclude_bool: bool = True) -> bool:
         return all(
@@ -237,6 +261,10 @@ def _check_classes(classes: Any, n_classes: int) -> np.ndarray:
             same = unique.shape == classes.shape and bool(np.all(unique == classes))
     except TypeError:
         same = False
+    except Exception as err:  # a label object whose comparison fails otherwise
+        raise ValueError(
+            f"classes_ holds labels that cannot be compared ({type(err).__name__}: {err})"
+        ) from err
     if not same:
         raise ValueError("classes_ must be sorted and hold each label once")
     return classes
@@ -494,10 +522,11 @@ def _from_file(cls: type, tensors: dict[str, Any], metadata: dict[str, str]) -> 
         raise ValueError("hyperparameters must be a JSON object")
     history = _loads(metadata["history"], "history") if "history" in metadata else {}
     best_epoch = _loads(metadata["best_epoch"], "best_epoch") if "best_epoch" in metadata else None
+    architecture = _check_architecture(_loads(metadata["architecture"], "architecture"))
     fitted = _Fitted(
-        _loads(metadata["architecture"], "architecture"),
+        architecture,
         tensors,
-        _decode_classes(_loads(metadata["classes"], "classes")),
+        _decode_classes(_loads(metadata["classes"], "classes"), architecture["n_classes"]),
         int(n_iter_text),
         history,
         best_epoch,
@@ -514,6 +543,9 @@ def _from_file(cls: type, tensors: dict[str, Any], metadata: dict[str, str]) -> 
 _FITTED = ("classes_", "n_iter_", "history_", "best_epoch_", "n_params_")
 # Attributes never carried: the native network, the fit lock, the optimizer's key.
 _TRANSIENT = ("_net", "_lock", "_optimizer_key")
+# The other attributes fit creates, carried in "attributes": per-tensor arrays (the
+# names and shapes of get_weights) or None. No other name is carried or accepted.
+_EXTRA = ("hessian_diag_", "step_sizes_")
 
 
 def getstate(model: Any) -> dict[str, Any]:
@@ -521,8 +553,9 @@ def getstate(model: Any) -> dict[str, Any]:
 
     ``{"lenet5_state": 1, "library_version": str, "params": {hyperparameters},
     "fitted": None or {"architecture", "weights", "classes", "n_iter", "history",
-    "best_epoch"}, "attributes": {other instance attributes}}``.
-    """
+    "best_epoch"}, "attributes": {"hessian_diag_", "step_sizes_" where present}}``. Other
+    instance attributes are not carried: :func:`setstate` accepts only what ``fit``
+    creates, so no state can replace a method or add an attribute."""
     d = model.__dict__
     names = type(model)._param_names()
     state: dict[str, Any] = {
@@ -541,9 +574,39 @@ def getstate(model: Any) -> dict[str, Any]:
             "history": {k: list(v) for k, v in d.get("history_", {}).items()},
             "best_epoch": d.get("best_epoch_"),
         }
-    skip = set(names) | set(_FITTED) | set(_TRANSIENT)
-    state["attributes"] = {k: v for k, v in d.items() if k not in skip}
+    state["attributes"] = {k: d[k] for k in _EXTRA if k in d}
     return state
+
+
+def _check_extra(attributes: dict[str, Any], weights: dict[str, np.ndarray] | None) -> None:
+    """The pickled attributes besides the fitted ones must be those fit creates, with the
+    types fit gives them: a dict tensor name -> float32 array of that tensor's shape, or
+    None (and only None for an unfitted model, whose ``weights`` are None)."""
+    for key, value in attributes.items():
+        if key not in _EXTRA:
+            raise ValueError(
+                f"bad LeNet5 state: the attribute {key!r:.40} is not one that fit creates "
+                f"(the state may hold {', '.join(_EXTRA)})"
+            )
+        if value is None:
+            continue
+        ok = (
+            weights is not None
+            and isinstance(value, dict)
+            and all(
+                isinstance(name, str)
+                and name in weights
+                and isinstance(array, np.ndarray)
+                and array.dtype == np.float32
+                and array.shape == weights[name].shape
+                for name, array in value.items()
+            )
+        )
+        if not ok:
+            raise ValueError(
+                f"bad LeNet5 state: {key} must be None or a dict of float32 arrays with the "
+                f"names and shapes of the weights; got {type(value).__name__}"
+            )
 
 
 def setstate(model: Any, state: Any) -> None:
@@ -580,11 +643,11 @@ def setstate(model: Any, state: Any) -> None:
             fitted.get("history", {}),
             fitted.get("best_epoch"),
         )
+    _check_extra(attributes, None if checked is None else checked.net.get_weights())
+    extra = dict(attributes)
     # Everything is checked: from here on the model changes.
     for key in _TRANSIENT + _FITTED:
         model.__dict__.pop(key, None)
-    skip = set(values) | set(_FITTED) | set(_TRANSIENT)
-    extra = {k: v for k, v in attributes.items() if k not in skip}
     model.__dict__.update(values)
     if checked is None:
         model.__dict__.update(extra)
