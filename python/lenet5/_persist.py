@@ -78,7 +78,7 @@ _INT = re.compile(r"^(0|[1-9][0-9]{0,17})$")
 
 #: Most bytes ``classes_`` may take in a model file's metadata dtype (item size times the
 #: number of classes): checked before the array is built, on save and on load.
-MAX_CLASSES_BYTES = 64 * 1024 * 1024
+MAX_CLASSES_BYTES = 16 * 1024 * 1024
 
 
 class _NotPlain(Exception):
