@@ -22,6 +22,8 @@ fitted weights, float32; its ``__metadata__`` maps these keys to strings:
 ``classes``
     JSON object ``{"dtype": ..., "values": [...]}``: ``classes_`` with its numpy dtype,
     so integer, bool, float and string labels come back with the same type and values.
+    One value per network output, and at most :data:`MAX_CLASSES_BYTES` as an array
+    (both checked before the array is built).
 ``n_iter``
     Decimal integer: ``n_iter_``.
 ``history``
@@ -33,7 +35,8 @@ The file is parsed in Rust (``lenet5._lenet5.load_safetensors``), which checks e
 byte of it; this module then checks the metadata and rebuilds the estimator through
 ``set_weights``, which checks names, shapes and values again. Nothing in a file can run
 code: there is no pickle inside. Every problem is a :class:`ValueError` naming the file
-and the problem (:class:`OSError` for a file that cannot be read).
+and the problem (:class:`OSError` with ``errno`` and ``filename`` for a file that cannot
+be read).
 
 ``getstate`` / ``setstate`` serve ``pickle`` and ``copy.deepcopy``: the state holds the
 hyperparameters as they are (pickle carries callables like any other object), the
@@ -405,8 +408,10 @@ def save(model: Any, path: str | os.PathLike[str]) -> None:
     The file holds the weights (float32, the names of ``get_weights``) and, as
     metadata, the format and library versions, the architecture, the hyperparameters,
     the classes, ``n_iter_``, ``history_`` and ``best_epoch_``. It is written to a
-    temporary file in the same folder, flushed to disk and renamed over ``path``, so
-    ``path`` holds the old or the new model, never a mix, whatever happens meanwhile.
+    temporary file in the same folder (``.<name>.lenet5-save-<pid>-<n>.tmp``, locked
+    while it is written), flushed to disk and renamed over ``path``, so ``path`` holds
+    the old or the new model, never a mix, whatever happens meanwhile. Temporary files
+    of the same ``path`` left by killed saves (their lock free) are removed first.
 
     Hyperparameters that are not JSON values (a callable ``lr_schedule``, callbacks, a
     ``RandomState`` or ``Generator`` as ``random_state``) are left out with a
@@ -417,9 +422,11 @@ def save(model: Any, path: str | os.PathLike[str]) -> None:
     NotFittedError
         When the model has not been fitted.
     ValueError
-        When a stored hyperparameter is invalid (the file could not be loaded).
+        When a stored hyperparameter is invalid, or ``classes_`` would take more than
+        :data:`MAX_CLASSES_BYTES` (the file could not be loaded).
     OSError
-        When the file cannot be written (the previous file, if any, is kept).
+        When the file cannot be written (the previous file, if any, is kept), with
+        ``errno`` and ``filename`` set.
     """
     net = model._fitted_net()
     target = os.fspath(path)
@@ -473,9 +480,12 @@ def load(path: str | os.PathLike[str], cls: type | None = None) -> Any:
     ValueError
         For anything wrong in the file: not a safetensors file, malformed header,
         wrong tensor names, shapes or values, missing or malformed metadata, not a
-        lenet5 model, or a ``format_version`` newer than this lenet5 reads.
+        lenet5 model, or a ``format_version`` newer than this lenet5 reads. A file
+        that is not safetensors at all is named by what it looks like (a NumPy file, a
+        pickle, text, an image, empty, ...), followed by the exact problem.
     OSError
-        When the file cannot be read.
+        When the file cannot be read or is not a regular file, with ``errno`` and
+        ``filename`` set.
     """
     if cls is None:
         from ._estimator import LeNet5
