@@ -366,6 +366,29 @@ def test_setstate_accepts_only_the_attributes_fit_creates(fitted_small, mnist):
         LeNet5().__setstate__(unfitted)
 
 
+class _Scaled(LeNet5):
+    """A subclass whose fit adds a fitted attribute of its own."""
+
+    def fit(self, x, y):
+        self.pixel_max_ = float(np.max(x))
+        return super().fit(x, y)
+
+
+def test_subclass_fitted_attributes_are_carried_and_methods_are_not(mnist):
+    (x, y), (x_test, _) = mnist
+    model = _Scaled(epochs=1, random_state=0, verbose=0).fit(x[:100], y[:100])
+    again = pickle.loads(pickle.dumps(model))
+    assert type(again) is _Scaled
+    assert again.pixel_max_ == 255.0
+    assert_same_model(model, again, x_test[:10])
+    state = model.__getstate__()
+    for name in ("predict", "fit", "_private_", "classes_", "epochs", "not an identifier_"):
+        hostile = copy.deepcopy(state)
+        hostile["attributes"] = {name: len}
+        with pytest.raises(ValueError, match="is not one that fit creates"):
+            _Scaled().__setstate__(hostile)
+
+
 def test_pickle_carries_only_what_fit_creates(make_model, mnist):
     (x, y), (x_test, _) = mnist
     model = make_model(optimizer="sdlm").fit(x[:100], y[:100])

@@ -553,9 +553,28 @@ def _from_file(cls: type, tensors: dict[str, Any], metadata: dict[str, str]) -> 
 _FITTED = ("classes_", "n_iter_", "history_", "best_epoch_", "n_params_")
 # Attributes never carried: the native network, the fit lock, the optimizer's key.
 _TRANSIENT = ("_net", "_lock", "_optimizer_key")
-# The other attributes fit creates, carried in "attributes": per-tensor arrays (the
-# names and shapes of get_weights) or None. No other name is carried or accepted.
+# The other attributes LeNet5.fit creates, carried in "attributes": per-tensor arrays
+# (the names and shapes of get_weights) or None.
 _EXTRA = ("hessian_diag_", "step_sizes_")
+
+
+def _subclass_attribute(cls: type, name: Any) -> bool:
+    """Whether ``name`` may be a fitted attribute that a subclass's ``fit`` adds (as
+    scikit-learn's ``validate_data`` adds ``n_features_in_``): a public name ending in
+    ``_`` that is not an attribute of the class (so never a method or a property) nor one
+    of LeNet5's own. LeNet5 itself has no such attributes."""
+    from ._estimator import LeNet5
+
+    return (
+        cls is not LeNet5
+        and isinstance(name, str)
+        and name.isidentifier()
+        and name.endswith("_")
+        and not name.startswith("_")
+        and not hasattr(cls, name)
+        and name not in cls._param_names()
+        and name not in _FITTED + _EXTRA
+    )
 
 
 def getstate(model: Any) -> dict[str, Any]:
@@ -563,9 +582,10 @@ def getstate(model: Any) -> dict[str, Any]:
 
     ``{"lenet5_state": 1, "library_version": str, "params": {hyperparameters},
     "fitted": None or {"architecture", "weights", "classes", "n_iter", "history",
-    "best_epoch"}, "attributes": {"hessian_diag_", "step_sizes_" where present}}``. Other
-    instance attributes are not carried: :func:`setstate` accepts only what ``fit``
-    creates, so no state can replace a method or add an attribute."""
+    "best_epoch"}, "attributes": {"hessian_diag_", "step_sizes_" where present, and a
+    subclass's own fitted attributes}}``. Other instance attributes are not carried:
+    :func:`setstate` accepts only what ``fit`` creates, so no state can replace a method
+    or add another attribute."""
     d = model.__dict__
     names = type(model)._param_names()
     state: dict[str, Any] = {
@@ -584,15 +604,23 @@ def getstate(model: Any) -> dict[str, Any]:
             "history": {k: list(v) for k, v in d.get("history_", {}).items()},
             "best_epoch": d.get("best_epoch_"),
         }
-    state["attributes"] = {k: d[k] for k in _EXTRA if k in d}
+    cls = type(model)
+    state["attributes"] = {
+        k: v for k, v in d.items() if k in _EXTRA or _subclass_attribute(cls, k)
+    }
     return state
 
 
-def _check_extra(attributes: dict[str, Any], weights: dict[str, np.ndarray] | None) -> None:
+def _check_extra(
+    cls: type, attributes: dict[str, Any], weights: dict[str, np.ndarray] | None
+) -> None:
     """The pickled attributes besides the fitted ones must be those fit creates, with the
     types fit gives them: a dict tensor name -> float32 array of that tensor's shape, or
-    None (and only None for an unfitted model, whose ``weights`` are None)."""
+    None (and only None for an unfitted model, whose ``weights`` are None). A subclass's
+    own fitted attributes (see :func:`_subclass_attribute`) are its ``fit``'s business."""
     for key, value in attributes.items():
+        if _subclass_attribute(cls, key):
+            continue
         if key not in _EXTRA:
             raise ValueError(
                 f"bad LeNet5 state: the attribute {key!r:.40} is not one that fit creates "
@@ -653,7 +681,7 @@ def setstate(model: Any, state: Any) -> None:
             fitted.get("history", {}),
             fitted.get("best_epoch"),
         )
-    _check_extra(attributes, None if checked is None else checked.net.get_weights())
+    _check_extra(cls, attributes, None if checked is None else checked.net.get_weights())
     extra = dict(attributes)
     # Everything is checked: from here on the model changes.
     for key in _TRANSIENT + _FITTED:
