@@ -29,6 +29,7 @@ was trained and is evaluated (and saved with ``--save``) as it stands.
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import os
 import sys
@@ -265,11 +266,17 @@ def _check_save_target(path: str) -> None:
     target = Path(path).expanduser()
     folder = target.parent
     if target.is_dir():
-        raise IsADirectoryError(f"--save {path}: is a folder; give a file name")
+        raise IsADirectoryError(
+            errno.EISDIR, f"--save {path}: is a folder; give a file name", path
+        )
     if not folder.is_dir():
-        raise FileNotFoundError(f"--save {path}: folder {folder} does not exist")
+        raise FileNotFoundError(
+            errno.ENOENT, f"--save {path}: folder {folder} does not exist", str(folder)
+        )
     if not os.access(folder, os.W_OK):
-        raise PermissionError(f"--save {path}: folder {folder} is not writable")
+        raise PermissionError(
+            errno.EACCES, f"--save {path}: folder {folder} is not writable", str(folder)
+        )
 
 
 def _save(model: Any, path: str) -> None:
@@ -287,9 +294,9 @@ def _load_model(path: str) -> Any:
 
     source = Path(path).expanduser()
     if not source.exists():
-        raise FileNotFoundError(f"model file {path} does not exist")
+        raise FileNotFoundError(errno.ENOENT, f"model file {path} does not exist", path)
     if source.is_dir():
-        raise IsADirectoryError(f"model file {path} is a folder")
+        raise IsADirectoryError(errno.EISDIR, f"model file {path} is a folder", path)
     loader: Any = getattr(LeNet5, "load", None)
     if loader is None:  # pragma: no cover - before LeNet5.load existed
         from ._persist import load
@@ -710,7 +717,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         FloatingPointError,
         ImportError,
     ) as err:
-        message = " ".join(str(err).split()) or type(err).__name__
+        text = str(err)
+        if isinstance(err, OSError) and err.strerror:
+            # Without Python's "[Errno N]" prefix: the reason, and the file if not named.
+            text = err.strerror
+            if err.filename is not None and str(err.filename) not in text:
+                text += f": {err.filename}"
+        message = " ".join(text.split()) or type(err).__name__
         print(f"lenet5: error: {message}", file=sys.stderr)
         return 2
     except MemoryError as err:
