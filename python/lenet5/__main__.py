@@ -20,7 +20,10 @@ background; the background is judged from the border pixels, ``--invert`` overri
 padded to a square with the background and resized to 28x28 (Lanczos). For the best
 results the digit should fill about the central 20x20 pixels, as in MNIST.
 
-Errors are reported as one line on stderr with exit code 2. Warnings of ``train`` (training
+``.npy`` inputs are read and predicted in chunks of :data:`PREDICT_CHUNK` images, so
+memory does not grow with the file, and a file whose header declares more data than it
+holds is refused before anything is read. Errors are reported as one line on stderr with
+exit code 2. Warnings of ``train`` (training
 interrupted by Ctrl-C, or training that went nowhere, :class:`lenet5.TrainingWarning`) are
 one line each on stderr, ``lenet5: warning: ...``; the exit code stays 0, since the model
 was trained and is evaluated (and saved with ``--save``) as it stands.
@@ -619,10 +622,8 @@ def load_image(path: str | os.PathLike[str], invert: str = "auto") -> Any:
 
 
 def _read_inputs(paths: Sequence[str], invert: str) -> list[_Batches]:
-    """The inputs given to predict, each checked: .npy files memory-mapped and checked
-    chunk by chunk, image files read (each a batch of one)."""
-    import errno
-
+    """The inputs given to predict, each checked before anything is printed: .npy files
+    read and checked chunk by chunk, image files read (each a batch of one)."""
     import numpy as np
 
     inputs = []
