@@ -13,10 +13,14 @@ pub enum LeNetError {
     /// An element type is not one the operation accepts.
     #[error("{0}")]
     Type(String),
-    /// Reading or writing a file failed.
-    #[error("{context}: {source}")]
+    /// Reading or writing a file failed. `context` says what was being done
+    /// ("cannot read model file"), `path` names the file (Python's
+    /// `OSError.filename`), and `source` carries the operating system's error
+    /// code (`OSError.errno`).
+    #[error("{}", io_message(context, path.as_deref(), source))]
     Io {
         context: String,
+        path: Option<std::path::PathBuf>,
         #[source]
         source: std::io::Error,
     },
@@ -38,5 +42,22 @@ impl LeNetError {
     /// Shorthand for a [`LeNetError::Value`] built from anything printable.
     pub fn value(msg: impl Into<String>) -> Self {
         LeNetError::Value(msg.into())
+    }
+
+    /// Shorthand for a [`LeNetError::Io`] about the file `path`.
+    pub fn io(context: impl Into<String>, path: &std::path::Path, source: std::io::Error) -> Self {
+        LeNetError::Io {
+            context: context.into(),
+            path: Some(path.to_path_buf()),
+            source,
+        }
+    }
+}
+
+/// The text of an I/O error: what was being done, the file, and why it failed.
+fn io_message(context: &str, path: Option<&std::path::Path>, source: &std::io::Error) -> String {
+    match path {
+        Some(p) => format!("{context} '{}': {source}", p.display()),
+        None => format!("{context}: {source}"),
     }
 }

@@ -17,7 +17,6 @@
 //! sizes whose product overflows) is a [`LeNetError::Value`]; nothing here panics
 //! on user input, and memory is only reserved for sizes the input really holds.
 
-use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
@@ -287,6 +286,7 @@ fn read_error(err: std::io::Error) -> LeNetError {
         }
         _ => LeNetError::Io {
             context: "reading IDX data".to_string(),
+            path: None,
             source: err,
         },
     }
@@ -325,6 +325,12 @@ fn convert(dtype: IdxType, bytes: Vec<u8>) -> IdxData {
 /// [`LeNetError::Io`] when the reader fails.
 pub fn read_idx<R: Read>(mut reader: R, max_bytes: u64) -> Result<Idx> {
     let header = read_header(&mut reader, max_bytes)?;
+    read_body(reader, header)
+}
+
+/// Reads the elements that `header` declares and checks that the stream ends
+/// exactly there.
+fn read_body<R: Read>(mut reader: R, header: Header) -> Result<Idx> {
     // Checked to fit in usize by `data_size`.
     let expected = header.data_bytes as usize;
     // Reserve no more than a bounded amount before the bytes have really arrived.
@@ -384,38 +390,101 @@ pub fn decode_idx(bytes: &[u8]) -> Result<Idx> {
     }
 }
 
-/// Reads an IDX file, gzip-compressed or not (detected from its first bytes).
-///
-/// # Errors
-/// [`LeNetError::Io`] when the file cannot be opened or read;
-/// [`LeNetError::Value`] when its content is not a well-formed IDX array.
-/// Messages name the file.
-pub fn read_idx_file(path: &Path) -> Result<Idx> {
-    let with_path = |err: LeNetError| match err {
-        LeNetError::Value(msg) => LeNetError::Value(format!("{}: {msg}", path.display())),
-        LeNetError::Io { source, .. } => LeNetError::Io {
-            context: format!("cannot read {}", path.display()),
-            source,
-        },
-        other => other,
-    };
-    let file = File::open(path).map_err(|source| LeNetError::Io {
-        context: format!("cannot open {}", path.display()),
-        source,
-    })?;
+/// Most bytes one byte of gzip data can decode to: deflate's best ratio is
+/// 1032:1 (a 258-byte match in two bits), and gzip only adds to the input.
+const MAX_GZIP_RATIO: u64 = 1032;
+
+/// The header of an IDX file and a reader positioned at its first element.
+struct OpenedIdx {
+    header: Header,
+    reader: Box<dyn Read + Send>,
+}
+
+/// Opens an IDX file, reads its header, and checks the declared size against
+/// the file's size before any element is read: a plain file must hold exactly
+/// the declared bytes, a gzip file must be large enough to decode to them.
+fn open_idx_file(path: &Path) -> Result<OpenedIdx> {
+    let failed = |e| LeNetError::io("cannot read IDX file", path, e);
+    let (file, len) = crate::io::open_regular(path).map_err(failed)?;
     let mut reader = BufReader::new(file);
     let mut start = [0u8; 2];
-    let got = read_full(&mut reader, &mut start).map_err(|source| LeNetError::Io {
-        context: format!("cannot read {}", path.display()),
-        source,
-    })?;
-    let head = &start[..got];
-    let rest = head.chain(reader);
-    if is_gzip(head) {
-        read_idx(MultiGzDecoder::new(rest), MAX_IDX_BYTES).map_err(with_path)
+    let got = read_full(&mut reader, &mut start).map_err(failed)?;
+    let gzip = is_gzip(&start[..got]);
+    let rest = std::io::Cursor::new(start[..got].to_vec()).chain(reader);
+    let mut reader: Box<dyn Read + Send> = if gzip {
+        Box::new(MultiGzDecoder::new(rest))
     } else {
-        read_idx(rest, MAX_IDX_BYTES).map_err(with_path)
+        Box::new(rest)
+    };
+    let header = read_header(&mut reader, MAX_IDX_BYTES)?;
+    let header_bytes = 4 + 4 * header.shape.len() as u64;
+    let declared = header_bytes + header.data_bytes;
+    if gzip && declared > len.saturating_mul(MAX_GZIP_RATIO) {
+        return Err(LeNetError::value(format!(
+            "IDX data is truncated: the header declares shape {:?} of {} ({declared} bytes), \
+             more than a gzip file of {len} bytes can hold",
+            header.shape,
+            header.dtype.name()
+        )));
     }
+    if !gzip && len != declared {
+        let found = len.saturating_sub(header_bytes);
+        return Err(LeNetError::value(if len < declared {
+            format!(
+                "IDX data is truncated: shape {:?} of {} needs {} bytes of data, found {found}",
+                header.shape,
+                header.dtype.name(),
+                header.data_bytes
+            )
+        } else {
+            format!(
+                "IDX data is longer than its header declares: shape {:?} of {} needs {} \
+                 bytes of data, but the file holds {found}",
+                header.shape,
+                header.dtype.name(),
+                header.data_bytes
+            )
+        }));
+    }
+    Ok(OpenedIdx { header, reader })
+}
+
+/// Adds the file name to an error about `path`'s content.
+fn naming(path: &Path) -> impl Fn(LeNetError) -> LeNetError + '_ {
+    move |err| match err {
+        LeNetError::Value(msg) => LeNetError::Value(format!("{}: {msg}", path.display())),
+        LeNetError::Io { source, .. } => LeNetError::io("cannot read IDX file", path, source),
+        other => other,
+    }
+}
+
+/// Reads the header of an IDX file (gzipped or not): the element type and the
+/// shape, without reading the elements (a gzip file is inflated only as far as
+/// the header). The declared size is checked against the file's size as in
+/// [`read_idx_file`], so that a caller can compare the headers of several
+/// files before loading any of them.
+///
+/// # Errors
+/// As [`read_idx_file`].
+pub fn read_idx_header_file(path: &Path) -> Result<(IdxType, Vec<usize>)> {
+    let opened = open_idx_file(path).map_err(naming(path))?;
+    Ok((opened.header.dtype, opened.header.shape))
+}
+
+/// Reads an IDX file, gzip-compressed or not (detected from its first bytes).
+///
+/// Only regular files are opened: a named pipe or a device is refused before
+/// it is opened (opening a pipe would wait for a writer). The declared size is
+/// checked against the file's size before anything is allocated, and gzip data
+/// is inflated as a stream that stops one byte after the declared size.
+///
+/// # Errors
+/// [`LeNetError::Io`] when the file cannot be opened or read, or is not a
+/// regular file; [`LeNetError::Value`] when its content is not a well-formed
+/// IDX array. Messages name the file.
+pub fn read_idx_file(path: &Path) -> Result<Idx> {
+    let opened = open_idx_file(path).map_err(naming(path))?;
+    read_body(opened.reader, opened.header).map_err(naming(path))
 }
 
 #[cfg(test)]
@@ -626,5 +695,72 @@ mod tests {
             }
             other => panic!("labels should be u8, got {:?}", other.dtype()),
         }
+    }
+
+    #[test]
+    fn idx_sizes_are_checked_against_the_file_before_reading() {
+        let dir = std::env::temp_dir().join(format!("lenet5-idx-size-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A plain file declaring 3 million images but holding 10 bytes of data.
+        let short = dir.join("short");
+        std::fs::write(&short, idx_bytes(0x08, &[3_000_000, 28, 28], &[0; 10])).unwrap();
+        let msg = match read_idx_header_file(&short) {
+            Err(LeNetError::Value(m)) => m,
+            other => panic!("expected a value error, got {other:?}"),
+        };
+        assert!(
+            msg.contains("short") && msg.contains("needs 2352000000 bytes of data, found 10"),
+            "{msg}"
+        );
+        let long = dir.join("long");
+        std::fs::write(&long, idx_bytes(0x08, &[2], &[1, 2, 3])).unwrap();
+        let msg = value_message(read_idx_file(&long));
+        assert!(msg.contains("the file holds 3"), "{msg}");
+        // A small gzip file declaring more than gzip can expand to.
+        let bomb = dir.join("bomb.gz");
+        let gz = gzip(&idx_bytes(0x08, &[3_000_000, 28, 28], &[0; 1000]));
+        assert!((gz.len() as u64) * MAX_GZIP_RATIO < 2_352_000_016);
+        std::fs::write(&bomb, &gz).unwrap();
+        let msg = value_message(read_idx_file(&bomb));
+        assert!(msg.contains("more than a gzip file of"), "{msg}");
+        // The header alone, plain and gzipped.
+        let ok = dir.join("ok.gz");
+        std::fs::write(&ok, gzip(&idx_bytes(0x0B, &[3, 1], &[0; 6]))).unwrap();
+        assert_eq!(
+            read_idx_header_file(&ok).unwrap(),
+            (IdxType::I16, vec![3, 1])
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn idx_refuses_what_is_not_a_regular_file_without_opening_it() {
+        let dir = std::env::temp_dir().join(format!("lenet5-idx-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo-idx1-ubyte");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            for result in [
+                read_idx_file(&fifo).map(|_| ()),
+                read_idx_header_file(&fifo).map(|_| ()),
+            ] {
+                match result {
+                    Err(LeNetError::Io { source, path, .. }) => {
+                        assert_eq!(source.kind(), std::io::ErrorKind::InvalidInput);
+                        assert!(source.to_string().contains("named pipe"), "{source}");
+                        assert_eq!(path.as_deref(), Some(fifo.as_path()));
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        match read_idx_file(&dir) {
+            Err(LeNetError::Io { source, .. }) => {
+                assert_eq!(source.kind(), std::io::ErrorKind::IsADirectory)
+            }
+            other => panic!("{other:?}"),
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

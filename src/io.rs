@@ -794,69 +794,307 @@ pub fn decode(bytes: &[u8]) -> Result<(Vec<Tensor>, BTreeMap<String, String>)> {
 
 // ---------------------------------------------------------------------- files
 
-fn io_error(context: String, source: std::io::Error) -> LeNetError {
-    LeNetError::Io { context, source }
+/// Opens `path` for reading if it is a regular file; returns the file and its size.
+///
+/// The type is checked before opening, because opening a named pipe waits for
+/// a writer (and a device may block or never end), and again on the opened
+/// file. On Linux the file is also opened non-blocking, so that a pipe swapped
+/// in between the two checks cannot block either. A folder is an
+/// `IsADirectory` error; any other file that is not regular is `InvalidInput`.
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<(File, u64)> {
+    check_regular(&fs::metadata(path)?)?;
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // O_NONBLOCK: no effect on regular files; opening a FIFO returns at once.
+        options.custom_flags(0o4000);
+    }
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    check_regular(&meta)?;
+    Ok((file, meta.len()))
 }
 
-/// Reads and decodes a safetensors file. The file's size is checked (at most
-/// [`MAX_FILE_BYTES`]) before it is read. I/O failures are
-/// [`LeNetError::Io`]; a file that is too large or malformed is
-/// [`LeNetError::Value`] naming the file and the problem.
-pub fn read_file(path: &Path) -> Result<(Vec<Tensor>, BTreeMap<String, String>)> {
-    let ctx = || format!("cannot read model file '{}'", path.display());
-    let not_regular = || {
-        io_error(
-            ctx(),
-            std::io::Error::new(ErrorKind::InvalidInput, "not a regular file"),
-        )
-    };
-    // Checked before opening too: opening a named pipe would wait for a writer.
-    if !fs::metadata(path)
-        .map_err(|e| io_error(ctx(), e))?
-        .is_file()
+fn check_regular(meta: &fs::Metadata) -> std::io::Result<()> {
+    let kind = meta.file_type();
+    if kind.is_file() {
+        return Ok(());
+    }
+    if kind.is_dir() {
+        return Err(std::io::Error::new(
+            ErrorKind::IsADirectory,
+            "is a directory, not a regular file",
+        ));
+    }
+    let mut what = "not a regular file";
+    #[cfg(unix)]
     {
-        return Err(not_regular());
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            what = "not a regular file but a named pipe (FIFO)";
+        } else if kind.is_socket() {
+            what = "not a regular file but a socket";
+        } else if kind.is_char_device() || kind.is_block_device() {
+            what = "not a regular file but a device";
+        }
     }
-    let file = File::open(path).map_err(|e| io_error(ctx(), e))?;
-    let meta = file.metadata().map_err(|e| io_error(ctx(), e))?;
-    if !meta.is_file() {
-        return Err(not_regular());
+    Err(std::io::Error::new(ErrorKind::InvalidInput, what))
+}
+
+/// What a file that is not a safetensors file looks like, from its first bytes
+/// and its size: "a NumPy array file (.npy)", "a Python pickle", "a text
+/// file", ... `None` when it could be a (damaged) safetensors file or nothing
+/// is recognised.
+pub(crate) fn looks_like(head: &[u8], len: u64) -> Option<&'static str> {
+    const SIGNATURES: &[(&[u8], &str)] = &[
+        (b"\x93NUMPY", "a NumPy array file (.npy)"),
+        (
+            b"PK\x03\x04",
+            "a ZIP archive (a NumPy .npz file, a PyTorch checkpoint, ...)",
+        ),
+        (
+            b"PK\x05\x06",
+            "a ZIP archive (a NumPy .npz file, a PyTorch checkpoint, ...)",
+        ),
+        (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+        (b"\xff\xd8\xff", "a JPEG image"),
+        (b"GIF87a", "a GIF image"),
+        (b"GIF89a", "a GIF image"),
+        (b"II*\x00", "a TIFF image"),
+        (b"MM\x00*", "a TIFF image"),
+        (b"\x89HDF\r\n\x1a\n", "an HDF5 file (a Keras model, ...)"),
+        (b"\x1f\x8b", "a gzip-compressed file"),
+        (b"%PDF-", "a PDF document"),
+    ];
+    if len == 0 {
+        return Some("an empty file");
     }
-    let too_big = |n: u64| {
-        LeNetError::Value(format!(
-            "model file '{}' is {n} bytes; at most {} are allowed",
-            path.display(),
-            human_bytes(MAX_FILE_BYTES)
-        ))
+    if let Some((_, what)) = SIGNATURES.iter().find(|(sig, _)| head.starts_with(sig)) {
+        return Some(what);
+    }
+    match head {
+        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => {
+            return Some("a WebP image")
+        }
+        [b'B', b'M', ..] if len >= 26 => return Some("a BMP image"),
+        // Pickle protocols 2 to 5 start with PROTO and the protocol number.
+        [0x80, 2..=5, ..] => return Some("a Python pickle"),
+        // IDX: two zero bytes, a type code, 1 to 32 dimensions.
+        [0, 0, 0x08 | 0x09 | 0x0B..=0x0E, 1..=32, ..] => {
+            return Some("an IDX array file (the MNIST format)")
+        }
+        // ONNX: a protobuf ModelProto starts with ir_version (field 1, a small
+        // varint), then producer_name or opset_import.
+        [0x08, 1..=64, 0x12 | 0x3a, ..] => return Some("an ONNX model"),
+        _ => {}
+    }
+    if head.len() >= 9 {
+        let mut len8 = [0u8; 8];
+        len8.copy_from_slice(&head[..8]);
+        let n = u64::from_le_bytes(len8);
+        if head[8] == b'{' && n <= len - 8 {
+            return None; // safetensors-shaped: a damaged model file
+        }
+    }
+    if looks_like_text(head) {
+        return Some("a text file");
+    }
+    None
+}
+
+/// True when `head` is UTF-8 text without control characters other than
+/// whitespace (a sequence cut at the end of `head` is accepted).
+fn looks_like_text(head: &[u8]) -> bool {
+    let text = match std::str::from_utf8(head) {
+        Ok(t) => t,
+        Err(e) if e.error_len().is_none() => {
+            std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default()
+        }
+        Err(_) => return false,
     };
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(too_big(meta.len()));
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r' | '\x0c'))
+}
+
+/// Bytes of a file looked at to tell what it is.
+const SNIFF_BYTES: usize = 4096;
+
+/// The message for a file that is not a readable safetensors file: what it
+/// looks like, then the exact problem.
+fn not_a_model(path: &Path, head: &[u8], len: u64, detail: &str) -> LeNetError {
+    let shown = path.display();
+    LeNetError::Value(match looks_like(head, len) {
+        Some(what) => format!(
+            "model file '{shown}' is not a lenet5 model file (safetensors) but looks like \
+             {what}: {detail}"
+        ),
+        None => format!("model file '{shown}': {detail}"),
+    })
+}
+
+/// Reads and decodes a safetensors file. Only regular files are opened (see
+/// [`open_regular`]); the file's size is checked (at most [`MAX_FILE_BYTES`])
+/// before it is read. I/O failures are [`LeNetError::Io`] naming the file; a
+/// file that is too large or malformed is [`LeNetError::Value`] naming the
+/// file and the problem, and, for a file that is not safetensors at all, what
+/// it looks like (a NumPy file, a pickle, text, an image, empty, ...).
+pub fn read_file(path: &Path) -> Result<(Vec<Tensor>, BTreeMap<String, String>)> {
+    let failed = |e| LeNetError::io("cannot read model file", path, e);
+    let (file, len) = open_regular(path).map_err(failed)?;
+    let mut reader = file.take(MAX_FILE_BYTES + 1);
+    if len > MAX_FILE_BYTES {
+        let mut head = Vec::with_capacity(SNIFF_BYTES);
+        (&mut reader)
+            .take(SNIFF_BYTES as u64)
+            .read_to_end(&mut head)
+            .map_err(failed)?;
+        let detail = format!(
+            "{len} bytes; at most {} are allowed",
+            human_bytes(MAX_FILE_BYTES)
+        );
+        return Err(not_a_model(path, &head, len, &detail));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| io_error(ctx(), e))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(too_big(bytes.len() as u64));
+    let mut bytes = Vec::with_capacity(len as usize);
+    reader.read_to_end(&mut bytes).map_err(failed)?;
+    let got = bytes.len() as u64;
+    if got > MAX_FILE_BYTES {
+        let detail = format!("more than {} bytes", human_bytes(MAX_FILE_BYTES));
+        return Err(not_a_model(path, &bytes[..SNIFF_BYTES], got, &detail));
     }
     decode_inner(&bytes)
-        .map_err(|m| LeNetError::Value(format!("model file '{}': {m}", path.display())))
+        .map_err(|m| not_a_model(path, &bytes[..bytes.len().min(SNIFF_BYTES)], got, &m))
 }
 
 /// Distinguishes temporary files of saves running at the same time.
 static SAVE_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Marks the temporary files of [`write_file_atomic`]:
+/// `.<file name>.lenet5-save-<pid>-<n>.tmp` beside the target.
+const TEMP_MARK: &str = ".lenet5-save-";
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// The start of the temporary file names of saves to `file_name`: the name
+/// itself, or for names longer than 200 bytes a hash of it.
+fn temp_prefix(file_name: &std::ffi::OsStr) -> OsString {
+    let mut prefix = OsString::from(".");
+    if file_name.len() <= 200 {
+        prefix.push(file_name);
+    } else {
+        // FNV-1a: stable across runs, so a later save finds the same prefix.
+        let hash = file_name
+            .as_encoded_bytes()
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        prefix.push(format!("lenet5-model-{hash:016x}"));
+    }
+    prefix.push(TEMP_MARK);
+    prefix
+}
+
+/// True when `name` is `prefix` + `<digits>-<digits>` + `.tmp`.
+fn is_temp_of(name: &std::ffi::OsStr, prefix: &std::ffi::OsStr) -> bool {
+    let name = name.as_encoded_bytes();
+    let Some(rest) = name.strip_prefix(prefix.as_encoded_bytes()) else {
+        return false;
+    };
+    let Some(middle) = rest.strip_suffix(TEMP_SUFFIX.as_bytes()) else {
+        return false;
+    };
+    let mut parts = middle.split(|&b| b == b'-');
+    let digits =
+        |p: Option<&[u8]>| p.is_some_and(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit));
+    digits(parts.next()) && digits(parts.next()) && parts.next().is_none()
+}
+
+/// Removes temporary files left in `dir` by saves to the same file name that
+/// were killed before they finished. A save holds a lock on its temporary file
+/// until it is renamed, so a file whose lock can be taken belongs to no
+/// running save. Best effort: whatever fails is left as it is.
+fn remove_stale_temps(dir: &Path, prefix: &std::ffi::OsStr) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !is_temp_of(&entry.file_name(), prefix) {
+            continue;
+        }
+        let path = entry.path();
+        // Never follow a link or open anything but a regular file.
+        if !fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file()) {
+            continue;
+        }
+        if let Ok((file, _)) = open_regular(&path) {
+            if file.try_lock().is_ok() {
+                let _ = fs::remove_file(&path);
+            }
+        }
+    }
+}
+
+/// True when two metadata describe the same file (on Unix: device and inode).
+fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        a.dev() == b.dev() && a.ino() == b.ino()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (a, b);
+        true
+    }
+}
+
+/// Creates and locks a new temporary file in `dir` whose name starts with
+/// `prefix`. A stale-file sweep of another save may delete a file between its
+/// creation and its lock; that is detected and a new file is made.
+fn create_temp(dir: &Path, prefix: &std::ffi::OsStr) -> std::io::Result<(File, PathBuf)> {
+    let mut attempt = 0;
+    loop {
+        let n = SAVE_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mut name = prefix.to_os_string();
+        name.push(format!("{}-{n}{TEMP_SUFFIX}", std::process::id()));
+        let tmp = dir.join(name);
+        let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        if file.lock().is_err() {
+            // No locks on this filesystem: no sweep can take one either.
+            return Ok((file, tmp));
+        }
+        let ours = match (file.metadata(), fs::symlink_metadata(&tmp)) {
+            (Ok(a), Ok(b)) => same_file(&a, &b),
+            _ => false,
+        };
+        if ours {
+            return Ok((file, tmp));
+        }
+        attempt += 1;
+        if attempt >= 8 {
+            return Err(std::io::Error::other(
+                "the temporary file was removed while it was being created",
+            ));
+        }
+    }
+}
+
 /// Writes `bytes` to `path` so that `path` holds either its previous content or
 /// all of `bytes`, never a mix, whatever happens to the process.
 ///
-/// The bytes go to a new temporary file in the same folder (named
-/// `.<file name>.<pid>.<n>.tmp`), which is flushed and fsynced and then renamed
-/// over `path`; the folder is then fsynced so that the rename itself is
-/// durable. On failure the temporary file is removed. (A process killed
-/// mid-write can leave that temporary file behind, but never touches `path`.)
-/// If `path` is a symbolic link, the link is replaced, not its target.
+/// The bytes go to a new temporary file in the same folder, named
+/// `.<file name>.lenet5-save-<pid>-<n>.tmp`, which is locked, written, flushed
+/// and fsynced and then renamed over `path`; the folder is then fsynced so that
+/// the rename itself is durable. On failure the temporary file is removed. A
+/// process killed mid-write leaves its temporary file behind, never touching
+/// `path`; the next save to the same `path` removes such files (those whose
+/// lock is free, that is whose save is not running). If `path` is a symbolic
+/// link, the link is replaced, not its target.
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let ctx = || format!("cannot save model file '{}'", path.display());
+    let failed = |e| LeNetError::io("cannot save model file", path, e);
     let Some(file_name) = path.file_name() else {
         return Err(LeNetError::Value(format!(
             "cannot save model file '{}': the path does not name a file",
@@ -867,32 +1105,22 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let n = SAVE_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut tmp_name = OsString::from(".");
-    if file_name.len() <= 200 {
-        tmp_name.push(file_name);
-    } else {
-        tmp_name.push("lenet5-model");
-    }
-    tmp_name.push(format!(".{}.{n}.tmp", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(|e| io_error(ctx(), e))?;
+    let prefix = temp_prefix(file_name);
+    remove_stale_temps(&dir, &prefix);
+    let (mut file, tmp) = create_temp(&dir, &prefix).map_err(failed)?;
     let written = (|| -> std::io::Result<()> {
         file.write_all(bytes)?;
         file.flush()?;
         file.sync_all()?;
-        drop(file);
+        // Renamed while still open and locked, so no sweep can remove it first.
         fs::rename(&tmp, path)
     })();
+    drop(file);
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
-        return Err(io_error(ctx(), e));
+        return Err(failed(e));
     }
-    sync_dir(&dir).map_err(|e| io_error(ctx(), e))
+    sync_dir(&dir).map_err(failed)
 }
 
 /// Makes a rename in `dir` durable. Filesystems that cannot fsync a folder
@@ -1391,6 +1619,133 @@ mod tests {
             Err(LeNetError::Value(m)) => assert!(m.contains("at most 64 MiB"), "{m}"),
             other => panic!("{other:?}"),
         }
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn io_errors_name_the_file_and_keep_the_os_error() {
+        let d = temp_dir("errno");
+        let missing = d.join("missing.safetensors");
+        match read_file(&missing) {
+            Err(LeNetError::Io { path, source, .. }) => {
+                assert_eq!(path.as_deref(), Some(missing.as_path()));
+                assert_eq!(source.kind(), ErrorKind::NotFound);
+            }
+            other => panic!("{other:?}"),
+        }
+        match read_file(&d) {
+            Err(LeNetError::Io { source, .. }) => {
+                assert_eq!(source.kind(), ErrorKind::IsADirectory)
+            }
+            other => panic!("{other:?}"),
+        }
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn files_that_are_not_safetensors_are_named_by_what_they_look_like() {
+        // (first bytes, what the message must say); each padded to 64 bytes.
+        let cases: &[(&[u8], &str)] = &[
+            (b"\x93NUMPY\x01\x00v\x00{'descr': '<f8'", "NumPy array file"),
+            (
+                b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00",
+                "Python pickle",
+            ),
+            (b"PK\x03\x04\x14\x00\x00\x00", "ZIP archive"),
+            (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "PNG image"),
+            (b"\xff\xd8\xff\xe0\x00\x10JFIF", "JPEG image"),
+            (b"GIF89a\x01\x00", "GIF image"),
+            (b"\x1f\x8b\x08\x00\x00\x00", "gzip-compressed file"),
+            (b"\x00\x00\x08\x03\x00\x00\x00\x02", "IDX array file"),
+            (b"\x89HDF\r\n\x1a\n", "HDF5 file"),
+            (b"{\"weights\": [1, 2, 3]}\n", "text file"),
+            (b"hello, this is a note\n", "text file"),
+        ];
+        let d = temp_dir("sniff");
+        let path = d.join("five.npy");
+        for (head, what) in cases {
+            let mut bytes = head.to_vec();
+            bytes.resize(64, b' ');
+            fs::write(&path, &bytes).unwrap();
+            match read_file(&path) {
+                Err(LeNetError::Value(m)) => {
+                    assert!(
+                        m.contains("five.npy")
+                            && m.contains(
+                                "is not a lenet5 model file (safetensors) but looks like"
+                            )
+                            && m.contains(what),
+                        "{what}: {m}"
+                    );
+                    // The exact problem follows.
+                    assert!(m.contains("header"), "{m}");
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+        fs::write(&path, b"").unwrap();
+        match read_file(&path) {
+            Err(LeNetError::Value(m)) => {
+                assert!(
+                    m.contains("an empty file") && m.contains("0 bytes is too short"),
+                    "{m}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // A damaged safetensors file keeps the plain message.
+        let good = encode(&[t("a", &[3])], &meta(&[])).unwrap();
+        fs::write(&path, &good[..good.len() - 1]).unwrap();
+        match read_file(&path) {
+            Err(LeNetError::Value(m)) => assert!(!m.contains("looks like"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn temporary_files_are_recognisable_and_stale_ones_are_removed() {
+        let d = temp_dir("stale");
+        let path = d.join("m.safetensors");
+        let bytes = encode(&[t("a", &[3])], &meta(&[])).unwrap();
+        let prefix = temp_prefix(path.file_name().unwrap());
+        assert_eq!(prefix, OsString::from(".m.safetensors.lenet5-save-"));
+        assert!(is_temp_of(
+            std::ffi::OsStr::new(".m.safetensors.lenet5-save-12-0.tmp"),
+            &prefix
+        ));
+        for name in [
+            ".m.safetensors.lenet5-save-12-.tmp",
+            ".m.safetensors.lenet5-save-a-1.tmp",
+            ".m.safetensors.lenet5-save-1-2-3.tmp",
+            ".m.safetensors.lenet5-save-1-2.tmpx",
+            ".n.safetensors.lenet5-save-1-2.tmp",
+        ] {
+            assert!(!is_temp_of(std::ffi::OsStr::new(name), &prefix), "{name}");
+        }
+        // Left by killed saves of this target: removed. Another target's, a
+        // look-alike name and a save still running (its lock held): kept.
+        let stale = d.join(".m.safetensors.lenet5-save-999999-3.tmp");
+        let other = d.join(".n.safetensors.lenet5-save-999999-3.tmp");
+        let unrelated = d.join(".m.safetensors.lenet5-save-notes.tmp");
+        let running = d.join(".m.safetensors.lenet5-save-999999-4.tmp");
+        for p in [&stale, &other, &unrelated, &running] {
+            fs::write(p, b"partial").unwrap();
+        }
+        let holder = File::open(&running).unwrap();
+        holder.lock().unwrap();
+        write_file_atomic(&path, &bytes).unwrap();
+        assert!(!stale.exists());
+        assert!(other.exists() && unrelated.exists() && running.exists());
+        drop(holder);
+        write_file_atomic(&path, &bytes).unwrap();
+        assert!(!running.exists());
+        assert_eq!(read_file(&path).unwrap().0[0].name, "a");
+        // Long names use a stable hash.
+        let long = "x".repeat(230);
+        let a = temp_prefix(std::ffi::OsStr::new(&long));
+        assert_eq!(a, temp_prefix(std::ffi::OsStr::new(&long)));
+        assert!(a.len() < 60);
         fs::remove_dir_all(&d).unwrap();
     }
 

@@ -38,11 +38,54 @@ impl From<LeNetError> for PyErr {
         match e {
             LeNetError::Value(m) => PyValueError::new_err(m),
             LeNetError::Type(m) => PyTypeError::new_err(m),
-            LeNetError::Io { .. } => PyOSError::new_err(e.to_string()),
+            LeNetError::Io {
+                context,
+                path,
+                source,
+            } => os_error(&context, path, &source),
             LeNetError::Diverged(m) => PyFloatingPointError::new_err(m),
             LeNetError::Interrupted => PyKeyboardInterrupt::new_err("training interrupted"),
             LeNetError::Memory(m) => PyMemoryError::new_err(m),
         }
+    }
+}
+
+/// An `OSError` as Python's own file functions raise it: `OSError(errno,
+/// strerror, filename)`, which Python turns into `FileNotFoundError`,
+/// `PermissionError`, `IsADirectoryError`, ... by the error number.
+fn os_error(context: &str, path: Option<std::path::PathBuf>, source: &std::io::Error) -> PyErr {
+    use std::io::ErrorKind;
+    // Unix error numbers (the same on Linux and macOS, and in Windows' C library).
+    let from_kind = match source.kind() {
+        ErrorKind::NotFound => 2,
+        ErrorKind::PermissionDenied => 13,
+        ErrorKind::AlreadyExists => 17,
+        ErrorKind::NotADirectory => 20,
+        ErrorKind::IsADirectory => 21,
+        ErrorKind::InvalidInput => 22,
+        ErrorKind::FileTooLarge => 27,
+        ErrorKind::StorageFull => 28,
+        ErrorKind::ReadOnlyFilesystem => 30,
+        _ => 5,
+    };
+    let raw = if cfg!(unix) {
+        source.raw_os_error()
+    } else {
+        None
+    };
+    let errno = raw.unwrap_or(from_kind);
+    let mut reason = source.to_string();
+    if let Some(code) = raw {
+        // std adds " (os error N)"; the number is OSError.errno already.
+        let tail = format!(" (os error {code})");
+        if let Some(cut) = reason.strip_suffix(&tail) {
+            reason = cut.to_string();
+        }
+    }
+    let strerror = format!("{context}: {reason}");
+    match path {
+        Some(p) => PyOSError::new_err((errno, strerror, p.into_os_string())),
+        None => PyOSError::new_err((errno, strerror)),
     }
 }
 
@@ -879,6 +922,14 @@ fn load_idx<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bound<'p
     })
 }
 
+/// Reads the header of an IDX file: (dtype name, shape), checked against the
+/// file's size, without reading the elements.
+#[pyfunction]
+fn idx_header(py: Python<'_>, path: std::path::PathBuf) -> PyResult<(&'static str, Vec<usize>)> {
+    let (dtype, shape) = py.detach(|| idx::read_idx_header_file(&path))?;
+    Ok((dtype.name(), shape))
+}
+
 /// Test hook: forward, loss and gradients for inputs already in network units.
 ///
 /// `x` float32 (n, 32, 32), `y` int64 (n,). `lanes` = 1 or the wide width (8 or
@@ -1162,6 +1213,7 @@ fn _lenet5(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyNetwork>()?;
     m.add_class::<PyDataset>()?;
     m.add_function(wrap_pyfunction!(load_idx, m)?)?;
+    m.add_function(wrap_pyfunction!(idx_header, m)?)?;
     m.add_function(wrap_pyfunction!(_forward_backward, m)?)?;
     m.add_function(wrap_pyfunction!(_isa, m)?)?;
     m.add_function(wrap_pyfunction!(rbf_bitmaps, m)?)?;

@@ -363,6 +363,116 @@ def test_predict_errors(model_file, tmp_path):
     one_line_error(run("predict", str(model_file), timeout=60), "required")
 
 
+def npy_header_only(path, shape, descr="|u1") -> None:
+    """A .npy file whose header declares ``shape`` but which holds no data."""
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": descr, "fortran_order": False, "shape": shape}
+        )
+
+
+def test_predict_refuses_npy_files_declaring_more_than_they_hold(model_file, tmp_path):
+    """A 128-byte .npy declaring 10**12 images: one error line, exit code 2, no
+    allocation of the declared size."""
+    huge = tmp_path / "big.npy"
+    npy_header_only(huge, (10**12, 28, 28))
+    assert huge.stat().st_size == 128
+    result = run("predict", str(model_file), str(huge), timeout=60)
+    one_line_error(result, "big.npy: the header declares shape (1000000000000, 28, 28)")
+    assert "holds 0 bytes of data" in result.stderr
+    assert result.stdout == ""
+
+
+def test_predict_reads_npy_files_in_chunks(model_file, fitted_small, mnist, tmp_path):
+    """Arrays longer than a chunk (C and Fortran order, flat and 2-D images) give the
+    same labels and probabilities as one predict_proba call, in order, with names that
+    count across chunks."""
+    from lenet5.__main__ import PREDICT_CHUNK
+
+    _, (xt, _) = mnist
+    n = PREDICT_CHUNK + 7
+    x = np.concatenate([xt] * (n // len(xt) + 1))[:n]
+    c_order = tmp_path / "c.npy"
+    np.save(c_order, x)
+    fortran = tmp_path / "f.npy"
+    np.save(fortran, np.asfortranarray(x.reshape(n, 784).astype(np.float32) / 255))
+    result = run("predict", str(model_file), str(c_order), str(fortran), timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()[1:]]
+    assert [r[0] for r in rows] == [f"{c_order}[{i}]" for i in range(n)] + [
+        f"{fortran}[{i}]" for i in range(n)
+    ]
+    proba = fitted_small.predict_proba(x)
+    expected = np.concatenate([proba.argmax(axis=1)] * 2)
+    assert [int(r[1]) for r in rows] == expected.tolist()
+    np.testing.assert_allclose(
+        [float(r[2]) for r in rows], np.concatenate([proba.max(axis=1)] * 2), atol=6e-5
+    )
+
+
+def test_predict_checks_every_chunk_before_printing(model_file, tmp_path):
+    from lenet5.__main__ import PREDICT_CHUNK
+
+    n = PREDICT_CHUNK + 10
+    x = np.zeros((n, 28, 28), np.int16)
+    x[-1, 0, 0] = 300  # out of range, in the last chunk
+    bad = tmp_path / "bad.npy"
+    np.save(bad, x)
+    result = run("predict", str(model_file), str(bad), timeout=120)
+    one_line_error(result, f"bad.npy[{PREDICT_CHUNK}:{n}] has integer pixel values from 0 to 300")
+    assert result.stdout == ""
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((n, 28, 29), np.uint8))
+    one_line_error(
+        run("predict", str(model_file), str(wrong), timeout=120), f"got shape ({n}, 28, 29)"
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_predict_refuses_named_pipes(model_file, tmp_path):
+    fifo = tmp_path / "pipe.npy"
+    os.mkfifo(fifo)
+    one_line_error(run("predict", str(model_file), str(fifo), timeout=60), "is not a regular file")
+
+
+PREDICT_MEMORY_CHILD = """
+import contextlib, os, resource, sys
+from lenet5.__main__ import main
+
+def rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+model, small, big = sys.argv[1:4]
+with open(os.devnull, "w") as out, contextlib.redirect_stdout(out):
+    assert main(["predict", model, small, "--n-jobs", "1"]) == 0  # warm up
+    before = rss_mib()
+    assert main(["predict", model, big, "--n-jobs", "1"]) == 0
+print(rss_mib() - before)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in KiB is Linux's")
+def test_predict_memory_does_not_grow_with_the_npy_file(model_file, mnist, tmp_path):
+    """120,000 images (a 94 MB sparse .npy of blank images) are predicted while peak RSS
+    grows by less than 40 MiB."""
+    _, (xt, _) = mnist
+    small = tmp_path / "small.npy"
+    np.save(small, xt[:10])
+    big = tmp_path / "big.npy"
+    n = 120_000
+    npy_header_only(big, (n, 28, 28))
+    with open(big, "r+b") as f:
+        f.truncate(128 + n * 784)
+    out = subprocess.run(
+        [sys.executable, "-c", PREDICT_MEMORY_CHILD, str(model_file), str(small), str(big)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert float(out.stdout) < 40, out.stdout
+
+
 def test_predict_images_without_pillow(model_file, tmp_path):
     """Without Pillow, image files are a one-line error naming the extra to install."""
     blocker = tmp_path / "blocker" / "PIL"

@@ -6,6 +6,8 @@ import gzip
 import hashlib
 import shutil
 import struct
+import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -283,3 +285,104 @@ def test_embedded_folder_can_be_copied_and_loaded(tmp_path, mnist):
     (x, _), (_, yt) = load_mnist(tmp_path / "copy")
     np.testing.assert_array_equal(x, mnist[0][0])
     np.testing.assert_array_equal(yt, mnist[1][1])
+
+
+# ---------------------------------------------------------------- hostile files and folders
+
+
+def idx_header(code: int, shape: tuple[int, ...]) -> bytes:
+    return bytes([0, 0, code, len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
+
+
+def write_zeros_gz(path: Path, header: bytes, n_bytes: int) -> None:
+    """A gzip file of ``header`` followed by ``n_bytes`` zero bytes, written in pieces."""
+    block = bytes(1 << 20)
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(header)
+        for start in range(0, n_bytes, len(block)):
+            f.write(block[: min(len(block), n_bytes - start)])
+
+
+def test_load_mnist_compares_headers_before_reading_any_file(tmp_path, mnist):
+    """Images and labels that disagree are refused from their headers: here the images
+    file would be truncated, but the count mismatch is what is reported, so no body was
+    read first."""
+    (x, y), (xt, yt) = mnist
+    write_folder(tmp_path, (x[:5], y[:5]), (xt[:5], yt[:5]), compress=True)
+    images = tmp_path / "train-images-idx3-ubyte.gz"
+    # 3 million images declared; 2.5 MB of incompressible bytes: as large as a gzip file
+    # would need to be to hold them, but not the images.
+    body = np.random.default_rng(0).integers(0, 256, 2_500_000, dtype=np.uint8).tobytes()
+    images.write_bytes(gzip.compress(idx_header(0x08, (3_000_000, 28, 28)) + body, 1))
+    with pytest.raises(ValueError, match="3000000 images but 5 labels"):
+        load_mnist(tmp_path)
+    # Labels of the wrong type or shape are refused from the header too.
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(
+        gzip.compress(idx_bytes(np.zeros((5, 2), np.int16)))
+    )
+    with pytest.raises(ValueError, match="expected uint8 labels"):
+        load_mnist(tmp_path)
+
+
+def test_declared_sizes_are_checked_against_the_file_size(tmp_path):
+    plain = tmp_path / "plain-idx3-ubyte"
+    plain.write_bytes(idx_header(0x08, (3_000_000, 28, 28)) + bytes(10))
+    with pytest.raises(ValueError, match="needs 2352000000 bytes of data, found 10"):
+        load_idx(plain)
+    small_gz = tmp_path / "small.gz"
+    small_gz.write_bytes(gzip.compress(idx_header(0x08, (3_000_000, 28, 28)) + bytes(1000)))
+    with pytest.raises(ValueError, match="more than a gzip file of"):
+        load_idx(small_gz)
+
+
+MEMORY_CHILD = """
+import resource, sys
+from lenet5.datasets import load_idx, load_mnist
+
+def rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+load_mnist()  # warm up
+before = rss_mib()
+for path in sys.argv[2:]:
+    try:
+        load_idx(path)
+    except ValueError as err:
+        print(path, err, file=sys.stderr)
+    else:
+        raise SystemExit(f"{path} loaded")
+try:
+    load_mnist(sys.argv[1])
+except ValueError as err:
+    print(err, file=sys.stderr)
+else:
+    raise SystemExit("the folder loaded")
+print(rss_mib() - before)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in KiB is Linux's")
+def test_hostile_idx_files_are_refused_without_inflating_them(tmp_path, mnist):
+    """A folder whose images declare 300,000 images (235 MB, a real 230 KB gzip of zeros)
+    beside 5 labels; a gzip file declaring 10 images that inflates to 200 MB; a plain file
+    declaring 2.3 GB: all refused while peak RSS grows by less than 32 MiB."""
+    (x, y), (xt, yt) = mnist
+    folder = tmp_path / "folder"
+    write_folder(folder, (x[:5], y[:5]), (xt[:5], yt[:5]), compress=True)
+    write_zeros_gz(
+        folder / "train-images-idx3-ubyte.gz", idx_header(0x08, (300_000, 28, 28)), 235_200_000
+    )
+    bomb = tmp_path / "bomb.gz"
+    write_zeros_gz(bomb, idx_header(0x08, (10, 28, 28)), 200_000_000)
+    plain = tmp_path / "plain"
+    plain.write_bytes(idx_header(0x08, (3_000_000, 28, 28)) + bytes(1 << 20))
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_CHILD, str(folder), str(bomb), str(plain)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert "300000 images but 5 labels" in out.stderr
+    assert "longer than its header" in out.stderr
+    assert float(out.stdout) < 32, out.stdout

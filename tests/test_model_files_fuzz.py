@@ -312,6 +312,33 @@ def test_metadata_json_members(target, data, field, value):
     load_or_value_error(target, with_length(json.dumps(header).encode("utf-8")))
 
 
+def with_classes(dtype: str, values: list) -> bytes:
+    """The seed file with its ``classes`` metadata replaced."""
+    header = dict(HEADER)
+    classes = json.dumps({"dtype": dtype, "values": values})
+    header["__metadata__"] = dict(HEADER["__metadata__"], classes=classes)
+    return with_length(json.dumps(header).encode("utf-8"))
+
+
+N_CLASSES = json.loads(HEADER["__metadata__"]["architecture"])["n_classes"]
+
+
+@settings(FUZZ, max_examples=200)
+@given(
+    kind=st.sampled_from(["<U", ">U", "|S", "=U"]),
+    width=st.one_of(st.integers(1, 12), st.sampled_from([999_999, 500_000, 100_000, 4_000])),
+    count=st.one_of(st.just(N_CLASSES), st.integers(0, 3000)),
+)
+def test_class_label_dtypes(target, kind, width, count):
+    """String label dtypes of any width with any number of values: loaded or refused
+    within the deadline (the array is sized before it is built)."""
+    values = [str(i) for i in range(count)]
+    outcome = load_or_value_error(target, with_classes(f"{kind}{width}", values))
+    fits = count == N_CLASSES and width >= len(str(count - 1))
+    small = N_CLASSES * width * (1 if kind == "|S" else 4) <= 16 * 1024 * 1024
+    assert outcome == ("ok" if fits and small else "refused")
+
+
 # ------------------------------------------------------------------ kept inputs, memory
 
 
@@ -336,8 +363,8 @@ MEMORY_CHILD = textwrap.dedent(
     for path in files[1:]:
         try:
             LeNet5.load(path)
-        except ValueError:
-            pass
+        except ValueError as err:
+            print(path, err, file=sys.stderr)
         else:
             raise SystemExit(f"{path} loaded")
     print(rss_mib() - before)
@@ -347,8 +374,8 @@ MEMORY_CHILD = textwrap.dedent(
 
 @pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in KiB is Linux's")
 def test_claimed_sizes_never_allocate(tmp_path):
-    """Files that claim a huge header, tensor or offset are refused without reserving the
-    claimed memory: peak RSS grows by less than 16 MiB over all of them."""
+    """Files that claim a huge header, tensor, offset or label dtype are refused without
+    reserving the claimed memory: peak RSS grows by less than 16 MiB over all of them."""
 
     def tensor_header(shape, offsets):
         return json.dumps(
@@ -372,6 +399,13 @@ def test_claimed_sizes_never_allocate(tmp_path):
             b"",
         ),
     }
+    # classes_ declared with huge string dtypes (the values themselves are short): the
+    # size of the array is checked before it is built.
+    many = [str(i) for i in range(2000)]
+    blobs["classes_S_many"] = with_classes("|S999999", many)
+    blobs["classes_U_many"] = with_classes("<U999999", many)
+    blobs["classes_U_wide"] = with_classes("<U999999", many[:N_CLASSES])
+    blobs["classes_U_100k"] = with_classes("<U99999", [str(i) for i in range(100_000)])
     paths = [str(DATA / "model_v1.safetensors")]
     for name, blob in blobs.items():
         path = tmp_path / f"{name}.safetensors"

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import pickle
+import re
 import signal
 import struct
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import weights_equal
+from conftest import assert_same_snapshot, snapshot, weights_equal
 from lenet5 import LeNet5, NotFittedError, _lenet5
 from lenet5._persist import FORMAT_VERSION
 
@@ -311,7 +312,162 @@ def test_setstate_validates(fitted_small):
     assert "_net" not in model.__dict__
 
 
+def test_setstate_accepts_only_the_attributes_fit_creates(fitted_small, mnist):
+    """The pickled attributes are checked by name and type: a state cannot replace a
+    method, add an attribute, or put a wrong type where fit puts arrays; the model it
+    was applied to is unchanged."""
+    _, (x_test, _) = mnist
+    state = fitted_small.__getstate__()
+    target = copy.deepcopy(fitted_small)
+    before = snapshot(target)
+    weights = fitted_small.get_weights()
+    bad = {
+        "predict": len,
+        "classes_": np.arange(10),
+        "_net": None,
+        "my_note": "hello",
+        "hessian_diag_": "not a dict",
+        "step_sizes_": {"c1.weight": np.zeros(3, np.float32)},
+    }
+    for name, value in bad.items():
+        hostile = copy.deepcopy(state)
+        hostile["attributes"] = {name: value}
+        with pytest.raises(ValueError, match="bad LeNet5 state") as info:
+            target.__setstate__(hostile)
+        assert name in str(info.value)
+        assert_same_snapshot(before, snapshot(target))
+        assert "predict" not in target.__dict__
+        with pytest.raises(ValueError, match="bad LeNet5 state"):
+            pickle.loads(pickle.dumps(hostile)) and LeNet5().__setstate__(hostile)
+    # Unknown keys of the per-tensor dicts, and arrays of another dtype.
+    for value in (
+        {"nope": np.zeros(3, np.float32)},
+        {"c1.weight": weights["c1.weight"].astype(np.float64)},
+    ):
+        hostile = copy.deepcopy(state)
+        hostile["attributes"] = {"hessian_diag_": value}
+        with pytest.raises(ValueError, match="hessian_diag_"):
+            LeNet5().__setstate__(hostile)
+    # What fit creates is accepted: None, or arrays with the weights' names and shapes.
+    good = copy.deepcopy(state)
+    good["attributes"] = {
+        "hessian_diag_": {k: np.ones_like(v) for k, v in weights.items()},
+        "step_sizes_": None,
+    }
+    model = LeNet5()
+    model.__setstate__(good)
+    assert_same_model(fitted_small, model, x_test[:20])
+    assert model.hessian_diag_.keys() == weights.keys()
+    assert model.step_sizes_ is None
+    # An unfitted state may not carry arrays.
+    unfitted = LeNet5().__getstate__()
+    unfitted["attributes"] = {"hessian_diag_": {"c1.weight": weights["c1.weight"]}}
+    with pytest.raises(ValueError, match="hessian_diag_"):
+        LeNet5().__setstate__(unfitted)
+
+
+class _Scaled(LeNet5):
+    """A subclass whose fit adds a fitted attribute of its own."""
+
+    def fit(self, x, y):
+        self.pixel_max_ = float(np.max(x))
+        return super().fit(x, y)
+
+
+def test_subclass_fitted_attributes_are_carried_and_methods_are_not(mnist):
+    (x, y), (x_test, _) = mnist
+    model = _Scaled(epochs=1, random_state=0, verbose=0).fit(x[:100], y[:100])
+    again = pickle.loads(pickle.dumps(model))
+    assert type(again) is _Scaled
+    assert again.pixel_max_ == 255.0
+    assert_same_model(model, again, x_test[:10])
+    state = model.__getstate__()
+    for name in ("predict", "fit", "_private_", "classes_", "epochs", "not an identifier_"):
+        hostile = copy.deepcopy(state)
+        hostile["attributes"] = {name: len}
+        with pytest.raises(ValueError, match="is not one that fit creates"):
+            _Scaled().__setstate__(hostile)
+
+
+def test_pickle_carries_only_what_fit_creates(make_model, mnist):
+    (x, y), (x_test, _) = mnist
+    model = make_model(optimizer="sdlm").fit(x[:100], y[:100])
+    model.my_note = "not carried"
+    state = model.__getstate__()
+    assert sorted(state["attributes"]) == ["hessian_diag_", "step_sizes_"]
+    again = pickle.loads(pickle.dumps(model))
+    assert not hasattr(again, "my_note")
+    assert weights_equal(again.hessian_diag_, model.hessian_diag_)
+    assert weights_equal(again.step_sizes_, model.step_sizes_)
+    np.testing.assert_array_equal(
+        again.predict_proba(x_test[:10]), model.predict_proba(x_test[:10])
+    )
+
+
+class _Unordered(int):
+    """An integer label whose ordering fails with something other than TypeError."""
+
+    def __lt__(self, other):
+        raise RuntimeError("labels of this kind have no order")
+
+    __gt__ = __le__ = __ge__ = __lt__
+    __hash__ = int.__hash__
+
+
+class _Unequal(str):
+    """A string label whose equality fails with something other than TypeError."""
+
+    def __eq__(self, other):
+        raise ZeroDivisionError("no equality here")
+
+    __ne__ = __eq__
+    __hash__ = str.__hash__
+
+
+@pytest.mark.parametrize("label", [_Unordered, _Unequal])
+def test_labels_whose_comparison_fails_give_a_clear_error(label, make_model, mnist):
+    (x, y), _ = mnist
+    labels = np.empty(40, dtype=object)
+    labels[:] = [label(v) for v in y[:40]]
+    model = make_model()
+    for fit in (model.fit, model.partial_fit):
+        with pytest.raises(TypeError, match="y holds labels whose comparison fails"):
+            fit(x[:40], labels)
+        assert not hasattr(model, "classes_")
+    # partial_fit on a fitted model maps the labels onto its classes_.
+    plain = np.array([label.__mro__[1](v) for v in y[:40]])  # the same labels as int or str
+    fitted = make_model().fit(x[:40], plain)
+    before = snapshot(fitted)
+    with pytest.raises(TypeError, match="y holds labels whose comparison fails"):
+        fitted.partial_fit(x[:40], labels)
+    assert_same_snapshot(before, snapshot(fitted))
+
+
+def test_pickled_classes_whose_comparison_fails_are_refused(fitted_small):
+    state = fitted_small.__getstate__()
+    classes = np.empty(10, dtype=object)
+    classes[:] = [_Unordered(i) for i in range(10)]
+    state["fitted"]["classes"] = classes
+    with pytest.raises(ValueError, match="cannot be compared"):
+        LeNet5().__setstate__(state)
+
+
 # ------------------------------------------------------------------ refusals
+
+
+def test_class_labels_too_large_to_store_are_refused_on_save(make_model, mnist, tmp_path):
+    """A model file holds at most 16 MiB of class labels (the loader checks the declared
+    dtype against that before building the array), so save refuses more."""
+    (x, _), _ = mnist
+    wide = np.array(["a", "b"], dtype="<U2100000")  # 2 x 8.4 MB
+    model = make_model().partial_fit(x[:2], wide, classes=wide)
+    path = tmp_path / "m.safetensors"
+    with pytest.raises(ValueError, match="cannot save classes_: 2 classes of dtype <U2100000"):
+        model.save(path)
+    assert not path.exists()
+    narrow = make_model().partial_fit(x[:2], wide.astype("<U1"))
+    narrow.save(path)
+    assert LeNet5.load(path).classes_.dtype == np.dtype("<U1")
 
 
 def test_unfitted_model_cannot_be_saved(make_model, tmp_path):
@@ -533,7 +689,9 @@ def _wait_for_temporary_file(folder: Path, timeout: float) -> None:
 def test_save_killed_midway_leaves_the_previous_file(make_model, mnist, tmp_path):
     """A child saves two big models in turn, over and over, and is killed with SIGKILL,
     at random moments or as soon as a save has created its temporary file: the target
-    always holds one whole model, never a mix or a partial file."""
+    always holds one whole model, never a mix or a partial file, and the temporary file
+    a killed save leaves behind is named after the target and removed by the next save
+    to that target."""
     (x, y), (x_test, _) = mnist
     # 40,000 classes: a 13 MB file, so a write takes a while.
     classes = np.arange(40_000)
@@ -572,8 +730,11 @@ def test_save_killed_midway_leaves_the_previous_file(make_model, mnist, tmp_path
         leftovers = [p for p in folder.iterdir() if p.name.endswith(".tmp")]
         if leftovers:
             caught_mid_write += 1
-            for p in leftovers:
-                p.unlink()
+            # Recognisable: named after the target and the killed process.
+            pattern = rf"\.target\.safetensors\.lenet5-save-{child.pid}-\d+\.tmp"
+            assert all(re.fullmatch(pattern, p.name) for p in leftovers), leftovers
+            # The next save to the same target removes them.
+            a.save(target)
         assert [p.name for p in folder.iterdir()] == [target.name]
         loaded = LeNet5.load(target)  # never a torn file
         bias = loaded.get_weights()["output.bias"]

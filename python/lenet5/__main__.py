@@ -20,7 +20,10 @@ background; the background is judged from the border pixels, ``--invert`` overri
 padded to a square with the background and resized to 28x28 (Lanczos). For the best
 results the digit should fill about the central 20x20 pixels, as in MNIST.
 
-Errors are reported as one line on stderr with exit code 2. Warnings of ``train`` (training
+``.npy`` inputs are read and predicted in chunks of :data:`PREDICT_CHUNK` images, so
+memory does not grow with the file, and a file whose header declares more data than it
+holds is refused before anything is read. Errors are reported as one line on stderr with
+exit code 2. Warnings of ``train`` (training
 interrupted by Ctrl-C, or training that went nowhere, :class:`lenet5.TrainingWarning`) are
 one line each on stderr, ``lenet5: warning: ...``; the exit code stays 0, since the model
 was trained and is evaluated (and saved with ``--save``) as it stands.
@@ -29,6 +32,7 @@ was trained and is evaluated (and saved with ``--save``) as it stands.
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import os
 import sys
@@ -265,11 +269,17 @@ def _check_save_target(path: str) -> None:
     target = Path(path).expanduser()
     folder = target.parent
     if target.is_dir():
-        raise IsADirectoryError(f"--save {path}: is a folder; give a file name")
+        raise IsADirectoryError(
+            errno.EISDIR, f"--save {path}: is a folder; give a file name", path
+        )
     if not folder.is_dir():
-        raise FileNotFoundError(f"--save {path}: folder {folder} does not exist")
+        raise FileNotFoundError(
+            errno.ENOENT, f"--save {path}: folder {folder} does not exist", str(folder)
+        )
     if not os.access(folder, os.W_OK):
-        raise PermissionError(f"--save {path}: folder {folder} is not writable")
+        raise PermissionError(
+            errno.EACCES, f"--save {path}: folder {folder} is not writable", str(folder)
+        )
 
 
 def _save(model: Any, path: str) -> None:
@@ -287,9 +297,9 @@ def _load_model(path: str) -> Any:
 
     source = Path(path).expanduser()
     if not source.exists():
-        raise FileNotFoundError(f"model file {path} does not exist")
+        raise FileNotFoundError(errno.ENOENT, f"model file {path} does not exist", path)
     if source.is_dir():
-        raise IsADirectoryError(f"model file {path} is a folder")
+        raise IsADirectoryError(errno.EISDIR, f"model file {path} is a folder", path)
     loader: Any = getattr(LeNet5, "load", None)
     if loader is None:  # pragma: no cover - before LeNet5.load existed
         from ._persist import load
@@ -426,22 +436,132 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_npy(path: Path) -> tuple[list[str], Any]:
-    """Names and checked images (n, 28|32, 28|32) of a .npy file (never unpickled)."""
-    import numpy as np
+#: Images checked and predicted at a time: a .npy input is read in chunks of this many
+#: images, so a file of any size takes bounded memory.
+PREDICT_CHUNK = 4096
 
-    from ._validation import check_images
 
-    try:
-        array = np.load(path, allow_pickle=False)
-    except ValueError as err:
-        raise ValueError(f"{path}: not a .npy array of numbers ({err})") from None
-    if not isinstance(array, np.ndarray):
-        raise ValueError(f"{path}: expected one array (.npy), not an archive (.npz)")
-    images = check_images(array, str(path), allow_single=True)
-    if array.ndim == 2 and images.shape[0] == 1 and array.shape[0] != 1:
-        return [str(path)], images
-    return [f"{path}[{i}]" for i in range(images.shape[0])], images
+class _Npy:
+    """A .npy file read lazily: ``shape``, ``ndim`` and ``read(start, stop)``, the images
+    ``start:stop`` along the first axis. C-ordered files are read chunk by chunk with
+    ordinary reads (nothing stays mapped or cached in the process); Fortran-ordered
+    ones, whose images are not contiguous in the file, are memory-mapped. Never
+    unpickled. The header's shape and dtype are checked against the file's size first."""
+
+    def __init__(self, path: Path) -> None:
+        import numpy as np
+
+        fmt = np.lib.format
+        try:
+            with open(path, "rb") as f:
+                if f.read(4) == b"PK\x03\x04":
+                    raise ValueError(f"{path}: expected one array (.npy), not an archive (.npz)")
+                f.seek(0)
+                version = fmt.read_magic(f)
+                if version == (1, 0):
+                    shape, fortran, dtype = fmt.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, fortran, dtype = fmt.read_array_header_2_0(f)
+                else:
+                    raise ValueError(f"unsupported .npy format version {version}")
+                offset = f.tell()
+                size = os.fstat(f.fileno()).st_size
+        except ValueError as err:
+            if str(err).startswith(str(path)):
+                raise
+            raise ValueError(f"{path}: not a .npy array of numbers ({err})") from None
+        if dtype.hasobject:
+            raise ValueError(
+                f"{path}: not a .npy array of numbers (it holds Python objects, which are "
+                "never unpickled)"
+            )
+        count = 1
+        for side in shape:
+            count *= side
+        needed = count * dtype.itemsize
+        if size - offset < needed:
+            raise ValueError(
+                f"{path}: the header declares shape {shape} of {dtype} ({needed:,} bytes of "
+                f"data), but the file holds {size - offset:,} bytes of data"
+            )
+        self.path, self.shape, self.ndim, self.dtype = path, shape, len(shape), dtype
+        self.offset, self.fortran, self.empty = offset, fortran, needed == 0
+
+    def read(self, start: int, stop: int) -> Any:
+        """Images ``start:stop`` (for a 0-d array: its one value)."""
+        import numpy as np
+
+        rest = self.shape[1:]
+        if self.fortran:
+            if self.empty:
+                return np.zeros(self.shape, self.dtype)[start:stop]
+            mapped = np.memmap(self.path, self.dtype, "r", self.offset, self.shape, order="F")
+            return np.array(mapped[start:stop] if self.ndim else mapped)
+        per_row = 1
+        for side in rest:
+            per_row *= side
+        with open(self.path, "rb") as f:
+            f.seek(self.offset + start * per_row * self.dtype.itemsize)
+            flat = np.fromfile(f, self.dtype, count=(stop - start) * per_row)
+        return flat.reshape((stop - start, *rest) if self.ndim else ())
+
+
+class _Batches:
+    """The images of one predict input, as checked batches of at most PREDICT_CHUNK, with
+    their names: ``file.npy[i]`` for the images of an array, the file name for one image.
+    ``images`` has ``shape`` and ``read(start, stop)`` (an :class:`_Npy`, or
+    :class:`_InMemory`)."""
+
+    def __init__(self, text: str, images: Any, single: bool) -> None:
+        self.text, self.images, self.single = text, images, single
+        self.count = int(images.shape[0]) if images.ndim and not single else 1
+
+    def width(self) -> int:
+        """Length of the longest name."""
+        return len(self.text) if self.single else len(f"{self.text}[{self.count - 1}]")
+
+    def __iter__(self) -> Any:
+        from ._validation import check_images
+
+        if self.single or self.count <= PREDICT_CHUNK:
+            whole = self.images.read(0, self.images.shape[0] if self.images.ndim else 1)
+            images = check_images(whole, self.text, allow_single=True)
+            names = (
+                [self.text] if self.single else [f"{self.text}[{i}]" for i in range(self.count)]
+            )
+            yield names, images
+            return
+        for start in range(0, self.count, PREDICT_CHUNK):
+            stop = min(start + PREDICT_CHUNK, self.count)
+            chunk = self.images.read(start, stop)
+            where = f"{self.text}[{start}:{stop}]"
+            try:
+                images = check_images(chunk, where)
+            except ValueError as err:
+                message, shape = str(err), f"got shape {chunk.shape}"
+                if shape not in message:
+                    raise
+                # A wrong shape is the whole array's, not the chunk's.
+                message = message.replace(shape, f"got shape {self.images.shape}")
+                raise ValueError(message.replace(where, self.text)) from None
+            yield [f"{self.text}[{i}]" for i in range(start, stop)], images
+
+
+class _InMemory:
+    """An array already in memory, with the interface of :class:`_Npy`."""
+
+    def __init__(self, array: Any) -> None:
+        self.array, self.shape, self.ndim = array, array.shape, array.ndim
+
+    def read(self, start: int, stop: int) -> Any:
+        return self.array[start:stop]
+
+
+def _read_npy(path: Path) -> _Batches:
+    """A .npy input (never unpickled), read and checked chunk by chunk."""
+    array = _Npy(path)
+    single = array.ndim == 2 and array.shape in ((28, 28), (32, 32))
+    return _Batches(str(path), array, single)
 
 
 def load_image(path: str | os.PathLike[str], invert: str = "auto") -> Any:
@@ -501,63 +621,62 @@ def load_image(path: str | os.PathLike[str], invert: str = "auto") -> Any:
     return np.asarray(small, dtype=np.uint8)
 
 
-def _read_inputs(paths: Sequence[str], invert: str) -> tuple[list[str], Any]:
-    """Names and one batch of images for the files given to predict."""
+def _read_inputs(paths: Sequence[str], invert: str) -> list[_Batches]:
+    """The inputs given to predict, each checked before anything is printed: .npy files
+    read and checked chunk by chunk, image files read (each a batch of one)."""
     import numpy as np
 
-    names: list[str] = []
-    batches = []
+    inputs = []
     for text in paths:
         path = Path(text)
         if not path.exists():
-            raise FileNotFoundError(f"input {text} does not exist")
+            raise FileNotFoundError(errno.ENOENT, f"input {text} does not exist", text)
         if path.is_dir():
-            raise IsADirectoryError(f"input {text} is a folder; give image or .npy files")
-        if path.suffix.lower() == ".npy":
-            these, images = _read_npy(path)
-            names += these
-            batches.append(images)
-        else:
-            names.append(text)
-            batches.append(load_image(path, invert)[np.newaxis])
-    if len({b.shape[1:] for b in batches}) > 1 or len({b.dtype for b in batches}) > 1:
-        # Mixed sizes or types: all as float32 in [0, 1], 28x28 padded to 32x32 with the
-        # background where 32x32 images are present.
-        pad = any(b.shape[1:] == (32, 32) for b in batches)
-        batches = [
-            np.pad(u, ((0, 0), (2, 2), (2, 2))) if pad and u.shape[1:] == (28, 28) else u
-            for u in (
-                b.astype(np.float32) / np.float32(255)
-                if b.dtype == np.uint8
-                else b.astype(np.float32)
-                for b in batches
+            raise IsADirectoryError(
+                errno.EISDIR, f"input {text} is a folder; give image or .npy files", text
             )
-        ]
-    return names, np.concatenate(batches)
+        if not path.is_file():  # a named pipe or a device: opening it could block
+            raise OSError(errno.EINVAL, f"input {text} is not a regular file", text)
+        if path.suffix.lower() == ".npy":
+            batches = _read_npy(path)
+        else:
+            image = load_image(path, invert)[np.newaxis]
+            batches = _Batches(text, _InMemory(image), single=True)
+        for _ in batches:  # check every chunk before anything is printed
+            pass
+        inputs.append(batches)
+    return inputs
 
 
 def _predict(args: argparse.Namespace) -> int:
     model = _load_model(args.model)
     _set_n_jobs(model, args.n_jobs)
-    names, images = _read_inputs(args.inputs, args.invert)
-    proba = model.predict_proba(images)
+    inputs = _read_inputs(args.inputs, args.invert)
     classes = [str(c) for c in model.classes_.tolist()]
-    best = proba.argmax(axis=1)
-    first = max(len("input"), *map(len, names))
+    first = max(len("input"), *(batches.width() for batches in inputs))
     label_width = max(len("label"), *map(len, classes))
+    width = max(6, *map(len, classes))
     if args.all:
-        width = max(6, *map(len, classes))
         header = ["input".ljust(first), "label".ljust(label_width)]
         header += [c.rjust(width) for c in classes]
         print(" ".join(header))
-        for name, k, row in zip(names, best, proba):
-            cells = [name.ljust(first), classes[k].ljust(label_width)]
-            cells += [f"{p:.4f}".rjust(width) for p in row]
-            print(" ".join(cells))
     else:
         print(f"{'input'.ljust(first)} {'label'.ljust(label_width)} probability")
-        for name, k, row in zip(names, best, proba):
-            print(f"{name.ljust(first)} {classes[k].ljust(label_width)} {row[k]:.4f}")
+    for batches in inputs:
+        for names, images in batches:
+            proba = model.predict_proba(images)
+            best = proba.argmax(axis=1)
+            lines = []
+            for name, k, row in zip(names, best, proba):
+                if args.all:
+                    cells = [name.ljust(first), classes[k].ljust(label_width)]
+                    cells += [f"{p:.4f}".rjust(width) for p in row]
+                    lines.append(" ".join(cells))
+                else:
+                    lines.append(
+                        f"{name.ljust(first)} {classes[k].ljust(label_width)} {row[k]:.4f}"
+                    )
+            print("\n".join(lines))
     sys.stdout.flush()
     return 0
 
@@ -599,8 +718,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         FloatingPointError,
         ImportError,
     ) as err:
-        message = " ".join(str(err).split()) or type(err).__name__
+        text = str(err)
+        if isinstance(err, OSError) and err.strerror:
+            # Without Python's "[Errno N]" prefix: the reason, and the file if not named.
+            text = err.strerror
+            if err.filename is not None and str(err.filename) not in text:
+                text += f": {err.filename}"
+        message = " ".join(text.split()) or type(err).__name__
         print(f"lenet5: error: {message}", file=sys.stderr)
+        return 2
+    except MemoryError as err:
+        detail = " ".join(str(err).split())
+        print(f"lenet5: error: out of memory{': ' + detail if detail else ''}", file=sys.stderr)
         return 2
 
 

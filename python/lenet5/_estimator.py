@@ -1617,7 +1617,10 @@ class LeNet5:
         ValueError
             When a hyperparameter to be stored is invalid.
         OSError
-            When the file cannot be written (a previous file at ``path`` is kept).
+            When the file cannot be written (a previous file at ``path`` is kept), with
+            ``errno`` and ``filename`` set (``ENOSPC`` for a full disk, ...). The
+            temporary file, ``.<name>.lenet5-save-<pid>-<n>.tmp``, is removed; one left
+            by a process killed while saving is removed by the next save to ``path``.
 
         Warns
         -----
@@ -1664,9 +1667,13 @@ class LeNet5:
         ValueError
             For a malformed or hostile file, one that is not a lenet5 model, or one of a
             newer ``format_version`` than this lenet5 reads; the message names the file
-            and the problem.
+            and the problem (for a file that is not safetensors at all, what it looks
+            like: a NumPy file, a pickle, text, an image, empty, ...).
         OSError
-            When the file cannot be read.
+            When the file cannot be read, with ``errno`` and ``filename`` set as by
+            :func:`open` (:class:`FileNotFoundError`, :class:`PermissionError`, ...).
+            Anything but a regular file (a named pipe, a device) is refused before it is
+            opened.
 
         Examples
         --------
@@ -1854,7 +1861,10 @@ def _same_classes(a: np.ndarray, b: np.ndarray) -> bool:
         return False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        same = np.asarray(a == b)
+        try:
+            same = np.asarray(a == b)
+        except Exception:  # labels whose comparison fails are not the same labels
+            return False
     return same.shape == a.shape and bool(same.all())
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "_forward_backward",
     "_isa",
     "distort",
+    "idx_header",
     "load_idx",
     "load_safetensors",
     "rbf_bitmaps",
@@ -126,6 +127,9 @@ class Dataset:
 
 def load_idx(path: str | PathLike[str]) -> NDArray[Any]:
     """Read an IDX file, gzipped or not."""
+
+def idx_header(path: str | PathLike[str]) -> tuple[str, list[int]]:
+    """The dtype name and shape an IDX file declares, checked against its size."""
 
 def distort(
     x: NDArray[Any],

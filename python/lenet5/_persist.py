@@ -22,6 +22,8 @@ fitted weights, float32; its ``__metadata__`` maps these keys to strings:
 ``classes``
     JSON object ``{"dtype": ..., "values": [...]}``: ``classes_`` with its numpy dtype,
     so integer, bool, float and string labels come back with the same type and values.
+    One value per network output, and at most :data:`MAX_CLASSES_BYTES` as an array
+    (both checked before the array is built).
 ``n_iter``
     Decimal integer: ``n_iter_``.
 ``history``
@@ -33,7 +35,8 @@ The file is parsed in Rust (``lenet5._lenet5.load_safetensors``), which checks e
 byte of it; this module then checks the metadata and rebuilds the estimator through
 ``set_weights``, which checks names, shapes and values again. Nothing in a file can run
 code: there is no pickle inside. Every problem is a :class:`ValueError` naming the file
-and the problem (:class:`OSError` for a file that cannot be read).
+and the problem (:class:`OSError` with ``errno`` and ``filename`` for a file that cannot
+be read).
 
 ``getstate`` / ``setstate`` serve ``pickle`` and ``copy.deepcopy``: the state holds the
 hyperparameters as they are (pickle carries callables like any other object), the
@@ -75,6 +78,10 @@ _CLASS_DTYPE = re.compile(r"^[<>|=]?(b1|[iu][1248]|f[248]|U[0-9]{1,6}|S[0-9]{1,6
 _OBJECT = "object"
 
 _INT = re.compile(r"^(0|[1-9][0-9]{0,17})$")
+
+#: Most bytes ``classes_`` may take in a model file's metadata dtype (item size times the
+#: number of classes): checked before the array is built, on save and on load.
+MAX_CLASSES_BYTES = 16 * 1024 * 1024
 
 
 class _NotPlain(Exception):
@@ -153,8 +160,19 @@ def _check_int(value: Any, what: str, low: int = 0) -> int:
 # ---------------------------------------------------------------------------- pieces
 
 
+def _check_classes_size(dtype: np.dtype[Any], n: int, what: str) -> None:
+    size = dtype.itemsize * n
+    if size > MAX_CLASSES_BYTES:
+        raise ValueError(
+            f"{what} {n} classes of dtype {dtype.str} would take {size:,} bytes; at most "
+            f"{MAX_CLASSES_BYTES:,} bytes are allowed (labels of {dtype.itemsize:,} bytes "
+            "each)"
+        )
+
+
 def _encode_classes(classes: np.ndarray) -> dict[str, Any]:
     kind = classes.dtype.kind
+    _check_classes_size(classes.dtype, classes.shape[0], "cannot save classes_:")
     if kind in "biufU":
         return {"dtype": classes.dtype.str, "values": _plain(classes.tolist())}
     if kind == "S":
@@ -175,18 +193,27 @@ def _encode_classes(classes: np.ndarray) -> dict[str, Any]:
     raise ValueError(f"cannot save classes_ of dtype {classes.dtype}")
 
 
-def _decode_classes(obj: Any) -> np.ndarray:
+def _decode_classes(obj: Any, n_classes: int) -> np.ndarray:
+    """classes_ from its JSON form; the number of values and the bytes the array takes
+    are checked (against the network's ``n_classes`` and :data:`MAX_CLASSES_BYTES`)
+    before it is built."""
     if not isinstance(obj, dict) or set(obj) != {"dtype", "values"}:
         raise ValueError('classes must be a JSON object {"dtype": ..., "values": [...]}')
     dtype, values = obj["dtype"], obj["values"]
     if not isinstance(values, list):
         raise ValueError("classes.values must be a list")
+    if len(values) != n_classes:
+        raise ValueError(
+            f"there are {len(values)} classes but the network has {n_classes} outputs"
+        )
     if not isinstance(dtype, str) or not (dtype == _OBJECT or _CLASS_DTYPE.match(dtype)):
         raise ValueError(f"classes has the unsupported dtype {dtype!r:.40}")
     try:
-        kind = "O" if dtype == _OBJECT else np.dtype(dtype).kind
+        numpy_dtype = np.dtype(object if dtype == _OBJECT else dtype)
     except TypeError:
         raise ValueError(f"classes has the unsupported dtype {dtype!r:.40}") from None
+    kind = numpy_dtype.kind
+    _check_classes_size(numpy_dtype, n_classes, "classes:")
 
     def all_of(types: tuple[type, ...], exclude_bool: bool = True) -> bool:
         return all(
@@ -237,6 +264,10 @@ def _check_classes(classes: Any, n_classes: int) -> np.ndarray:
             same = unique.shape == classes.shape and bool(np.all(unique == classes))
     except TypeError:
         same = False
+    except Exception as err:  # a label object whose comparison fails otherwise
+        raise ValueError(
+            f"classes_ holds labels that cannot be compared ({type(err).__name__}: {err})"
+        ) from err
     if not same:
         raise ValueError("classes_ must be sorted and hold each label once")
     return classes
@@ -377,8 +408,10 @@ def save(model: Any, path: str | os.PathLike[str]) -> None:
     The file holds the weights (float32, the names of ``get_weights``) and, as
     metadata, the format and library versions, the architecture, the hyperparameters,
     the classes, ``n_iter_``, ``history_`` and ``best_epoch_``. It is written to a
-    temporary file in the same folder, flushed to disk and renamed over ``path``, so
-    ``path`` holds the old or the new model, never a mix, whatever happens meanwhile.
+    temporary file in the same folder (``.<name>.lenet5-save-<pid>-<n>.tmp``, locked
+    while it is written), flushed to disk and renamed over ``path``, so ``path`` holds
+    the old or the new model, never a mix, whatever happens meanwhile. Temporary files
+    of the same ``path`` left by killed saves (their lock free) are removed first.
 
     Hyperparameters that are not JSON values (a callable ``lr_schedule``, callbacks, a
     ``RandomState`` or ``Generator`` as ``random_state``) are left out with a
@@ -389,9 +422,11 @@ def save(model: Any, path: str | os.PathLike[str]) -> None:
     NotFittedError
         When the model has not been fitted.
     ValueError
-        When a stored hyperparameter is invalid (the file could not be loaded).
+        When a stored hyperparameter is invalid, or ``classes_`` would take more than
+        :data:`MAX_CLASSES_BYTES` (the file could not be loaded).
     OSError
-        When the file cannot be written (the previous file, if any, is kept).
+        When the file cannot be written (the previous file, if any, is kept), with
+        ``errno`` and ``filename`` set.
     """
     net = model._fitted_net()
     target = os.fspath(path)
@@ -445,9 +480,12 @@ def load(path: str | os.PathLike[str], cls: type | None = None) -> Any:
     ValueError
         For anything wrong in the file: not a safetensors file, malformed header,
         wrong tensor names, shapes or values, missing or malformed metadata, not a
-        lenet5 model, or a ``format_version`` newer than this lenet5 reads.
+        lenet5 model, or a ``format_version`` newer than this lenet5 reads. A file
+        that is not safetensors at all is named by what it looks like (a NumPy file, a
+        pickle, text, an image, empty, ...), followed by the exact problem.
     OSError
-        When the file cannot be read.
+        When the file cannot be read or is not a regular file, with ``errno`` and
+        ``filename`` set.
     """
     if cls is None:
         from ._estimator import LeNet5
@@ -494,10 +532,11 @@ def _from_file(cls: type, tensors: dict[str, Any], metadata: dict[str, str]) -> 
         raise ValueError("hyperparameters must be a JSON object")
     history = _loads(metadata["history"], "history") if "history" in metadata else {}
     best_epoch = _loads(metadata["best_epoch"], "best_epoch") if "best_epoch" in metadata else None
+    architecture = _check_architecture(_loads(metadata["architecture"], "architecture"))
     fitted = _Fitted(
-        _loads(metadata["architecture"], "architecture"),
+        architecture,
         tensors,
-        _decode_classes(_loads(metadata["classes"], "classes")),
+        _decode_classes(_loads(metadata["classes"], "classes"), architecture["n_classes"]),
         int(n_iter_text),
         history,
         best_epoch,
@@ -514,6 +553,28 @@ def _from_file(cls: type, tensors: dict[str, Any], metadata: dict[str, str]) -> 
 _FITTED = ("classes_", "n_iter_", "history_", "best_epoch_", "n_params_")
 # Attributes never carried: the native network, the fit lock, the optimizer's key.
 _TRANSIENT = ("_net", "_lock", "_optimizer_key")
+# The other attributes LeNet5.fit creates, carried in "attributes": per-tensor arrays
+# (the names and shapes of get_weights) or None.
+_EXTRA = ("hessian_diag_", "step_sizes_")
+
+
+def _subclass_attribute(cls: type, name: Any) -> bool:
+    """Whether ``name`` may be a fitted attribute that a subclass's ``fit`` adds (as
+    scikit-learn's ``validate_data`` adds ``n_features_in_``): a public name ending in
+    ``_`` that is not an attribute of the class (so never a method or a property) nor one
+    of LeNet5's own. LeNet5 itself has no such attributes."""
+    from ._estimator import LeNet5
+
+    return (
+        cls is not LeNet5
+        and isinstance(name, str)
+        and name.isidentifier()
+        and name.endswith("_")
+        and not name.startswith("_")
+        and not hasattr(cls, name)
+        and name not in cls._param_names()
+        and name not in _FITTED + _EXTRA
+    )
 
 
 def getstate(model: Any) -> dict[str, Any]:
@@ -521,8 +582,10 @@ def getstate(model: Any) -> dict[str, Any]:
 
     ``{"lenet5_state": 1, "library_version": str, "params": {hyperparameters},
     "fitted": None or {"architecture", "weights", "classes", "n_iter", "history",
-    "best_epoch"}, "attributes": {other instance attributes}}``.
-    """
+    "best_epoch"}, "attributes": {"hessian_diag_", "step_sizes_" where present, and a
+    subclass's own fitted attributes}}``. Other instance attributes are not carried:
+    :func:`setstate` accepts only what ``fit`` creates, so no state can replace a method
+    or add another attribute."""
     d = model.__dict__
     names = type(model)._param_names()
     state: dict[str, Any] = {
@@ -541,9 +604,47 @@ def getstate(model: Any) -> dict[str, Any]:
             "history": {k: list(v) for k, v in d.get("history_", {}).items()},
             "best_epoch": d.get("best_epoch_"),
         }
-    skip = set(names) | set(_FITTED) | set(_TRANSIENT)
-    state["attributes"] = {k: v for k, v in d.items() if k not in skip}
+    cls = type(model)
+    state["attributes"] = {
+        k: v for k, v in d.items() if k in _EXTRA or _subclass_attribute(cls, k)
+    }
     return state
+
+
+def _check_extra(
+    cls: type, attributes: dict[str, Any], weights: dict[str, np.ndarray] | None
+) -> None:
+    """The pickled attributes besides the fitted ones must be those fit creates, with the
+    types fit gives them: a dict tensor name -> float32 array of that tensor's shape, or
+    None (and only None for an unfitted model, whose ``weights`` are None). A subclass's
+    own fitted attributes (see :func:`_subclass_attribute`) are its ``fit``'s business."""
+    for key, value in attributes.items():
+        if _subclass_attribute(cls, key):
+            continue
+        if key not in _EXTRA:
+            raise ValueError(
+                f"bad LeNet5 state: the attribute {key!r:.40} is not one that fit creates "
+                f"(the state may hold {', '.join(_EXTRA)})"
+            )
+        if value is None:
+            continue
+        ok = (
+            weights is not None
+            and isinstance(value, dict)
+            and all(
+                isinstance(name, str)
+                and name in weights
+                and isinstance(array, np.ndarray)
+                and array.dtype == np.float32
+                and array.shape == weights[name].shape
+                for name, array in value.items()
+            )
+        )
+        if not ok:
+            raise ValueError(
+                f"bad LeNet5 state: {key} must be None or a dict of float32 arrays with the "
+                f"names and shapes of the weights; got {type(value).__name__}"
+            )
 
 
 def setstate(model: Any, state: Any) -> None:
@@ -580,11 +681,11 @@ def setstate(model: Any, state: Any) -> None:
             fitted.get("history", {}),
             fitted.get("best_epoch"),
         )
+    _check_extra(cls, attributes, None if checked is None else checked.net.get_weights())
+    extra = dict(attributes)
     # Everything is checked: from here on the model changes.
     for key in _TRANSIENT + _FITTED:
         model.__dict__.pop(key, None)
-    skip = set(values) | set(_FITTED) | set(_TRANSIENT)
-    extra = {k: v for k, v in attributes.items() if k not in skip}
     model.__dict__.update(values)
     if checked is None:
         model.__dict__.update(extra)

@@ -280,6 +280,8 @@ def encode_labels(y: np.ndarray, name: str = "y") -> tuple[np.ndarray, np.ndarra
         classes, indices = np.unique(y, return_inverse=True)
     except TypeError as err:
         raise TypeError(f"{name} mixes labels that cannot be compared ({err})") from None
+    except Exception as err:  # a label type whose comparison itself fails
+        raise _comparison_failed(name, err) from err
     if classes.shape[0] < 2:
         raise ValueError(
             f"{name} has a single class ({classes.tolist()[0]!r}); at least 2 classes are "
@@ -293,6 +295,13 @@ def encode_labels(y: np.ndarray, name: str = "y") -> tuple[np.ndarray, np.ndarra
     return classes, np.ascontiguousarray(indices.reshape(-1), dtype=np.int64)
 
 
+def _comparison_failed(name: str, err: Exception) -> TypeError:
+    return TypeError(
+        f"{name} holds labels whose comparison fails ({type(err).__name__}: {err}); labels "
+        "must be integers, strings or bools that compare with each other"
+    )
+
+
 def labels_to_indices(y: np.ndarray, classes: np.ndarray, name: str = "y") -> np.ndarray:
     """Map labels to indices into the sorted ``classes``; unknown labels raise ValueError.
 
@@ -302,21 +311,24 @@ def labels_to_indices(y: np.ndarray, classes: np.ndarray, name: str = "y") -> np
     >>> labels_to_indices(np.array([3, 1]), np.array([1, 2, 3])).tolist()
     [2, 0]
     """
+    unknown: np.ndarray | None = None
     try:
         pos = np.searchsorted(classes, y)
+        pos = np.clip(pos, 0, len(classes) - 1)
+        found = np.asarray(classes[pos] == y, dtype=bool)
+        if found.shape != y.shape or not found.all():
+            if found.shape == y.shape:
+                unknown = np.unique(y[~found])
+            else:  # elementwise comparison impossible (e.g. strings against numbers)
+                unknown = np.unique(y)
     except TypeError as err:
         raise TypeError(
             f"{name} has labels that cannot be compared with the classes "
             f"{classes.tolist()!r:.80} ({err})"
         ) from None
-    pos = np.clip(pos, 0, len(classes) - 1)
-    found = classes[pos] == y
-    found = np.asarray(found, dtype=bool)
-    if found.shape != y.shape or not found.all():
-        if found.shape == y.shape:
-            unknown = np.unique(y[~found])
-        else:  # elementwise comparison impossible (e.g. strings against numbers)
-            unknown = np.unique(y)
+    except Exception as err:  # a label type whose comparison itself fails
+        raise _comparison_failed(name, err) from err
+    if unknown is not None:
         raise ValueError(
             f"{name} has labels {unknown.tolist()!r:.80} that are not among the classes "
             f"{classes.tolist()!r:.120}"

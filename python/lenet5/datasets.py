@@ -14,6 +14,7 @@ and verified), so an interrupted or corrupted download never leaves a file behin
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import http.client
 import os
@@ -130,10 +131,15 @@ def load_idx(file: PathLike) -> np.ndarray:
     Raises
     ------
     OSError
-        When the file cannot be read (FileNotFoundError if it does not exist).
+        When the file cannot be read, with ``errno`` and ``filename`` set as by Python's
+        own file functions (:class:`FileNotFoundError` if it does not exist,
+        :class:`IsADirectoryError` for a folder, :class:`PermissionError`, ...). Anything
+        that is not a regular file (a named pipe, a device) is refused before it is
+        opened (``errno.EINVAL``).
     ValueError
         When the content is not a well-formed IDX array (bad magic number, unknown
-        type, size not matching the header, corrupt compression).
+        type, size not matching the header, corrupt compression). The declared size is
+        checked against the file's size before anything is read or allocated.
 
     Examples
     --------
@@ -145,12 +151,17 @@ def load_idx(file: PathLike) -> np.ndarray:
     >>> labels.shape, labels.dtype
     ((1000,), dtype('uint8'))
     """
+    return _lenet5.load_idx(_fspath(file))
+
+
+def _fspath(file: PathLike) -> str:
     path = os.fspath(file)
-    if not isinstance(path, str):
-        path = os.fsdecode(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(2, "No such IDX file", path)
-    return _lenet5.load_idx(path)
+    return path if isinstance(path, str) else os.fsdecode(path)
+
+
+def _not_found(message: str, path: PathLike) -> FileNotFoundError:
+    """FileNotFoundError with errno and filename set, as Python's file functions raise."""
+    return FileNotFoundError(errno.ENOENT, message, _fspath(path))
 
 
 def _find(folder: Path, stem: str) -> Path:
@@ -160,27 +171,31 @@ def _find(folder: Path, stem: str) -> Path:
         candidate = folder / name
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(
+    raise _not_found(
         f"{folder} has no {stem} or {stem}.gz (an MNIST-style folder holds "
         "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
-        "t10k-labels-idx1-ubyte, each optionally gzipped)"
+        "t10k-labels-idx1-ubyte, each optionally gzipped)",
+        folder / stem,
     )
 
 
-def _check_pair(images: np.ndarray, labels: np.ndarray, where: str) -> Split:
-    if images.ndim != 3 or images.dtype != np.uint8:
+def _check_pair(
+    images: tuple[str, tuple[int, ...]], labels: tuple[str, tuple[int, ...]], where: str
+) -> None:
+    """Checks the (dtype, shape) of an images file and a labels file against each other."""
+    (image_dtype, image_shape), (label_dtype, label_shape) = images, labels
+    if len(image_shape) != 3 or image_dtype != "uint8":
         raise ValueError(
             f"{where}: expected uint8 images of shape (n, rows, cols); got shape "
-            f"{images.shape} and dtype {images.dtype}"
+            f"{image_shape} and dtype {image_dtype}"
         )
-    if labels.ndim != 1 or labels.dtype != np.uint8:
+    if len(label_shape) != 1 or label_dtype != "uint8":
         raise ValueError(
-            f"{where}: expected uint8 labels of shape (n,); got shape {labels.shape} and "
-            f"dtype {labels.dtype}"
+            f"{where}: expected uint8 labels of shape (n,); got shape {label_shape} and "
+            f"dtype {label_dtype}"
         )
-    if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{where}: {images.shape[0]} images but {labels.shape[0]} labels")
-    return images, labels
+    if image_shape[0] != label_shape[0]:
+        raise ValueError(f"{where}: {image_shape[0]} images but {label_shape[0]} labels")
 
 
 def _load_folder(folder: Path) -> tuple[Split, Split]:
@@ -188,18 +203,38 @@ def _load_folder(folder: Path) -> tuple[Split, Split]:
 
 
 def _load_files(files: dict[tuple[str, str], Path], folder: Path) -> tuple[Split, Split]:
+    # The four headers first (a gzip file is inflated only as far as its header, and
+    # every declared size is checked against its file's size): the files must agree
+    # before any of them is read whole.
+    headers = {}
+    for key, file in files.items():
+        dtype, shape = _lenet5.idx_header(_fspath(file))
+        headers[key] = (dtype, tuple(shape))
+    for split, name in (("train", "train"), ("test", "t10k")):
+        _check_pair(headers[split, "images"], headers[split, "labels"], f"{folder} ({name})")
     loaded = {key: load_idx(file) for key, file in files.items()}
-    train = _check_pair(loaded["train", "images"], loaded["train", "labels"], f"{folder} (train)")
-    test = _check_pair(loaded["test", "images"], loaded["test", "labels"], f"{folder} (t10k)")
-    return train, test
+    # Checked again on the arrays: a file may have changed since its header was read.
+    for split, name in (("train", "train"), ("test", "t10k")):
+        images, labels = loaded[split, "images"], loaded[split, "labels"]
+        _check_pair(
+            (str(images.dtype), images.shape),
+            (str(labels.dtype), labels.shape),
+            f"{folder} ({name})",
+        )
+    return (
+        (loaded["train", "images"], loaded["train", "labels"]),
+        (loaded["test", "images"], loaded["test", "labels"]),
+    )
 
 
 def _checked_folder(path: PathLike) -> Path:
     folder = Path(os.fspath(path)).expanduser()
     if not folder.exists():
-        raise FileNotFoundError(f"data folder {folder} does not exist")
+        raise _not_found(f"data folder {folder} does not exist", folder)
     if not folder.is_dir():
-        raise NotADirectoryError(f"data path {folder} is not a folder of IDX files")
+        raise NotADirectoryError(
+            errno.ENOTDIR, f"data path {folder} is not a folder of IDX files", str(folder)
+        )
     return folder
 
 
@@ -362,7 +397,9 @@ def download_mnist(
         raise ValueError(f"timeout must be a positive number of seconds; got {timeout!r}")
     folder = data_home() / "mnist" if path is None else Path(os.fspath(path)).expanduser()
     if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"download folder {folder} is not a folder")
+        raise NotADirectoryError(
+            errno.ENOTDIR, f"download folder {folder} is not a folder", str(folder)
+        )
     folder.mkdir(parents=True, exist_ok=True)
     for name, digest in digests.items():
         target = folder / name
@@ -551,7 +588,8 @@ def load_fashion_mnist(path: PathLike | None = None) -> tuple[Split, Split]:
                 continue
             return _load_folder(folder)
     searched = ", ".join(str(p) for p in FASHION_MNIST_LOCATIONS)
-    raise FileNotFoundError(
+    raise _not_found(
         f"Fashion-MNIST not found in {searched}; on Debian or Ubuntu install it with "
-        "`apt-get install dataset-fashion-mnist`, or pass path= a folder of its IDX files"
+        "`apt-get install dataset-fashion-mnist`, or pass path= a folder of its IDX files",
+        FASHION_MNIST_LOCATIONS[0],
     )
