@@ -103,10 +103,11 @@ def _n_jobs(text: str) -> int:
         value = int(text)
     except ValueError:
         value = 0
-    if value == -1 or value >= 1:
+    if value != 0:
         return value
     raise argparse.ArgumentTypeError(
-        f"expected a positive number of threads or -1 for all cores, got {text!r}"
+        "expected a positive number of threads, or as in joblib -1 for all cores, -2 for "
+        f"all but one, ...; got {text!r}"
     )
 
 
@@ -144,7 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--learning-rate", type=_positive_float, metavar="X", help="optimizer step size"
     )
     train.add_argument(
-        "--n-jobs", type=_n_jobs, metavar="N", help="threads (default: all cores, also -1)"
+        "--n-jobs",
+        type=_n_jobs,
+        metavar="N",
+        help="threads (default: all cores, also -1; -2: all but one)",
     )
     train.add_argument(
         "--seed",
@@ -185,7 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model", metavar="MODEL", help="a model file written by train --save")
     _add_data_options(evaluate, "test on")
     evaluate.add_argument(
-        "--n-jobs", type=_n_jobs, metavar="N", help="threads (default: all cores, also -1)"
+        "--n-jobs",
+        type=_n_jobs,
+        metavar="N",
+        help="threads (default: all cores, also -1; -2: all but one)",
     )
     evaluate.set_defaults(run=_evaluate)
 
@@ -215,7 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="invert image files: auto (default) when their border is mostly light",
     )
     predict.add_argument(
-        "--n-jobs", type=_n_jobs, metavar="N", help="threads (default: all cores, also -1)"
+        "--n-jobs",
+        type=_n_jobs,
+        metavar="N",
+        help="threads (default: all cores, also -1; -2: all but one)",
     )
     predict.set_defaults(run=_predict)
 
@@ -570,7 +580,7 @@ def _summary(args: argparse.Namespace) -> int:
     print(f"classes: {classes}")
     print(f"epochs trained: {model.n_iter_}")
     print()
-    print(model.summary(), flush=True)
+    model.summary(print_fn=functools.partial(print, flush=True))
     return 0
 
 

@@ -30,6 +30,7 @@ from typing import Union
 import numpy as np
 
 from . import _lenet5
+from ._prepare import prepare_digit, prepare_digits
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -40,6 +41,8 @@ __all__ = [
     "load_fashion_mnist",
     "load_idx",
     "load_mnist",
+    "prepare_digit",
+    "prepare_digits",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
