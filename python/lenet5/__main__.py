@@ -15,10 +15,14 @@ Subcommands:
     The layers of a saved model, their output shapes, parameters and connections.
 
 Images given to ``predict`` are converted to grayscale (transparent parts count as
-white), inverted when their background is light (MNIST digits are light ink on a dark
-background; the background is judged from the border pixels, ``--invert`` overrides it),
-padded to a square with the background and resized to 28x28 (Lanczos). For the best
-results the digit should fill about the central 20x20 pixels, as in MNIST.
+white) and prepared as MNIST prepared its digits (:func:`lenet5.datasets.prepare_digit`):
+inverted when their background is light (MNIST digits are light ink on a dark background;
+the background is judged from the border pixels, ``--invert`` overrides it), the digit's
+bounding box scaled to fit 20x20 keeping its aspect ratio, and centred by its centre of
+mass in a 28x28 field. ``.npy`` arrays of 28x28 or 32x32 images are used as they are
+(inverted with ``--invert yes``); arrays of images of other sizes are prepared as image
+files are. ``--no-prepare`` skips the preparation: an image file is then only padded to a
+square with its background and resized to 28x28 (Lanczos).
 
 Errors are reported as one line on stderr with exit code 2. Warnings of ``train`` (training
 interrupted by Ctrl-C, or training that went nowhere, :class:`lenet5.TrainingWarning`) are
@@ -201,11 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="labels and probabilities for image files or .npy arrays",
         description=(
             "Print the predicted label and its probability for each image: PNG, JPEG or "
-            "any format Pillow reads (pip install 'lenet5[image]'), converted to grayscale, "
-            "inverted when the background is light, padded to a square and resized to "
-            "28x28; or .npy files of uint8 (0-255) or float (0-1) images shaped (28, 28), "
-            "(n, 28, 28), (n, 784), (n, 32, 32) or (n, 1, 28, 28), light digits on a dark "
-            "background as in MNIST."
+            "any format Pillow reads (pip install 'lenet5[image]'), converted to grayscale "
+            "and prepared as MNIST's digits (inverted when the background is light, the "
+            "digit scaled to fit 20x20 and centred by its centre of mass in 28x28); or .npy "
+            "files of uint8 (0-255) or float (0-1) images shaped (28, 28), (n, 28, 28), "
+            "(n, 784), (n, 32, 32) or (n, 1, 28, 28), light digits on a dark background as "
+            "in MNIST, used as they are, or (h, w) / (n, h, w) images of other sizes, "
+            "prepared as image files are."
         ),
     )
     predict.add_argument("model", metavar="MODEL", help="a model file written by train --save")
@@ -219,7 +225,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--invert",
         choices=("auto", "yes", "no"),
         default="auto",
-        help="invert image files: auto (default) when their border is mostly light",
+        help=(
+            "invert the images (files and arrays): yes, no, or auto (default): image files "
+            "and arrays of other sizes when their border is mostly light"
+        ),
+    )
+    predict.add_argument(
+        "--no-prepare",
+        dest="prepare",
+        action="store_false",
+        help=(
+            "do not crop, scale and centre the digits as MNIST's; image files are only "
+            "padded to a square and resized to 28x28"
+        ),
     )
     predict.add_argument(
         "--n-jobs",
@@ -436,10 +454,29 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_npy(path: Path) -> tuple[list[str], Any]:
-    """Names and checked images (n, 28|32, 28|32) of a .npy file (never unpickled)."""
+#: ``--invert``'s choices as ``prepare_digit``'s ``invert``.
+_INVERT = {"auto": None, "yes": True, "no": False}
+
+
+def _model_sized(array: Any) -> bool:
+    """Whether an array's images have one of the sizes ``predict`` takes as they are."""
+    sides = {(28, 28), (32, 32)}
+    shape = tuple(array.shape)
+    return (
+        shape[-2:] in sides
+        or (array.ndim >= 3 and shape[-3:-1] in sides)
+        or (array.ndim == 2 and shape[1] in (784, 1024))
+    )
+
+
+def _read_npy(path: Path, invert: str = "auto", prepare: bool = True) -> tuple[list[str], Any]:
+    """Names and checked images (n, 28|32, 28|32) of a .npy file (never unpickled).
+
+    Images of other sizes ((h, w) or (n, h, w)) are prepared as MNIST's digits when
+    ``prepare`` is true; ``invert="yes"`` inverts the images in any case."""
     import numpy as np
 
+    from ._prepare import prepare_digits
     from ._validation import check_images
 
     try:
@@ -448,19 +485,31 @@ def _read_npy(path: Path) -> tuple[list[str], Any]:
         raise ValueError(f"{path}: not a .npy array of numbers ({err})") from None
     if not isinstance(array, np.ndarray):
         raise ValueError(f"{path}: expected one array (.npy), not an archive (.npz)")
-    images = check_images(array, str(path), allow_single=True)
+    if prepare and array.ndim in (2, 3) and not _model_sized(array):
+        try:
+            images = prepare_digits(
+                array[np.newaxis] if array.ndim == 2 else array, invert=_INVERT[invert]
+            )
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"{path}: {err}") from None
+    else:
+        images = check_images(array, str(path), allow_single=True)
+        if invert == "yes":
+            images = 255 - images if images.dtype == np.uint8 else 1 - images
     if array.ndim == 2 and images.shape[0] == 1 and array.shape[0] != 1:
         return [str(path)], images
     return [f"{path}[{i}]" for i in range(images.shape[0])], images
 
 
-def load_image(path: str | os.PathLike[str], invert: str = "auto") -> Any:
+def load_image(path: str | os.PathLike[str], invert: str = "auto", prepare: bool = True) -> Any:
     """An image file as a 28x28 uint8 MNIST-style digit (light ink on black).
 
-    The image is converted to grayscale (transparent parts count as white), inverted when
-    ``invert`` is ``"yes"``, or ``"auto"`` and the mean of its border pixels is above
-    127 (a light background), padded to a square with the background and resized to
-    28x28 with a Lanczos filter (a 28x28 image is used as it is).
+    The image is converted to grayscale (transparent parts count as white). With
+    ``prepare`` (the default) it is then prepared by :func:`lenet5.datasets.prepare_digit`
+    (``invert`` ``"yes"``, ``"no"`` or ``"auto"``: from the border). Without, it is
+    inverted when ``invert`` is ``"yes"``, or ``"auto"`` and the mean of its border pixels
+    is above 127 (a light background), padded to a square with the background and resized
+    to 28x28 with a Lanczos filter (a 28x28 image is used as it is).
 
     Raises
     ------
@@ -495,6 +544,10 @@ def load_image(path: str | os.PathLike[str], invert: str = "auto") -> Any:
     gray = np.asarray(image.convert("L"), dtype=np.uint8)
     if gray.size == 0:
         raise ValueError(f"{os.fspath(path)}: the image is empty")
+    if prepare:
+        from ._prepare import prepare_digit
+
+        return prepare_digit(gray, invert=_INVERT[invert])
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     if invert == "yes" or (invert == "auto" and border.mean() > 127):
         gray = 255 - gray
@@ -511,7 +564,7 @@ def load_image(path: str | os.PathLike[str], invert: str = "auto") -> Any:
     return np.asarray(small, dtype=np.uint8)
 
 
-def _read_inputs(paths: Sequence[str], invert: str) -> tuple[list[str], Any]:
+def _read_inputs(paths: Sequence[str], invert: str, prepare: bool = True) -> tuple[list[str], Any]:
     """Names and one batch of images for the files given to predict."""
     import numpy as np
 
@@ -524,12 +577,12 @@ def _read_inputs(paths: Sequence[str], invert: str) -> tuple[list[str], Any]:
         if path.is_dir():
             raise IsADirectoryError(f"input {text} is a folder; give image or .npy files")
         if path.suffix.lower() == ".npy":
-            these, images = _read_npy(path)
+            these, images = _read_npy(path, invert, prepare)
             names += these
             batches.append(images)
         else:
             names.append(text)
-            batches.append(load_image(path, invert)[np.newaxis])
+            batches.append(load_image(path, invert, prepare)[np.newaxis])
     if len({b.shape[1:] for b in batches}) > 1 or len({b.dtype for b in batches}) > 1:
         # Mixed sizes or types: all as float32 in [0, 1], 28x28 padded to 32x32 with the
         # background where 32x32 images are present.
@@ -549,8 +602,21 @@ def _read_inputs(paths: Sequence[str], invert: str) -> tuple[list[str], Any]:
 def _predict(args: argparse.Namespace) -> int:
     model = _load_model(args.model)
     _set_n_jobs(model, args.n_jobs)
-    names, images = _read_inputs(args.inputs, args.invert)
-    proba = model.predict_proba(images)
+    names, images = _read_inputs(args.inputs, args.invert, args.prepare)
+    from ._prepare import InvertedInputWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        proba = model.predict_proba(images)
+    for warning in caught:
+        if issubclass(warning.category, InvertedInputWarning):
+            message = (
+                "the images look inverted (most border pixels are bright), but MNIST digits "
+                "are light ink on a dark background; pass --invert yes"
+            )
+        else:
+            message = " ".join(str(warning.message).split())
+        print(f"lenet5: warning: {message}", file=sys.stderr, flush=True)
     classes = [str(c) for c in model.classes_.tolist()]
     best = proba.argmax(axis=1)
     first = max(len("input"), *map(len, names))
