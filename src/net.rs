@@ -859,3 +859,53 @@ impl SimdTask for CurvatureChunk<'_> {
 pub fn forward(lay: &Layout, p: &[f32], ws: &mut Workspace) {
     dispatch(Forward { lay, p, ws });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    /// The gradient and loss of one chunk of `lanes` random images with these weights.
+    fn chunk(lanes: usize, weights: Option<&[f32]>) -> (Vec<f32>, f64) {
+        let lay = ArchConfig::default().layout();
+        let mut rng = Rng::new(7);
+        let p = lay.init_params(Init::LeCun, &mut rng);
+        let mut ws = Workspace::new(lanes, 10);
+        for v in ws.x.iter_mut().take(IN * IN * lanes) {
+            *v = rng.uniform(-0.1, 1.175);
+        }
+        let labels: Vec<u32> = (0..lanes as u32).map(|i| i % 10).collect();
+        let mut grad = vec![0.0f32; lay.n_params_total()];
+        let (loss, _) = dispatch(TrainChunk {
+            lay: &lay,
+            p: &p,
+            ws: &mut ws,
+            labels: &labels,
+            weights,
+            scale: 0.5,
+            grad: &mut grad,
+        });
+        (grad, loss)
+    }
+
+    #[test]
+    fn weights_of_one_change_nothing() {
+        for lanes in [1, wide_lanes()] {
+            let ones = vec![1.0f32; lanes];
+            assert_eq!(chunk(lanes, None), chunk(lanes, Some(&ones)));
+        }
+    }
+
+    #[test]
+    fn a_weight_scales_the_loss_and_the_gradient() {
+        // A power of two scales every product and sum of the backward pass exactly.
+        let (g1, l1) = chunk(1, None);
+        let (g2, l2) = chunk(1, Some(&[2.0]));
+        assert_eq!(l2, 2.0 * l1);
+        assert!(g1.iter().zip(&g2).all(|(a, b)| 2.0 * a == *b));
+        assert!(g1.iter().any(|&a| a != 0.0));
+        let (g0, l0) = chunk(1, Some(&[0.0]));
+        assert_eq!(l0, 0.0);
+        assert!(g0.iter().all(|&a| a == 0.0));
+    }
+}
