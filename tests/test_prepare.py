@@ -217,6 +217,24 @@ def test_light_ink_on_dark_and_a_minority_of_inverted_images_do_not_warn(fitted_
         fitted_small.predict(np.full((3, 28, 28), 127, dtype=np.uint8))  # grey, not bright
 
 
+def test_looks_inverted_counts_the_border_pixels():
+    from lenet5._prepare import looks_inverted
+
+    rng = np.random.default_rng(4)
+    for images, half in (
+        (rng.integers(0, 256, (40, 28, 28)).astype(np.uint8), 128),
+        ((rng.random((40, 32, 32)) < rng.random((40, 1, 1))).astype(np.float32), 0.5),
+    ):
+        for one in (images, images[:1]):
+            want = []
+            for image in one:
+                h, w = image.shape
+                ring = [image[i, j] for i in range(h) for j in range(w) if i in (0, h - 1)
+                        or j in (0, w - 1)]  # fmt: skip
+                want.append(sum(v >= half for v in ring) > len(ring) / 2)
+            assert looks_inverted(one).tolist() == want
+
+
 def test_inverted_input_warning_is_a_user_warning():
     assert issubclass(InvertedInputWarning, UserWarning)
 

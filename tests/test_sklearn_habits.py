@@ -222,6 +222,16 @@ def test_n_features_in_counts_the_pixels_of_the_training_images(mnist, make_mode
     assert not hasattr(LeNet5(), "n_features_in_")
 
 
+def test_n_features_in_survives_save_load_and_pickle(mnist, make_model, tmp_path):
+    import pickle
+
+    (x, y), _ = mnist
+    model = make_model().fit(np.pad(x[:100], ((0, 0), (2, 2), (2, 2))), y[:100])
+    model.save(tmp_path / "m.safetensors")
+    assert LeNet5.load(tmp_path / "m.safetensors").n_features_in_ == 1024
+    assert pickle.loads(pickle.dumps(model)).n_features_in_ == 1024
+
+
 def _cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))

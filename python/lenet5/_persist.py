@@ -28,6 +28,8 @@ fitted weights, float32; its ``__metadata__`` maps these keys to strings:
     JSON object: ``history_`` (NaN as null).
 ``best_epoch``
     JSON: ``best_epoch_`` (an integer or null).
+``n_features_in`` (optional)
+    Decimal integer: ``n_features_in_``, the pixels per training image (784 or 1024).
 
 The file is parsed in Rust (``lenet5._lenet5.load_safetensors``), which checks every
 byte of it; this module then checks the metadata and rebuilds the estimator through
@@ -427,6 +429,8 @@ def save(model: Any, path: str | os.PathLike[str]) -> None:
         "history": _dumps(_encode_history(model.history_)),
         "best_epoch": _dumps(model.best_epoch_),
     }
+    if "n_features_in_" in model.__dict__:
+        metadata["n_features_in"] = str(int(model.n_features_in_))
     _lenet5.save_safetensors(target, weights, metadata)
 
 
@@ -502,9 +506,15 @@ def _from_file(cls: type, tensors: dict[str, Any], metadata: dict[str, str]) -> 
         history,
         best_epoch,
     )
+    extra = {}
+    if "n_features_in" in metadata:
+        text = metadata["n_features_in"]
+        if text not in ("784", "1024"):
+            raise ValueError(f"n_features_in must be 784 or 1024; got {text!r:.40}")
+        extra["n_features_in_"] = int(text)
     model = cls(**_split_params(cls, params, "the model file"))
     _check_params(model)
-    fitted.install(model, {})
+    fitted.install(model, extra)
     return model
 
 

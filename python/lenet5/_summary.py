@@ -30,6 +30,7 @@ def session_shows_results() -> bool:
     get_ipython = getattr(ipython, "get_ipython", None)
     return get_ipython is not None and get_ipython() is not None
 
+
 #: Choices of the architecture hyperparameters (the first is the default).
 ACTIVATIONS = ("tanh", "relu")
 POOLINGS = ("sub", "avg", "max")
