@@ -467,7 +467,9 @@ class LeNet5:
         Threads for training and prediction. None or -1 use all cores available; as in
         joblib, -2 all but one, -k all but k - 1 (at least one).
     verbose : int, default=1
-        0: silent. 1: a progress bar per epoch (a widget in Jupyter). 2: one line per epoch.
+        0: silent. 1: a progress bar per epoch in a terminal or Jupyter (a widget with
+        ipywidgets, ``lenet5[notebook]``), one line per epoch where a bar cannot be redrawn
+        (a log file, a pipe, CI). 2: one line per epoch.
 
     Attributes
     ----------
