@@ -24,10 +24,12 @@ Exit code 0 when the labels from Dask equal the local ones, 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import os
 import sys
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -74,8 +76,8 @@ def predict_on_dask(model, images, chunk: int, client, timeout: float) -> np.nda
     return client.compute(labels).result(timeout=timeout)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """``--scheduler ADDRESS`` and ``--workers N``, as :func:`dask_client` takes them."""
     parser.add_argument(
         "--scheduler",
         metavar="ADDRESS",
@@ -83,23 +85,18 @@ def main(argv: list[str] | None = None) -> int:
         "start a LocalCluster of worker processes on this machine",
     )
     parser.add_argument("--workers", type=int, default=2, help="local worker processes")
-    parser.add_argument("--images", type=int, default=4000, help="number of images")
-    parser.add_argument("--chunk", type=int, default=500, help="images per chunk (task)")
-    parser.add_argument("--model", metavar="PATH", help="a saved model (lenet5 train --save)")
-    parser.add_argument(
-        "--timeout", type=float, default=300.0, help="seconds allowed for the computation"
-    )
-    args = parser.parse_args(argv)
 
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None, workers: int) -> Iterator:
+    """A Client of the scheduler at ``scheduler`` or, when it is None, of a LocalCluster of
+    ``workers`` worker processes on this machine (closed afterwards). Prints the process
+    ids of the workers."""
     from dask.distributed import Client, LocalCluster
 
-    model = get_model(args.model)
-    images = image_batch(args.images)
-
-    start = time.perf_counter()
-    if args.scheduler is None:
+    if scheduler is None:
         cluster = LocalCluster(
-            n_workers=args.workers,
+            n_workers=workers,
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
@@ -108,17 +105,36 @@ def main(argv: list[str] | None = None) -> int:
     else:
         cluster = None
     try:
-        with Client(cluster if cluster is not None else args.scheduler, timeout=60) as client:
+        with Client(cluster if cluster is not None else scheduler, timeout=60) as client:
             pids = client.run(os.getpid)
             print(
                 f"{len(pids)} Dask workers in processes {sorted(pids.values())} "
                 f"(this process: {os.getpid()})",
                 flush=True,
             )
-            distributed = predict_on_dask(model, images, args.chunk, client, args.timeout)
+            yield client
     finally:
         if cluster is not None:
             cluster.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_cluster_options(parser)
+    parser.add_argument("--images", type=int, default=4000, help="number of images")
+    parser.add_argument("--chunk", type=int, default=500, help="images per chunk (task)")
+    parser.add_argument("--model", metavar="PATH", help="a saved model (lenet5 train --save)")
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds allowed for the computation"
+    )
+    args = parser.parse_args(argv)
+
+    model = get_model(args.model)
+    images = image_batch(args.images)
+
+    start = time.perf_counter()
+    with dask_client(args.scheduler, args.workers) as client:
+        distributed = predict_on_dask(model, images, args.chunk, client, args.timeout)
     elapsed = time.perf_counter() - start
 
     local = model.predict(images)

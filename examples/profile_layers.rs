@@ -41,6 +41,7 @@ fn main() {
                     p: &p,
                     ws,
                     labels: &labels,
+                    weights: None,
                     scale: 1.0 / 64.0,
                     grad,
                 });

@@ -544,17 +544,27 @@ fn backward_1<M: Math, const SQ: bool>(
 /// The loss of a chunk: writes the gradient (or, with `SQ`, the diagonal
 /// curvature) of `scale * loss` wrt the last layer's outputs into `ws.gz`;
 /// returns the summed loss and the number of correct predictions.
+///
+/// `weights` (one per label, or None for all 1) multiplies each image's loss
+/// and its gradient: the loss of the chunk is `scale * sum_i w_i E_i`.
 fn loss_grad<const SQ: bool>(
     lay: &Layout,
     ws: &mut Workspace,
     labels: &[u32],
+    weights: Option<&[f32]>,
     scale: f32,
 ) -> (f64, usize) {
     match lay.cfg.loss {
-        Loss::CrossEntropy => softmax_ce::<SQ>(ws, labels, scale),
-        Loss::Mle => rbf_loss::<SQ>(ws, labels, scale, None),
-        Loss::Map { j } => rbf_loss::<SQ>(ws, labels, scale, Some(j)),
+        Loss::CrossEntropy => softmax_ce::<SQ>(ws, labels, weights, scale),
+        Loss::Mle => rbf_loss::<SQ>(ws, labels, weights, scale, None),
+        Loss::Map { j } => rbf_loss::<SQ>(ws, labels, weights, scale, Some(j)),
     }
+}
+
+/// The weight of lane `lane` (1 without weights).
+#[inline]
+fn lane_weight(weights: Option<&[f32]>, lane: usize) -> f32 {
+    weights.map_or(1.0, |w| w[lane])
 }
 
 /// The paper's losses on RBF penalties `y` (Eq. 8, and Eq. 9 when `map_j` is
@@ -565,6 +575,7 @@ fn loss_grad<const SQ: bool>(
 fn rbf_loss<const SQ: bool>(
     ws: &mut Workspace,
     labels: &[u32],
+    weights: Option<&[f32]>,
     scale: f32,
     map_j: Option<f32>,
 ) -> (f64, usize) {
@@ -593,7 +604,9 @@ fn rbf_loss<const SQ: bool>(
             q.iter_mut().for_each(|v| *v /= s);
             e += m + s.ln();
         }
-        loss += e;
+        let w = lane_weight(weights, lane);
+        let scale = scale * w;
+        loss += if w == 1.0 { e } else { w as f64 * e };
         for (c, qc) in q.iter().enumerate() {
             let t = if c == y { 1.0 } else { 0.0 };
             ws.gz[c * l_n + lane] = if SQ {
@@ -661,7 +674,12 @@ fn rbf_top_curvature(
 /// Softmax cross-entropy of a chunk: writes the gradient (or, with `SQ`, the
 /// diagonal of the Gauss-Newton matrix p(1-p)) of `scale * loss` wrt the logits
 /// into `ws.gz`; returns the summed loss and the number of correct argmaxes.
-fn softmax_ce<const SQ: bool>(ws: &mut Workspace, labels: &[u32], scale: f32) -> (f64, usize) {
+fn softmax_ce<const SQ: bool>(
+    ws: &mut Workspace,
+    labels: &[u32],
+    weights: Option<&[f32]>,
+    scale: f32,
+) -> (f64, usize) {
     let l_n = ws.lanes;
     let k = ws.n_classes;
     ws.gz.fill(0.0);
@@ -687,7 +705,10 @@ fn softmax_ce<const SQ: bool>(ws: &mut Workspace, labels: &[u32], scale: f32) ->
         }
         // -sum_c t_c log p_c with the targets t of the smoothing (one-hot without)
         let (eps, share) = (ws.smoothing, ws.smoothing / k as f32);
-        loss += (s.ln() - (1.0 - eps) * (z(y) - m) - share * zsum) as f64;
+        let e = (s.ln() - (1.0 - eps) * (z(y) - m) - share * zsum) as f64;
+        let w = lane_weight(weights, lane);
+        let scale = scale * w;
+        loss += if w == 1.0 { e } else { w as f64 * e };
         for c in 0..k {
             let p = (z(c) - m).exp() / s;
             let t = if c == y { 1.0 - eps + share } else { share };
@@ -752,12 +773,14 @@ impl SimdTask for Forward<'_> {
 }
 
 /// Task: forward, loss and backward of one chunk, gradients (of the loss
-/// times `scale`) accumulated into `grad`.
+/// times `scale`) accumulated into `grad`. `weights` (one per label, None
+/// for all 1) scales each image's loss and gradient.
 pub struct TrainChunk<'a> {
     pub lay: &'a Layout,
     pub p: &'a [f32],
     pub ws: &'a mut Workspace,
     pub labels: &'a [u32],
+    pub weights: Option<&'a [f32]>,
     pub scale: f32,
     pub grad: &'a mut [f32],
 }
@@ -774,11 +797,12 @@ impl SimdTask for TrainChunk<'_> {
             p,
             ws,
             labels,
+            weights,
             scale,
             grad,
         } = self;
         forward_any(m, lay, p, ws);
-        let r = loss_grad::<false>(lay, ws, labels, scale);
+        let r = loss_grad::<false>(lay, ws, labels, weights, scale);
         profile::lap(9);
         if ws.lanes == 1 {
             backward_1::<M, false>(m, lay, p, ws, grad);
@@ -818,7 +842,7 @@ impl SimdTask for CurvatureChunk<'_> {
             grad,
         } = self;
         forward_any(m, lay, p, ws);
-        loss_grad::<true>(lay, ws, labels, scale);
+        loss_grad::<true>(lay, ws, labels, None, scale);
         if lay.is_rbf() {
             rbf_top_curvature(lay, &p[lay.out_w..lay.out_b], ws, labels, scale, grad);
         }
@@ -834,4 +858,54 @@ impl SimdTask for CurvatureChunk<'_> {
 /// Runs the forward pass of the chunk in `ws.x`.
 pub fn forward(lay: &Layout, p: &[f32], ws: &mut Workspace) {
     dispatch(Forward { lay, p, ws });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    /// The gradient and loss of one chunk of `lanes` random images with these weights.
+    fn chunk(lanes: usize, weights: Option<&[f32]>) -> (Vec<f32>, f64) {
+        let lay = ArchConfig::default().layout();
+        let mut rng = Rng::new(7);
+        let p = lay.init_params(Init::LeCun, &mut rng);
+        let mut ws = Workspace::new(lanes, 10);
+        for v in ws.x.iter_mut().take(IN * IN * lanes) {
+            *v = rng.uniform(-0.1, 1.175);
+        }
+        let labels: Vec<u32> = (0..lanes as u32).map(|i| i % 10).collect();
+        let mut grad = vec![0.0f32; lay.n_params_total()];
+        let (loss, _) = dispatch(TrainChunk {
+            lay: &lay,
+            p: &p,
+            ws: &mut ws,
+            labels: &labels,
+            weights,
+            scale: 0.5,
+            grad: &mut grad,
+        });
+        (grad, loss)
+    }
+
+    #[test]
+    fn weights_of_one_change_nothing() {
+        for lanes in [1, wide_lanes()] {
+            let ones = vec![1.0f32; lanes];
+            assert_eq!(chunk(lanes, None), chunk(lanes, Some(&ones)));
+        }
+    }
+
+    #[test]
+    fn a_weight_scales_the_loss_and_the_gradient() {
+        // A power of two scales every product and sum of the backward pass exactly.
+        let (g1, l1) = chunk(1, None);
+        let (g2, l2) = chunk(1, Some(&[2.0]));
+        assert_eq!(l2, 2.0 * l1);
+        assert!(g1.iter().zip(&g2).all(|(a, b)| 2.0 * a == *b));
+        assert!(g1.iter().any(|&a| a != 0.0));
+        let (g0, l0) = chunk(1, Some(&[0.0]));
+        assert_eq!(l0, 0.0);
+        assert!(g0.iter().all(|&a| a == 0.0));
+    }
 }

@@ -428,13 +428,19 @@ impl PyNetwork {
         x: &Bound<'py, PyAny>,
         n_jobs: i64,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let b = Borrowed::extract(x)?;
-        let imgs = b.images()?;
-        let n = imgs.len();
-        let k = self.k();
-        let mut out = train::try_alloc(n * k, "the probabilities")?;
-        self.run_infer(py, &imgs, n_jobs, InferOut::Proba(&mut out))?;
-        PyArray1::from_vec(py, out).reshape([n, k])
+        self.class_rows(py, x, n_jobs, false)
+    }
+
+    /// Class scores before the softmax, (n, n_classes) float32: the logits, or
+    /// minus the RBF penalties (``predict_proba`` is their softmax).
+    #[pyo3(signature = (x, n_jobs=0))]
+    fn decision_function<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        n_jobs: i64,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        self.class_rows(py, x, n_jobs, true)
     }
 
     /// Index of the most probable class, (n,) int64.
@@ -762,6 +768,33 @@ impl PyNetwork {
         Ok(())
     }
 
+    /// One row per image of `x`: the class scores, or their softmax.
+    fn class_rows<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        n_jobs: i64,
+        scores: bool,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let b = Borrowed::extract(x)?;
+        let imgs = b.images()?;
+        let n = imgs.len();
+        let k = self.k();
+        let what = if scores {
+            "the class scores"
+        } else {
+            "the probabilities"
+        };
+        let mut out = train::try_alloc(n * k, what)?;
+        let target = if scores {
+            InferOut::Scores(&mut out)
+        } else {
+            InferOut::Proba(&mut out)
+        };
+        self.run_infer(py, &imgs, n_jobs, target)?;
+        PyArray1::from_vec(py, out).reshape([n, k])
+    }
+
     fn run_infer(
         &self,
         py: Python<'_>,
@@ -870,7 +903,8 @@ fn layers_to_dict<'py>(
     Ok(d)
 }
 
-/// Training images and class indices, copied once (see `Network.train_epoch`).
+/// Training images and class indices (and optional float32 weights, one per
+/// image, multiplying its loss), copied once (see `Network.train_epoch`).
 #[pyclass(name = "Dataset", module = "lenet5._lenet5", frozen)]
 struct PyDataset {
     inner: Arc<Dataset>,
@@ -879,7 +913,13 @@ struct PyDataset {
 #[pymethods]
 impl PyDataset {
     #[new]
-    fn new(py: Python<'_>, x: &Bound<'_, PyAny>, y: &Bound<'_, PyAny>) -> PyResult<Self> {
+    #[pyo3(signature = (x, y, weights=None))]
+    fn new(
+        py: Python<'_>,
+        x: &Bound<'_, PyAny>,
+        y: &Bound<'_, PyAny>,
+        weights: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
         let b = Borrowed::extract(x)?;
         let imgs = b.images()?;
         let y: PyReadonlyArray1<i64> = y.extract().map_err(|_| {
@@ -891,8 +931,15 @@ impl PyDataset {
             Images::F32(v) => ImageStore::from_view(v, false),
             Images::F64(v) => ImageStore::from_view(v, false),
         })?;
+        let mut dataset = Dataset::new(store, labels)?;
+        if let Some(w) = weights {
+            let w: PyReadonlyArray1<f32> = w.extract().map_err(|_| {
+                PyTypeError::new_err("weights must be a 1-D float32 numpy array, one per sample")
+            })?;
+            dataset = dataset.with_weights(w.as_array().iter().copied().collect())?;
+        }
         Ok(PyDataset {
-            inner: Arc::new(Dataset::new(store, labels)?),
+            inner: Arc::new(dataset),
         })
     }
 
@@ -1018,6 +1065,7 @@ fn _forward_backward<'py>(
                 p: &p,
                 ws: &mut ws,
                 labels: &labels[start..start + live],
+                weights: None,
                 scale: 1.0 / n as f32,
                 grad: &mut chunk_grad,
             });

@@ -20,11 +20,13 @@ use crate::optim::Optimizer;
 use crate::rng::Rng;
 use crate::simd::{dispatch, flush_all, square, MAX_LANES};
 
-/// Training images with their class indices.
+/// Training images with their class indices, and optionally a weight per image.
 #[derive(Clone, Debug)]
 pub struct Dataset {
     pub images: ImageStore,
     pub labels: Vec<u32>,
+    /// Multiplies each image's loss and gradient (None: all 1).
+    pub weights: Option<Vec<f32>>,
 }
 
 impl Dataset {
@@ -39,7 +41,30 @@ impl Dataset {
         if images.is_empty() {
             return Err(LeNetError::value("the training set is empty (0 samples)"));
         }
-        Ok(Dataset { images, labels })
+        Ok(Dataset {
+            images,
+            labels,
+            weights: None,
+        })
+    }
+
+    /// Gives every image a weight (finite, non-negative, one per image) that
+    /// multiplies its loss and its gradient in [`train_epoch`].
+    pub fn with_weights(mut self, weights: Vec<f32>) -> Result<Self> {
+        if weights.len() != self.len() {
+            return Err(LeNetError::value(format!(
+                "sample_weight must have one weight per sample; got {} weights for {} samples",
+                weights.len(),
+                self.len()
+            )));
+        }
+        if let Some(w) = weights.iter().find(|w| !(w.is_finite() && **w >= 0.0)) {
+            return Err(LeNetError::value(format!(
+                "sample weights must be finite and non-negative; got {w}"
+            )));
+        }
+        self.weights = Some(weights);
+        Ok(self)
     }
 
     pub fn len(&self) -> usize {
@@ -102,6 +127,17 @@ fn chunk_labels(data: &Dataset, part: &[usize]) -> ([u32; MAX_LANES], usize) {
         *l = data.labels[i];
     }
     (lab, part.len().min(MAX_LANES))
+}
+
+/// The weights of a chunk's images (the first `n` entries), None without weights.
+fn chunk_weights(data: &Dataset, part: &[usize]) -> Option<[f32; MAX_LANES]> {
+    data.weights.as_ref().map(|w| {
+        let mut out = [0.0f32; MAX_LANES];
+        for (o, &i) in out.iter_mut().zip(part) {
+            *o = w[i];
+        }
+        out
+    })
 }
 
 /// The order in which an epoch visits the training images.
@@ -170,6 +206,8 @@ pub fn train_epoch(
             let part = &idx[ci * lanes..((ci + 1) * lanes).min(idx.len())];
             let (lab, nl) = chunk_labels(data, part);
             let labels = &lab[..nl];
+            let wts = chunk_weights(data, part);
+            let weights = wts.as_ref().map(|w| &w[..nl]);
             g.fill(0.0);
             let first = b * bs + ci * lanes;
             *st = wss.with(|ws| {
@@ -189,6 +227,7 @@ pub fn train_epoch(
                     p,
                     ws,
                     labels,
+                    weights,
                     scale,
                     grad: g,
                 })
@@ -322,6 +361,8 @@ pub enum InferOut<'a> {
     Proba(&'a mut [f32]),
     /// Index of the largest logit, `[n]`.
     Argmax(&'a mut [i64]),
+    /// Class scores, `[n][K]`: the logits, or minus the RBF penalties.
+    Scores(&'a mut [f32]),
 }
 
 /// Runs the network on every image of `view` (validated first), writing into `out`.
@@ -340,7 +381,8 @@ pub fn infer<T: Pixel>(
                live: usize,
                ws: &mut Workspace,
                proba: Option<&mut [f32]>,
-               arg: Option<&mut [i64]>|
+               arg: Option<&mut [i64]>,
+               scores: Option<&mut [f32]>|
      -> Result<()> {
         for i in start..start + live {
             view.check(i)?;
@@ -354,6 +396,13 @@ pub fn infer<T: Pixel>(
         let rbf = lay.is_rbf();
         if let Some(pr) = proba {
             softmax_rows(ws, rbf, live, pr);
+        }
+        if let Some(sc) = scores {
+            for (lane, row) in sc.chunks_mut(k).enumerate().take(live) {
+                for (c, v) in row.iter_mut().enumerate() {
+                    *v = score(ws, rbf, c, lane);
+                }
+            }
         }
         if let Some(a) = arg {
             for (lane, dst) in a.iter_mut().enumerate().take(live) {
@@ -383,8 +432,13 @@ pub fn infer<T: Pixel>(
                 None => (&mut single, 1),
             };
             match &mut out {
-                InferOut::Proba(p) => run(i, live, ws, Some(&mut p[i * k..(i + live) * k]), None)?,
-                InferOut::Argmax(a) => run(i, live, ws, None, Some(&mut a[i..i + live]))?,
+                InferOut::Proba(p) => {
+                    run(i, live, ws, Some(&mut p[i * k..(i + live) * k]), None, None)?
+                }
+                InferOut::Argmax(a) => run(i, live, ws, None, Some(&mut a[i..i + live]), None)?,
+                InferOut::Scores(s) => {
+                    run(i, live, ws, None, None, Some(&mut s[i * k..(i + live) * k]))?
+                }
             }
             i += live;
         }
@@ -398,14 +452,21 @@ pub fn infer<T: Pixel>(
             .enumerate()
             .try_for_each(|(ci, rows)| {
                 let live = rows.len() / k;
-                wss.with(|ws| run(ci * wide, live, ws, Some(rows), None))
+                wss.with(|ws| run(ci * wide, live, ws, Some(rows), None, None))
+            }),
+        InferOut::Scores(s) => s
+            .par_chunks_mut(wide * k)
+            .enumerate()
+            .try_for_each(|(ci, rows)| {
+                let live = rows.len() / k;
+                wss.with(|ws| run(ci * wide, live, ws, None, None, Some(rows)))
             }),
         InferOut::Argmax(a) => a
             .par_chunks_mut(wide)
             .enumerate()
             .try_for_each(|(ci, rows)| {
                 let live = rows.len();
-                wss.with(|ws| run(ci * wide, live, ws, None, Some(rows)))
+                wss.with(|ws| run(ci * wide, live, ws, None, Some(rows), None))
             }),
     })
 }

@@ -750,7 +750,8 @@ BAD_HYPERPARAMETERS = {
     "callbacks": [3, "print", [print, 3], (None,), {"epoch": print}],
     "warm_start": [None, 1, "False"],
     "random_state": [-1, -(2**70), "seed", 1.5, True, [1, 2], object()],
-    "n_jobs": [0, -2, -100, 1.5, "2", True, 10**9, 2**64],
+    "n_jobs": [0, -2000, -(2**64), 1.5, "2", True, 10**9, 2**64],
+    "class_weight": ["balance", 2.0, [1, 2], {3: -1.0}, {0: "x"}, {0: math.nan}],
     "verbose": [-1, 1.5, "1", None, True],
 }
 

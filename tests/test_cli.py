@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -329,15 +330,17 @@ def test_load_image_inverts_light_backgrounds(tmp_path, mnist):
     digit = xt[0]
     image.fromarray(255 - digit, mode="L").save(tmp_path / "paper.png")
     image.fromarray(digit, mode="L").save(tmp_path / "screen.png")
-    np.testing.assert_array_equal(load_image(tmp_path / "paper.png"), digit)
-    np.testing.assert_array_equal(load_image(tmp_path / "screen.png"), digit)
-    np.testing.assert_array_equal(load_image(tmp_path / "screen.png", "yes"), 255 - digit)
-    np.testing.assert_array_equal(load_image(tmp_path / "paper.png", "no"), 255 - digit)
+    # without the preparation (--no-prepare); with it: test_prepare.py
+    raw = functools.partial(load_image, prepare=False)
+    np.testing.assert_array_equal(raw(tmp_path / "paper.png"), digit)
+    np.testing.assert_array_equal(raw(tmp_path / "screen.png"), digit)
+    np.testing.assert_array_equal(raw(tmp_path / "screen.png", "yes"), 255 - digit)
+    np.testing.assert_array_equal(raw(tmp_path / "paper.png", "no"), 255 - digit)
     # Not square: padded with the background to a square, then resized.
     wide = np.zeros((28, 56), dtype=np.uint8)
     wide[:, 14:42] = digit
     image.fromarray(wide, mode="L").save(tmp_path / "wide.png")
-    loaded = load_image(tmp_path / "wide.png")
+    loaded = raw(tmp_path / "wide.png")
     assert loaded.shape == (28, 28)
     assert loaded[:7].max() <= 10  # the padding
     assert loaded[-7:].max() <= 10
@@ -355,7 +358,7 @@ def test_predict_errors(model_file, tmp_path):
     np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     one_line_error(run("predict", str(model_file), str(pickled), timeout=60), "objects.npy")
     wrong = tmp_path / "wrong.npy"
-    np.save(wrong, np.zeros((2, 5, 5), dtype=np.uint8))
+    np.save(wrong, np.zeros((2, 3, 5, 5), dtype=np.uint8))  # (2, 5, 5) would be prepared
     one_line_error(run("predict", str(model_file), str(wrong), timeout=60), "wrong.npy")
     out_of_range = tmp_path / "range.npy"
     np.save(out_of_range, np.full((1, 28, 28), 7.0))
@@ -422,9 +425,11 @@ def test_predict_checks_every_chunk_before_printing(model_file, tmp_path):
     one_line_error(result, f"bad.npy[{PREDICT_CHUNK}:{n}] has integer pixel values from 0 to 300")
     assert result.stdout == ""
     wrong = tmp_path / "wrong.npy"
-    np.save(wrong, np.zeros((n, 28, 29), np.uint8))
+    # (n, 28, 29) images would be prepared as digits of another size; four axes are no
+    # images at all
+    np.save(wrong, np.zeros((n, 2, 28, 29), np.uint8))
     one_line_error(
-        run("predict", str(model_file), str(wrong), timeout=120), f"got shape ({n}, 28, 29)"
+        run("predict", str(model_file), str(wrong), timeout=120), f"got shape ({n}, 2, 28, 29)"
     )
 
 

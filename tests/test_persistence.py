@@ -329,7 +329,8 @@ def test_setstate_accepts_only_the_attributes_fit_creates(fitted_small, mnist):
         "hessian_diag_": "not a dict",
         "step_sizes_": {"c1.weight": np.zeros(3, np.float32)},
     }
-    for name, value in bad.items():
+    bad_pixels = [("n_features_in_", v) for v in (5, True, 784.0, "784")]
+    for name, value in [*bad.items(), *bad_pixels]:
         hostile = copy.deepcopy(state)
         hostile["attributes"] = {name: value}
         with pytest.raises(ValueError, match="bad LeNet5 state") as info:
@@ -353,6 +354,7 @@ def test_setstate_accepts_only_the_attributes_fit_creates(fitted_small, mnist):
     good["attributes"] = {
         "hessian_diag_": {k: np.ones_like(v) for k, v in weights.items()},
         "step_sizes_": None,
+        "n_features_in_": 784,
     }
     model = LeNet5()
     model.__setstate__(good)
@@ -394,7 +396,7 @@ def test_pickle_carries_only_what_fit_creates(make_model, mnist):
     model = make_model(optimizer="sdlm").fit(x[:100], y[:100])
     model.my_note = "not carried"
     state = model.__getstate__()
-    assert sorted(state["attributes"]) == ["hessian_diag_", "step_sizes_"]
+    assert sorted(state["attributes"]) == ["hessian_diag_", "n_features_in_", "step_sizes_"]
     again = pickle.loads(pickle.dumps(model))
     assert not hasattr(again, "my_note")
     assert weights_equal(again.hessian_diag_, model.hessian_diag_)

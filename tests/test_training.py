@@ -233,11 +233,21 @@ def test_verbose_2_prints_one_line_per_epoch(small, make_model, capsys):
     assert err == ""
 
 
-def test_verbose_1_shows_a_progress_bar_per_epoch(small, make_model, capsys):
+def test_verbose_1_shows_a_progress_bar_per_epoch(small, make_model, capsys, monkeypatch):
+    """In a terminal (elsewhere: one line per epoch, test_progress.py)."""
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
     (x, y), _ = small
+    monkeypatch.setattr(sys, "stderr", Terminal())
     make_model(epochs=2, verbose=1).fit(x, y)
-    out, err = capsys.readouterr()
+    out, err = capsys.readouterr().out, sys.stderr.getvalue()
     assert out == ""
+    assert "\r" in err  # redrawn in place
     assert "Epoch 1/2" in err
     assert "Epoch 2/2" in err
     assert "600/600" in err

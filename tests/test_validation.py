@@ -223,8 +223,8 @@ def test_fit_rejects_length_mismatch_with_both_lengths(make_model, small):
         ("warm_start", None, "warm_start must be True or False"),
         ("random_state", -3, "random_state must be None, a non-negative integer"),
         ("random_state", "seed", "random_state"),
-        ("n_jobs", 0, "n_jobs must be None or -1 .* or a positive integer; got 0"),
-        ("n_jobs", -2, "n_jobs"),
+        ("n_jobs", 0, "n_jobs must be None, a positive integer .* as in joblib .*; got 0"),
+        ("n_jobs", -2000, "n_jobs"),
         ("verbose", -1, "verbose must be an integer >= 0"),
     ],
 )

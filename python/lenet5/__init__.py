@@ -12,9 +12,11 @@ from . import datasets
 from ._estimator import LeNet5, TrainingWarning
 from ._lenet5 import __version__
 from ._paper import distort, rbf_bitmaps, rbf_codes
+from ._prepare import InvertedInputWarning
 from ._validation import NotFittedError
 
 __all__ = [
+    "InvertedInputWarning",
     "LeNet5",
     "NotFittedError",
     "TrainingWarning",

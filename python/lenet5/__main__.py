@@ -15,10 +15,14 @@ Subcommands:
     The layers of a saved model, their output shapes, parameters and connections.
 
 Images given to ``predict`` are converted to grayscale (transparent parts count as
-white), inverted when their background is light (MNIST digits are light ink on a dark
-background; the background is judged from the border pixels, ``--invert`` overrides it),
-padded to a square with the background and resized to 28x28 (Lanczos). For the best
-results the digit should fill about the central 20x20 pixels, as in MNIST.
+white) and prepared as MNIST prepared its digits (:func:`lenet5.datasets.prepare_digit`):
+inverted when their background is light (MNIST digits are light ink on a dark background;
+the background is judged from the border pixels, ``--invert`` overrides it), the digit's
+bounding box scaled to fit 20x20 keeping its aspect ratio, and centred by its centre of
+mass in a 28x28 field. ``.npy`` arrays of 28x28 or 32x32 images are used as they are
+(inverted with ``--invert yes``); arrays of images of other sizes are prepared as image
+files are. ``--no-prepare`` skips the preparation: an image file is then only padded to a
+square with its background and resized to 28x28 (Lanczos).
 
 ``.npy`` inputs are read and predicted in chunks of :data:`PREDICT_CHUNK` images, so
 memory does not grow with the file, and a file whose header declares more data than it
@@ -107,10 +111,11 @@ def _n_jobs(text: str) -> int:
         value = int(text)
     except ValueError:
         value = 0
-    if value == -1 or value >= 1:
+    if value != 0:
         return value
     raise argparse.ArgumentTypeError(
-        f"expected a positive number of threads or -1 for all cores, got {text!r}"
+        "expected a positive number of threads, or as in joblib -1 for all cores, -2 for "
+        f"all but one, ...; got {text!r}"
     )
 
 
@@ -148,7 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--learning-rate", type=_positive_float, metavar="X", help="optimizer step size"
     )
     train.add_argument(
-        "--n-jobs", type=_n_jobs, metavar="N", help="threads (default: all cores, also -1)"
+        "--n-jobs",
+        type=_n_jobs,
+        metavar="N",
+        help="threads (default: all cores, also -1; -2: all but one)",
     )
     train.add_argument(
         "--seed",
@@ -189,7 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model", metavar="MODEL", help="a model file written by train --save")
     _add_data_options(evaluate, "test on")
     evaluate.add_argument(
-        "--n-jobs", type=_n_jobs, metavar="N", help="threads (default: all cores, also -1)"
+        "--n-jobs",
+        type=_n_jobs,
+        metavar="N",
+        help="threads (default: all cores, also -1; -2: all but one)",
     )
     evaluate.set_defaults(run=_evaluate)
 
@@ -198,11 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="labels and probabilities for image files or .npy arrays",
         description=(
             "Print the predicted label and its probability for each image: PNG, JPEG or "
-            "any format Pillow reads (pip install 'lenet5-rs[image]'), converted to grayscale, "
-            "inverted when the background is light, padded to a square and resized to "
-            "28x28; or .npy files of uint8 (0-255) or float (0-1) images shaped (28, 28), "
-            "(n, 28, 28), (n, 784), (n, 32, 32) or (n, 1, 28, 28), light digits on a dark "
-            "background as in MNIST."
+            "any format Pillow reads (pip install 'lenet5-rs[image]'), converted to "
+            "grayscale "
+            "and prepared as MNIST's digits (inverted when the background is light, the "
+            "digit scaled to fit 20x20 and centred by its centre of mass in 28x28); or .npy "
+            "files of uint8 (0-255) or float (0-1) images shaped (28, 28), (n, 28, 28), "
+            "(n, 784), (n, 32, 32) or (n, 1, 28, 28), light digits on a dark background as "
+            "in MNIST, used as they are, or (h, w) / (n, h, w) images of other sizes, "
+            "prepared as image files are."
         ),
     )
     predict.add_argument("model", metavar="MODEL", help="a model file written by train --save")
@@ -216,10 +230,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--invert",
         choices=("auto", "yes", "no"),
         default="auto",
-        help="invert image files: auto (default) when their border is mostly light",
+        help=(
+            "invert the images (files and arrays): yes, no, or auto (default): image files "
+            "and arrays of other sizes when their border is mostly light"
+        ),
     )
     predict.add_argument(
-        "--n-jobs", type=_n_jobs, metavar="N", help="threads (default: all cores, also -1)"
+        "--no-prepare",
+        dest="prepare",
+        action="store_false",
+        help=(
+            "do not crop, scale and centre the digits as MNIST's; image files are only "
+            "padded to a square and resized to 28x28"
+        ),
+    )
+    predict.add_argument(
+        "--n-jobs",
+        type=_n_jobs,
+        metavar="N",
+        help="threads (default: all cores, also -1; -2: all but one)",
     )
     predict.set_defaults(run=_predict)
 
@@ -512,8 +541,8 @@ class _Batches:
     ``images`` has ``shape`` and ``read(start, stop)`` (an :class:`_Npy`, or
     :class:`_InMemory`)."""
 
-    def __init__(self, text: str, images: Any, single: bool) -> None:
-        self.text, self.images, self.single = text, images, single
+    def __init__(self, text: str, images: Any, single: bool, invert: bool = False) -> None:
+        self.text, self.images, self.single, self.invert = text, images, single, invert
         self.count = int(images.shape[0]) if images.ndim and not single else 1
 
     def width(self) -> int:
@@ -525,7 +554,7 @@ class _Batches:
 
         if self.single or self.count <= PREDICT_CHUNK:
             whole = self.images.read(0, self.images.shape[0] if self.images.ndim else 1)
-            images = check_images(whole, self.text, allow_single=True)
+            images = self._inverted(check_images(whole, self.text, allow_single=True))
             names = (
                 [self.text] if self.single else [f"{self.text}[{i}]" for i in range(self.count)]
             )
@@ -544,7 +573,15 @@ class _Batches:
                 # A wrong shape is the whole array's, not the chunk's.
                 message = message.replace(shape, f"got shape {self.images.shape}")
                 raise ValueError(message.replace(where, self.text)) from None
-            yield [f"{self.text}[{i}]" for i in range(start, stop)], images
+            yield [f"{self.text}[{i}]" for i in range(start, stop)], self._inverted(images)
+
+    def _inverted(self, images: Any) -> Any:
+        """The checked images, inverted with ``--invert yes``."""
+        import numpy as np
+
+        if not self.invert:
+            return images
+        return 255 - images if images.dtype == np.uint8 else 1 - images
 
 
 class _InMemory:
@@ -557,20 +594,55 @@ class _InMemory:
         return self.array[start:stop]
 
 
-def _read_npy(path: Path) -> _Batches:
-    """A .npy input (never unpickled), read and checked chunk by chunk."""
+#: ``--invert``'s choices as ``prepare_digit``'s ``invert``.
+_INVERT = {"auto": None, "yes": True, "no": False}
+
+
+def _model_sized(shape: tuple[int, ...]) -> bool:
+    """Whether an array's images have one of the sizes ``predict`` takes as they are."""
+    sides = {(28, 28), (32, 32)}
+    ndim = len(shape)
+    return (
+        shape[-2:] in sides
+        or (ndim >= 3 and shape[-3:-1] in sides)
+        or (ndim == 2 and shape[1] in (784, 1024))
+    )
+
+
+def _read_npy(path: Path, invert: str = "auto", prepare: bool = True) -> _Batches:
+    """A .npy input (never unpickled), read and checked chunk by chunk.
+
+    Images of other sizes ((h, w) or (n, h, w)) are prepared as MNIST's digits when
+    ``prepare`` is true (the prepared 28x28 images are held in memory); ``invert="yes"``
+    inverts the images in any case."""
+    import numpy as np
+
+    from ._prepare import prepare_digits
+
     array = _Npy(path)
+    if prepare and array.ndim in (2, 3) and not _model_sized(tuple(array.shape)):
+        raw = array.read(0, array.shape[0])
+        try:
+            images = prepare_digits(
+                raw[np.newaxis] if array.ndim == 2 else raw, invert=_INVERT[invert]
+            )
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"{path}: {err}") from None
+        single = array.ndim == 2
+        return _Batches(str(path), _InMemory(images[0] if single else images), single)
     single = array.ndim == 2 and array.shape in ((28, 28), (32, 32))
-    return _Batches(str(path), array, single)
+    return _Batches(str(path), array, single, invert=invert == "yes")
 
 
-def load_image(path: str | os.PathLike[str], invert: str = "auto") -> Any:
+def load_image(path: str | os.PathLike[str], invert: str = "auto", prepare: bool = True) -> Any:
     """An image file as a 28x28 uint8 MNIST-style digit (light ink on black).
 
-    The image is converted to grayscale (transparent parts count as white), inverted when
-    ``invert`` is ``"yes"``, or ``"auto"`` and the mean of its border pixels is above
-    127 (a light background), padded to a square with the background and resized to
-    28x28 with a Lanczos filter (a 28x28 image is used as it is).
+    The image is converted to grayscale (transparent parts count as white). With
+    ``prepare`` (the default) it is then prepared by :func:`lenet5.datasets.prepare_digit`
+    (``invert`` ``"yes"``, ``"no"`` or ``"auto"``: from the border). Without, it is
+    inverted when ``invert`` is ``"yes"``, or ``"auto"`` and the mean of its border pixels
+    is above 127 (a light background), padded to a square with the background and resized
+    to 28x28 with a Lanczos filter (a 28x28 image is used as it is).
 
     Raises
     ------
@@ -605,6 +677,10 @@ def load_image(path: str | os.PathLike[str], invert: str = "auto") -> Any:
     gray = np.asarray(image.convert("L"), dtype=np.uint8)
     if gray.size == 0:
         raise ValueError(f"{os.fspath(path)}: the image is empty")
+    if prepare:
+        from ._prepare import prepare_digit
+
+        return prepare_digit(gray, invert=_INVERT[invert])
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     if invert == "yes" or (invert == "auto" and border.mean() > 127):
         gray = 255 - gray
@@ -621,7 +697,7 @@ def load_image(path: str | os.PathLike[str], invert: str = "auto") -> Any:
     return np.asarray(small, dtype=np.uint8)
 
 
-def _read_inputs(paths: Sequence[str], invert: str) -> list[_Batches]:
+def _read_inputs(paths: Sequence[str], invert: str, prepare: bool = True) -> list[_Batches]:
     """The inputs given to predict, each checked before anything is printed: .npy files
     read and checked chunk by chunk, image files read (each a batch of one)."""
     import numpy as np
@@ -638,9 +714,9 @@ def _read_inputs(paths: Sequence[str], invert: str) -> list[_Batches]:
         if not path.is_file():  # a named pipe or a device: opening it could block
             raise OSError(errno.EINVAL, f"input {text} is not a regular file", text)
         if path.suffix.lower() == ".npy":
-            batches = _read_npy(path)
+            batches = _read_npy(path, invert, prepare)
         else:
-            image = load_image(path, invert)[np.newaxis]
+            image = load_image(path, invert, prepare)[np.newaxis]
             batches = _Batches(text, _InMemory(image), single=True)
         for _ in batches:  # check every chunk before anything is printed
             pass
@@ -651,7 +727,9 @@ def _read_inputs(paths: Sequence[str], invert: str) -> list[_Batches]:
 def _predict(args: argparse.Namespace) -> int:
     model = _load_model(args.model)
     _set_n_jobs(model, args.n_jobs)
-    inputs = _read_inputs(args.inputs, args.invert)
+    inputs = _read_inputs(args.inputs, args.invert, args.prepare)
+    from ._prepare import InvertedInputWarning
+
     classes = [str(c) for c in model.classes_.tolist()]
     first = max(len("input"), *(batches.width() for batches in inputs))
     label_width = max(len("label"), *map(len, classes))
@@ -662,9 +740,24 @@ def _predict(args: argparse.Namespace) -> int:
         print(" ".join(header))
     else:
         print(f"{'input'.ljust(first)} {'label'.ljust(label_width)} probability")
+    warned_inverted = False
     for batches in inputs:
         for names, images in batches:
-            proba = model.predict_proba(images)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                proba = model.predict_proba(images)
+            for warning in caught:
+                if issubclass(warning.category, InvertedInputWarning):
+                    if warned_inverted:
+                        continue
+                    warned_inverted = True
+                    message = (
+                        "the images look inverted (most border pixels are bright), but MNIST "
+                        "digits are light ink on a dark background; pass --invert yes"
+                    )
+                else:
+                    message = " ".join(str(warning.message).split())
+                print(f"lenet5: warning: {message}", file=sys.stderr, flush=True)
             best = proba.argmax(axis=1)
             lines = []
             for name, k, row in zip(names, best, proba):
@@ -689,7 +782,7 @@ def _summary(args: argparse.Namespace) -> int:
     print(f"classes: {classes}")
     print(f"epochs trained: {model.n_iter_}")
     print()
-    print(model.summary(), flush=True)
+    model.summary(print_fn=functools.partial(print, flush=True))
     return 0
 
 

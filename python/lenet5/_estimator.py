@@ -16,7 +16,9 @@ from typing import Any, Callable
 import numpy as np
 
 from . import _lenet5, _persist
+from ._prepare import warn_if_inverted
 from ._progress import EpochProgress, say
+from ._stream import is_batch_stream, over_batches
 from ._validation import (
     NotFittedError,
     check_bool,
@@ -30,6 +32,7 @@ from ._validation import (
     encode_labels,
     labels_to_indices,
 )
+from ._weights import check_class_weight, training_weights
 
 __all__ = ["LeNet5", "TrainingWarning"]
 
@@ -223,17 +226,21 @@ MAX_N_JOBS = 1024
 
 
 def _resolve_n_jobs(n_jobs: Any) -> int:
-    if n_jobs is None or (isinstance(n_jobs, numbers.Integral) and n_jobs == -1):
+    if n_jobs is None:
         return _cpu_count()
     if (
         isinstance(n_jobs, numbers.Integral)
         and not isinstance(n_jobs, (bool, np.bool_))
-        and 1 <= int(n_jobs) <= MAX_N_JOBS
+        and -MAX_N_JOBS <= int(n_jobs) <= MAX_N_JOBS
+        and int(n_jobs) != 0
     ):
+        if n_jobs < 0:  # as joblib: -1 all cores, -2 all but one, ..., at least one
+            return max(_cpu_count() + 1 + int(n_jobs), 1)
         return int(n_jobs)
     raise ValueError(
-        "n_jobs must be None or -1 (all cores) or a positive integer; got "
-        f"{n_jobs!r:.80} (at most {MAX_N_JOBS} threads)"
+        "n_jobs must be None, a positive integer (threads) or a negative one as in joblib "
+        f"(-1: all cores, -2: all but one, ...); got {n_jobs!r:.80} (at most {MAX_N_JOBS} "
+        "threads)"
     )
 
 
@@ -446,6 +453,12 @@ class LeNet5:
         (counting all epochs of this model, as ``n_iter_``) and a dict of that epoch's
         figures (the keys of ``history_`` without ``"epoch"``). A callback returning
         ``False`` stops training after that epoch; any other return value continues.
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the training loss, as in scikit-learn's classifiers: a
+        dict ``{label: weight}`` (classes not in it weigh 1), or ``"balanced"``, which
+        gives class ``k`` the weight ``n_samples / (n_classes * count_k)``. They multiply
+        ``fit``'s ``sample_weight`` (see :meth:`fit`). ``"balanced"`` needs the whole
+        training set, so ``partial_fit`` accepts only a dict.
     warm_start : bool, default=False
         When True and the model is already fitted, ``fit`` continues from the current
         weights (with a fresh optimizer state) and appends to ``history_``; the classes
@@ -455,9 +468,12 @@ class LeNet5:
         integer, training gives bit-identical weights at any ``n_jobs`` on the same
         machine. None draws a fresh seed at every ``fit``.
     n_jobs : int or None, default=None
-        Threads for training and prediction. None or -1 use all cores available.
+        Threads for training and prediction. None or -1 use all cores available; as in
+        joblib, -2 all but one, -k all but k - 1 (at least one).
     verbose : int, default=1
-        0: silent. 1: a progress bar per epoch (a widget in Jupyter). 2: one line per epoch.
+        0: silent. 1: a progress bar per epoch in a terminal or Jupyter (a widget with
+        ipywidgets, ``lenet5[notebook]``), one line per epoch where a bar cannot be redrawn
+        (a log file, a pipe, CI). 2: one line per epoch.
 
     Attributes
     ----------
@@ -477,6 +493,9 @@ class LeNet5:
         Validation accuracy per epoch when training used validation data, else None.
     best_epoch_ : int or None
         With early stopping, the epoch whose weights the model holds; else None.
+    n_features_in_ : int
+        Pixels per image of the last ``fit`` (784 for 28x28 images, 1024 for 32x32), as
+        scikit-learn's ``n_features_in_``; ``predict`` takes either size.
     n_params_ : int
         Number of trainable parameters (60,850 for 10 classes and the defaults; 60,000
         for ``preset="paper"``, whose fixed RBF prototypes do not count).
@@ -577,6 +596,7 @@ class LeNet5:
         patience: int = 5,
         min_delta: float = 0.0,
         callbacks: Any = None,
+        class_weight: Any = None,
         warm_start: bool = False,
         random_state: Any = None,
         n_jobs: int | None = None,
@@ -613,6 +633,7 @@ class LeNet5:
         self.patience = patience
         self.min_delta = min_delta
         self.callbacks = callbacks
+        self.class_weight = class_weight
         self.warm_start = warm_start
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -833,6 +854,7 @@ class LeNet5:
                 f"numpy.random.RandomState or a numpy.random.Generator; got {self.random_state!r}"
             )
         p["n_jobs"] = _resolve_n_jobs(self.n_jobs)
+        p["class_weight"] = check_class_weight(self.class_weight)
         p["verbose"] = check_int(self.verbose, "verbose", low=0)
         # A callable schedule is checked on the first epoch it is used for.
         if callable(p["lr_schedule"]):
@@ -944,7 +966,9 @@ class LeNet5:
 
     # ------------------------------------------------------------------ training
 
-    def fit(self, x: Any, y: Any, validation_data: Any = None) -> LeNet5:
+    def fit(
+        self, x: Any, y: Any, validation_data: Any = None, sample_weight: Any = None
+    ) -> LeNet5:
         """Train the network on images ``x`` with labels ``y``.
 
         Parameters
@@ -959,6 +983,13 @@ class LeNet5:
         validation_data : tuple (x_val, y_val), optional
             Evaluated after every epoch (``val_loss``, ``val_accuracy`` in ``history_``);
             used by early stopping. Its labels must be among those of ``y``.
+        sample_weight : array-like of shape (n,), optional
+            Non-negative weight of each sample's loss (times ``class_weight``'s for its
+            class); its gradient is scaled alike. The weights of the training samples are
+            rescaled to mean 1, so ``learning_rate`` keeps its meaning: integer weights act
+            as repeating samples (exactly so in a full-batch step). The reported loss is
+            the weighted mean, the accuracy unweighted; validation is unweighted, and the
+            SDLM curvature estimate ignores the weights.
 
         Returns
         -------
@@ -1004,8 +1035,10 @@ class LeNet5:
             p = self._checked_params()
             x3 = check_images(x, "x")
             y_arr = check_labels(y, x3.shape[0], "y")
+            given_weights = check_sample_weight(sample_weight, x3.shape[0])
             classes, y_idx = encode_labels(y_arr, "y")
             _check_n_classes(p, classes)
+            warn_if_inverted(x3, "x")
             warm = p["warm_start"] and self._is_fitted()
             if warm:
                 self._check_warm_start(p, classes)
@@ -1017,8 +1050,15 @@ class LeNet5:
             if val is None and fraction is None and p["early_stopping"]:
                 fraction = 0.1
             if val is None and fraction is not None:
+                if given_weights is not None:  # the same split, of the weights
+                    kept, _, _ = _stratified_split(
+                        np.arange(y_idx.shape[0]), y_idx, len(classes), fraction, split_seed
+                    )
+                    given_weights = given_weights[kept]
                 x3, y_idx, val = _stratified_split(x3, y_idx, len(classes), fraction, split_seed)
-            train_set = _lenet5.Dataset(x3, y_idx)
+            weights = training_weights(p["class_weight"], given_weights, y_idx, classes)
+            train_set = _lenet5.Dataset(x3, y_idx, weights)
+            n_features = int(x3.shape[1] * x3.shape[2])
             if warm:
                 net = self._net
             else:
@@ -1030,6 +1070,7 @@ class LeNet5:
             with self._unchanged_on_memory_error(p["batch_size"], len(train_set)):
                 if not warm:
                     self._commit_new_network(net, classes)
+                self.n_features_in_ = n_features
                 n_before = self.n_iter_
                 completed = self._train(
                     net,
@@ -1049,7 +1090,9 @@ class LeNet5:
                 self._warn_if_training_went_nowhere(p, n_epochs, chance)
         return self
 
-    def partial_fit(self, x: Any, y: Any, classes: Any = None) -> LeNet5:
+    def partial_fit(
+        self, x: Any, y: Any, classes: Any = None, sample_weight: Any = None
+    ) -> LeNet5:
         """Train one epoch on ``x``, ``y``, continuing from the current state.
 
         The first call builds the network (``classes`` lists every label that will ever
@@ -1067,6 +1110,8 @@ class LeNet5:
         classes : array-like, optional
             All class labels. Needed on the first call when this ``y`` does not contain
             every class; on later calls it must equal ``classes_``.
+        sample_weight : array-like of shape (n,), optional
+            As for :meth:`fit` (rescaled to mean 1 within this chunk).
 
         Returns
         -------
@@ -1094,6 +1139,14 @@ class LeNet5:
             p = self._checked_params()
             x3 = check_images(x, "x")
             y_arr = check_labels(y, x3.shape[0], "y")
+            given_weights = check_sample_weight(sample_weight, x3.shape[0])
+            if isinstance(p["class_weight"], str):
+                raise ValueError(
+                    'class_weight="balanced" needs the whole training set and is not '
+                    "supported by partial_fit; compute the weights of the classes once and "
+                    "pass them as a dict, class_weight={label: weight}"
+                )
+            warn_if_inverted(x3, "x")
             given = None
             if classes is not None:
                 given, _ = encode_labels(check_labels(classes, None, "classes"), "classes")
@@ -1119,7 +1172,8 @@ class LeNet5:
                 needs_optimizer = True
             if not fitted:
                 _check_n_classes(p, new_classes)
-            train_set = _lenet5.Dataset(x3, y_idx)
+            weights = training_weights(p["class_weight"], given_weights, y_idx, new_classes)
+            train_set = _lenet5.Dataset(x3, y_idx, weights)
             init_seed, shuffle_seed, _ = _draw_seeds(self.random_state)
             if fitted:
                 net = self._net
@@ -1133,6 +1187,7 @@ class LeNet5:
             with self._unchanged_on_memory_error(p["batch_size"], len(train_set)):
                 if not fitted:
                     self._commit_new_network(net, new_classes)
+                    self.n_features_in_ = int(x3.shape[1] * x3.shape[2])
                 # No TrainingWarning: one epoch on one chunk is too little to judge, and
                 # chunks need not be alike (a chunk of new classes starts at a high loss).
                 self._train(
@@ -1342,14 +1397,21 @@ class LeNet5:
 
         Parameters
         ----------
-        x : array-like
+        x : array-like or iterable of array-likes
             Images as for :meth:`fit`, or one image of shape ``(28, 28)`` or ``(32, 32)``
-            (treated as a batch of one).
+            (treated as a batch of one); or an iterable (a generator, ``map``, ...) of
+            such batches, read one batch at a time, the results concatenated.
 
         Returns
         -------
         ndarray of shape (n, n_classes), float32
             Rows sum to 1; columns follow ``classes_``.
+
+        Warns
+        -----
+        InvertedInputWarning
+            When most images have a mostly bright border (dark ink on a light
+            background, the opposite of MNIST's); :meth:`fit` warns alike.
 
         Examples
         --------
@@ -1363,16 +1425,93 @@ class LeNet5:
         ((4, 10), dtype('float32'), True)
         """
         net = self._fitted_net()
+        if is_batch_stream(x):
+            return over_batches(x, self.predict_proba)
         x3 = check_images(x, "x", allow_single=True)
+        warn_if_inverted(x3, "x")
         return net.predict_proba(x3, _resolve_n_jobs(self.n_jobs))
+
+    def predict_log_proba(self, x: Any) -> np.ndarray:
+        """Logarithms of the class probabilities, computed from the class scores (finite
+        where ``predict_proba`` rounds to 0).
+
+        Parameters
+        ----------
+        x : array-like or iterable of array-likes
+            Images as for :meth:`predict_proba`.
+
+        Returns
+        -------
+        ndarray of shape (n, n_classes), float64
+            ``log_softmax`` of :meth:`decision_function`'s scores; columns follow
+            ``classes_``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lenet5 import LeNet5
+        >>> from lenet5.datasets import load_mnist
+        >>> (x, y), _ = load_mnist()
+        >>> model = LeNet5(epochs=1, random_state=0, verbose=0).fit(x[:500], y[:500])
+        >>> bool(np.allclose(np.exp(model.predict_log_proba(x[:4])), model.predict_proba(x[:4]),
+        ...                  atol=1e-6))
+        True
+        """
+        scores = self._class_scores(x).astype(np.float64)
+        top = scores.max(axis=1, keepdims=True)
+        shifted = scores - top
+        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+    def decision_function(self, x: Any) -> np.ndarray:
+        """Class scores whose largest is the predicted class (the network's output before
+        the softmax).
+
+        Parameters
+        ----------
+        x : array-like or iterable of array-likes
+            Images as for :meth:`predict_proba`.
+
+        Returns
+        -------
+        ndarray of shape (n, n_classes), or (n,) for two classes; float32
+            The logits of the softmax output, or minus the RBF penalties; columns follow
+            ``classes_``. With two classes, as scikit-learn's classifiers, the score of
+            ``classes_[1]`` minus that of ``classes_[0]`` (positive: ``classes_[1]``).
+
+        Examples
+        --------
+        >>> from lenet5 import LeNet5
+        >>> from lenet5.datasets import load_mnist
+        >>> (x, y), (x_test, _) = load_mnist()
+        >>> small = ["small" if d < 5 else "large" for d in y[:600]]
+        >>> model = LeNet5(epochs=2, random_state=0, verbose=0).fit(x[:600], small)
+        >>> scores = model.decision_function(x_test[:8])  # > 0: classes_[1]
+        >>> model.classes_.tolist(), scores.shape
+        (['large', 'small'], (8,))
+        >>> bool((model.classes_[(scores > 0).astype(int)] == model.predict(x_test[:8])).all())
+        True
+        """
+        scores = self._class_scores(x)
+        if scores.shape[1] == 2:
+            return scores[:, 1] - scores[:, 0]
+        return scores
+
+    def _class_scores(self, x: Any) -> np.ndarray:
+        net = self._fitted_net()
+        if is_batch_stream(x):
+            return over_batches(x, self._class_scores)
+        x3 = check_images(x, "x", allow_single=True)
+        warn_if_inverted(x3, "x", stacklevel=4)
+        return net.decision_function(x3, _resolve_n_jobs(self.n_jobs))
 
     def predict(self, x: Any) -> np.ndarray:
         """Predicted class labels (values from ``classes_``).
 
         Parameters
         ----------
-        x : array-like
-            Images as for :meth:`predict_proba`.
+        x : array-like or iterable of array-likes
+            Images as for :meth:`predict_proba` (an iterable of batches is read one batch
+            at a time; only the labels are kept).
 
         Returns
         -------
@@ -1392,7 +1531,10 @@ class LeNet5:
         (1,)
         """
         net = self._fitted_net()
+        if is_batch_stream(x):
+            return over_batches(x, self.predict)
         x3 = check_images(x, "x", allow_single=True)
+        warn_if_inverted(x3, "x")
         indices = net.predict(x3, _resolve_n_jobs(self.n_jobs))
         return self.classes_[indices]
 
@@ -1426,6 +1568,7 @@ class LeNet5:
         x3 = check_images(x, "x")
         y_arr = check_labels(y, x3.shape[0], "y")
         weights = check_sample_weight(sample_weight, y_arr.shape[0])
+        warn_if_inverted(x3, "x")
         predicted = self.classes_[net.predict(x3, _resolve_n_jobs(self.n_jobs))]
         correct = np.asarray(predicted == y_arr)
         if correct.shape != y_arr.shape:  # labels of a type never equal to the classes
@@ -1460,8 +1603,12 @@ class LeNet5:
         x3 = check_images(x, "x", allow_single=True)
         return net.activations(x3)
 
-    def summary(self, n_classes: int | None = None) -> Any:
+    def summary(self, n_classes: int | None = None, *, print_fn: Any = None) -> Any:
         """The layers with their output shapes, trainable parameters and connections.
+
+        As Keras's ``model.summary()``, it prints the table in a script; in Jupyter,
+        IPython and the interactive interpreter it prints nothing, and the returned table
+        shows itself when it is the value of the line (as HTML in Jupyter).
 
         Works before ``fit`` (the network the hyperparameters describe, for ``n_classes``
         classes, 10 by default) and after it (the fitted network). Counts follow the paper:
@@ -1474,6 +1621,9 @@ class LeNet5:
         n_classes : int, optional
             Classes of the output layer of an unfitted model (10 when omitted). For a
             fitted model it may be omitted, or must equal ``len(classes_)``.
+        print_fn : callable, optional
+            Called with the table's text instead of printing, in any environment (for
+            example ``logging.info``; ``lambda text: None`` prints nothing).
 
         Returns
         -------
@@ -1485,12 +1635,12 @@ class LeNet5:
         Examples
         --------
         >>> from lenet5 import LeNet5
-        >>> s = LeNet5().summary()
+        >>> s = LeNet5().summary(print_fn=lambda text: None)
         >>> s["C3"].params, s["C3"].connections, s.total_params
         (1516, 151600, 60850)
-        >>> LeNet5(pooling="max").summary()["S2"].params
+        >>> LeNet5(pooling="max").summary(print_fn=lambda text: None)["S2"].params
         0
-        >>> print(LeNet5().summary())  # doctest: +ELLIPSIS
+        >>> s = LeNet5().summary()  # a doctest prints, as a script does  # doctest: +ELLIPSIS
         LeNet5 (not fitted, 10 classes)
         Layer   Output shape  Params  Connections  Description
         ...
@@ -1499,16 +1649,27 @@ class LeNet5:
         Total                 60,850      340,918
         ...
         """
-        from ._summary import model_summary
+        from ._summary import model_summary, session_shows_results
 
-        return model_summary(self, n_classes)
+        table = model_summary(self, n_classes)
+        if print_fn is not None:
+            if not callable(print_fn):
+                raise TypeError(
+                    f"print_fn must be a callable taking the text, or None; got {print_fn!r:.60}"
+                )
+            print_fn(str(table))
+        elif not session_shows_results():
+            print(table, flush=True)
+        return table
 
     def _repr_html_(self) -> str:
         """HTML for Jupyter: the ``repr`` and the :meth:`summary` table."""
         import html
 
+        from ._summary import model_summary
+
         try:
-            table = self.summary()._repr_html_()
+            table = model_summary(self)._repr_html_()
         except ValueError as err:  # hyperparameters that describe no network
             table = f"<p>{html.escape(str(err))}</p>"
         return f"<div><pre>{html.escape(repr(self))}</pre>\n{table}</div>"

@@ -68,6 +68,8 @@ class Network:
         """Replace all weights at once; nothing changes if any entry is wrong."""
     def predict_proba(self, x: NDArray[Any], n_jobs: int = 0) -> NDArray[np.float32]:
         """Class probabilities, (n, n_classes) (``softmax(-penalties)`` for RBF output)."""
+    def decision_function(self, x: NDArray[Any], n_jobs: int = 0) -> NDArray[np.float32]:
+        """Class scores, (n, n_classes): the logits, or minus the RBF penalties."""
     def predict(self, x: NDArray[Any], n_jobs: int = 0) -> NDArray[np.int64]:
         """Index of the most probable class, (n,)."""
     def activations(self, x: NDArray[Any]) -> dict[str, NDArray[np.float32]]:
@@ -117,9 +119,11 @@ class Network:
 
 @final
 class Dataset:
-    """Training images and int64 class indices, copied once."""
+    """Training images and int64 class indices (and float32 weights), copied once."""
 
-    def __new__(cls, x: NDArray[Any], y: NDArray[np.int64]) -> Dataset: ...
+    def __new__(
+        cls, x: NDArray[Any], y: NDArray[np.int64], weights: NDArray[np.float32] | None = None
+    ) -> Dataset: ...
     def __len__(self) -> int: ...
     @property
     def nbytes(self) -> int:

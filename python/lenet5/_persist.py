@@ -30,6 +30,8 @@ fitted weights, float32; its ``__metadata__`` maps these keys to strings:
     JSON object: ``history_`` (NaN as null).
 ``best_epoch``
     JSON: ``best_epoch_`` (an integer or null).
+``n_features_in`` (optional)
+    Decimal integer: ``n_features_in_``, the pixels per training image (784 or 1024).
 
 The file is parsed in Rust (``lenet5._lenet5.load_safetensors``), which checks every
 byte of it; this module then checks the metadata and rebuilds the estimator through
@@ -462,6 +464,8 @@ def save(model: Any, path: str | os.PathLike[str]) -> None:
         "history": _dumps(_encode_history(model.history_)),
         "best_epoch": _dumps(model.best_epoch_),
     }
+    if "n_features_in_" in model.__dict__:
+        metadata["n_features_in"] = str(int(model.n_features_in_))
     _lenet5.save_safetensors(target, weights, metadata)
 
 
@@ -541,9 +545,15 @@ def _from_file(cls: type, tensors: dict[str, Any], metadata: dict[str, str]) -> 
         history,
         best_epoch,
     )
+    extra = {}
+    if "n_features_in" in metadata:
+        text = metadata["n_features_in"]
+        if text not in ("784", "1024"):
+            raise ValueError(f"n_features_in must be 784 or 1024; got {text!r:.40}")
+        extra["n_features_in_"] = int(text)
     model = cls(**_split_params(cls, params, "the model file"))
     _check_params(model)
-    fitted.install(model, {})
+    fitted.install(model, extra)
     return model
 
 
@@ -555,7 +565,8 @@ _FITTED = ("classes_", "n_iter_", "history_", "best_epoch_", "n_params_")
 _TRANSIENT = ("_net", "_lock", "_optimizer_key")
 # The other attributes LeNet5.fit creates, carried in "attributes": per-tensor arrays
 # (the names and shapes of get_weights) or None.
-_EXTRA = ("hessian_diag_", "step_sizes_")
+# n_features_in_ (784 or 1024) too.
+_EXTRA = ("hessian_diag_", "step_sizes_", "n_features_in_")
 
 
 def _subclass_attribute(cls: type, name: Any) -> bool:
@@ -582,7 +593,8 @@ def getstate(model: Any) -> dict[str, Any]:
 
     ``{"lenet5_state": 1, "library_version": str, "params": {hyperparameters},
     "fitted": None or {"architecture", "weights", "classes", "n_iter", "history",
-    "best_epoch"}, "attributes": {"hessian_diag_", "step_sizes_" where present, and a
+    "best_epoch"}, "attributes": {"hessian_diag_", "step_sizes_", "n_features_in_" where
+    present, and a
     subclass's own fitted attributes}}``. Other instance attributes are not carried:
     :func:`setstate` accepts only what ``fit`` creates, so no state can replace a method
     or add another attribute."""
@@ -626,6 +638,12 @@ def _check_extra(
                 f"bad LeNet5 state: the attribute {key!r:.40} is not one that fit creates "
                 f"(the state may hold {', '.join(_EXTRA)})"
             )
+        if key == "n_features_in_":
+            if type(value) is not int or value not in (784, 1024):
+                raise ValueError(
+                    f"bad LeNet5 state: n_features_in_ must be 784 or 1024; got {value!r:.40}"
+                )
+            continue
         if value is None:
             continue
         ok = (

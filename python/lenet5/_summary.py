@@ -13,11 +13,23 @@ its parameters times the number of positions.
 from __future__ import annotations
 
 import html
+import sys
 from typing import Any, NamedTuple
 
 from ._validation import check_bool, check_choice, check_int
 
 __all__ = ["LayerSummary", "Summary", "architecture_summary"]
+
+
+def session_shows_results() -> bool:
+    """Whether the session shows the value of each line itself: IPython or Jupyter, or the
+    interactive interpreter (``LeNet5.summary`` prints only where nothing else would)."""
+    if hasattr(sys, "ps1") or sys.flags.interactive:
+        return True
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    return get_ipython is not None and get_ipython() is not None
+
 
 #: Choices of the architecture hyperparameters (the first is the default).
 ACTIVATIONS = ("tanh", "relu")

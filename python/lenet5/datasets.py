@@ -31,6 +31,7 @@ from typing import Union
 import numpy as np
 
 from . import _lenet5
+from ._prepare import prepare_digit, prepare_digits
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -41,6 +42,8 @@ __all__ = [
     "load_fashion_mnist",
     "load_idx",
     "load_mnist",
+    "prepare_digit",
+    "prepare_digits",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
