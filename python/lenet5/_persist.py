@@ -639,9 +639,15 @@ def _check_extra(
                 f"(the state may hold {', '.join(_EXTRA)})"
             )
         if key == "n_features_in_":
-            if type(value) is not int or value not in (784, 1024):
+            # LeNet5's is 784 or 1024; a subclass may count its own features (as one
+            # that puts tabular data on a canvas)
+            from ._estimator import LeNet5
+
+            sizes = "784 or 1024" if cls is LeNet5 else "a positive int"
+            ok = type(value) is int and (value in (784, 1024) or (cls is not LeNet5 and value > 0))
+            if not ok:
                 raise ValueError(
-                    f"bad LeNet5 state: n_features_in_ must be 784 or 1024; got {value!r:.40}"
+                    f"bad LeNet5 state: n_features_in_ must be {sizes}; got {value!r:.40}"
                 )
             continue
         if value is None:
