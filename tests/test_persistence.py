@@ -96,7 +96,9 @@ def test_save_load_round_trip_is_bit_identical(fitted_small, saved, mnist):
     assert_same_model(fitted_small, LeNet5.load(str(saved)), x_test[:10])
 
 
-def test_file_layout_and_size(fitted_small, saved):
+def test_file_layout_and_size(fitted_small, tmp_path):
+    saved = tmp_path / "weights-only.safetensors"
+    fitted_small.save(saved, include_optimizer=False)
     header, buffer = read_raw(saved)
     metadata = header.pop("__metadata__")
     weights = fitted_small.get_weights()
@@ -109,7 +111,8 @@ def test_file_layout_and_size(fitted_small, saved):
         at = entry["data_offsets"][1]
     assert at == len(buffer)
     assert metadata["format"] == "lenet5"
-    assert metadata["format_version"] == str(FORMAT_VERSION)
+    assert metadata["format_version"] == "1"  # what lenet5 wrote before the optimizer state
+    assert "optimizer" not in metadata
     assert metadata["library_version"] == _lenet5.__version__
     assert json.loads(metadata["hyperparameters"]) == fitted_small.get_params()
     assert json.loads(metadata["classes"]) == {"dtype": "|u1", "values": list(range(10))}
@@ -202,17 +205,27 @@ def test_file_readable_by_safetensors_package(fitted_small, saved):
     safetensors = pytest.importorskip("safetensors")
     tensors = st_numpy.load_file(str(saved))
     weights = fitted_small.get_weights()
-    assert weights_equal(dict(tensors), weights)
+    # The weights under their names, and Adam's two moments (the optimizer's state).
+    state = {"optimizer.m", "optimizer.v"}
+    assert weights_equal({k: v for k, v in tensors.items() if k not in state}, weights)
     assert all(t.dtype == np.float32 for t in tensors.values())
     with safetensors.safe_open(str(saved), framework="np") as f:
         assert f.metadata()["format"] == "lenet5"
-        assert sorted(f.keys()) == sorted(weights)
+        assert sorted(f.keys()) == sorted([*weights, *state])
 
 
 def test_file_written_by_safetensors_package_loads(fitted_small, saved, tmp_path, mnist):
     st_numpy = pytest.importorskip("safetensors.numpy")
     _, metadata = _lenet5.load_safetensors(str(saved))
     other = tmp_path / "other.safetensors"
+    st_numpy.save_file(st_numpy.load_file(str(saved)), str(other), metadata=metadata)
+    assert_same_model(fitted_small, LeNet5.load(other), mnist[1][0][:50])
+    # The weights alone, with the optimizer's metadata entry: refused, as inconsistent.
+    st_numpy.save_file(fitted_small.get_weights(), str(other), metadata=metadata)
+    with pytest.raises(ValueError, match="optimizer state m must hold 60850 values"):
+        LeNet5.load(other)
+    # ... and loaded without that entry (a model for prediction).
+    del metadata["optimizer"]
     st_numpy.save_file(fitted_small.get_weights(), str(other), metadata=metadata)
     assert_same_model(fitted_small, LeNet5.load(other), mnist[1][0][:50])
 
@@ -503,8 +516,9 @@ def test_invalid_hyperparameters_are_not_saved(fitted, tmp_path):
 
 
 def test_newer_format_version_is_refused(saved, tmp_path):
-    newer = write_with_metadata(saved, tmp_path / "v2.safetensors", format_version="2")
-    with pytest.raises(ValueError, match="format_version 2, newer than this lenet5"):
+    version = str(FORMAT_VERSION + 1)
+    newer = write_with_metadata(saved, tmp_path / "newer.safetensors", format_version=version)
+    with pytest.raises(ValueError, match=f"format_version {version}, newer than this lenet5"):
         LeNet5.load(newer)
     for bad in ("0", "1.0", "", "01", "one", "99999999999999999999"):
         path = write_with_metadata(saved, tmp_path / "bad.safetensors", format_version=bad)
@@ -571,7 +585,7 @@ def test_wrong_tensor_names_and_shapes_are_refused(change, message, saved, tmp_p
         ("bad_header_utf8", "not valid UTF-8"),
         ("bad_tensor_name", "set_weights needs exactly the keys"),
         ("bad_not_lenet5", "not a lenet5 model file"),
-        ("bad_format_version_2", "newer"),
+        ("bad_format_version_3", "newer"),
         ("bad_classes_count", "3 classes but the network has 10"),
         ("bad_hyperparameter", "epochs"),
         ("bad_metadata_json", "not valid JSON"),
