@@ -754,6 +754,11 @@ impl PyNetwork {
         let Some(o) = st.opt.as_ref() else {
             return Err(PyRuntimeError::new_err("call reset_optimizer first"));
         };
+        if step >= 1 << 62 {
+            return Err(PyValueError::new_err(format!(
+                "the optimizer's step count must be below 2**62; got {step}"
+            )));
+        }
         if rng == [0; 4] {
             return Err(PyValueError::new_err(
                 "the random stream's state must not be all zeros",

@@ -696,8 +696,8 @@ def _restore_train_state(net: Any, state: Any) -> tuple[Any, ...]:
         or not all(0 <= w < 2**64 for w in rng)
     ):
         raise ValueError(f"optimizer rng must be four integers in [0, 2**64); got {rng!r:.120}")
-    if step >= 2**64:
-        raise ValueError(f"optimizer step must be below 2**64; got {step}")
+    if step >= 2**62:
+        raise ValueError(f"optimizer step must be below 2**62; got {step}")
     buffers = {}
     for key in ("m", "v", "h"):
         value = state[key]
