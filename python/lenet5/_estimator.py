@@ -1007,7 +1007,9 @@ class LeNet5:
             optimizer's state and the random stream carry on (also through
             :meth:`save` / :meth:`load` and pickles), so ten epochs give the same bits as
             five (stopped by a callback, ``callbacks=[lambda epoch, logs: epoch < 5]``),
-            a save and a load, and the other five.
+            a save and a load, and the other five. (Exact when the previous fit ended
+            with an epoch: its epochs ran out or a callback stopped it. Early stopping
+            restores an earlier epoch's weights, and Ctrl-C may stop within an epoch.)
 
         Returns
         -------
