@@ -129,7 +129,7 @@ def test_loaded_model_continues_training(fitted_small, saved, mnist):
     (x, y), (x_test, _) = mnist
     loaded = LeNet5.load(saved)
     unpickled = pickle.loads(pickle.dumps(fitted_small))
-    # Both start a fresh optimizer from the same random_state: identical results.
+    # Both carry on with the saved optimizer state and random stream: identical results.
     loaded.partial_fit(x[:300], y[:300])
     unpickled.partial_fit(x[:300], y[:300])
     assert loaded.n_iter_ == 4
