@@ -715,6 +715,104 @@ impl PyNetwork {
         }
     }
 
+    /// The training state that `reset_optimizer` starts and training advances, for
+    /// saving: None before `reset_optimizer`, else a dict with `step` (updates
+    /// taken), `rng` (the four 64-bit words of the shuffling/distortion stream),
+    /// `learning_rate` (the last one set) and the flat float32 buffers `m`
+    /// (momentum or first moment), `v` (second moment), `h` (SDLM curvature), each
+    /// empty when the rule keeps none.
+    fn train_state<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let st = lock_train(&self.train)?;
+        let Some(o) = st.opt.as_ref() else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        d.set_item("step", o.t)?;
+        d.set_item("rng", st.rng.state().to_vec())?;
+        d.set_item("learning_rate", f64::from(o.learning_rate))?;
+        d.set_item("m", PyArray1::from_slice(py, &o.m))?;
+        d.set_item("v", PyArray1::from_slice(py, &o.v))?;
+        d.set_item("h", PyArray1::from_slice(py, &o.h))?;
+        Ok(Some(d))
+    }
+
+    /// Restores `train_state`'s values into the optimizer `reset_optimizer` set up
+    /// (the buffers must have the lengths that optimizer keeps; finite values, `v`
+    /// and `h` not negative; a learning rate > 0; an `rng` state not all zero).
+    /// Nothing changes if any of them is wrong (ValueError).
+    #[pyo3(signature = (step, rng, learning_rate, m, v, h))]
+    fn set_train_state(
+        &self,
+        step: u64,
+        rng: [u64; 4],
+        learning_rate: f64,
+        m: PyReadonlyArray1<'_, f32>,
+        v: PyReadonlyArray1<'_, f32>,
+        h: PyReadonlyArray1<'_, f32>,
+    ) -> PyResult<()> {
+        let mut st = lock_train(&self.train)?;
+        let Some(o) = st.opt.as_ref() else {
+            return Err(PyRuntimeError::new_err("call reset_optimizer first"));
+        };
+        if step >= 1 << 62 {
+            return Err(PyValueError::new_err(format!(
+                "the optimizer's step count must be below 2**62; got {step}"
+            )));
+        }
+        if rng == [0; 4] {
+            return Err(PyValueError::new_err(
+                "the random stream's state must not be all zeros",
+            ));
+        }
+        if !(learning_rate.is_finite()
+            && learning_rate > 0.0
+            && learning_rate <= f64::from(f32::MAX))
+        {
+            return Err(PyValueError::new_err(format!(
+                "the learning rate must be a positive float32 number; got {learning_rate}"
+            )));
+        }
+        let mut buffers = Vec::with_capacity(3);
+        for (name, given, want, signed) in [
+            ("m", &m, o.m.len(), true),
+            ("v", &v, o.v.len(), false),
+            ("h", &h, o.h.len(), false),
+        ] {
+            let a = given.as_array();
+            if a.len() != want {
+                return Err(PyValueError::new_err(format!(
+                    "the optimizer state {name} must hold {want} values for this optimizer and network; got {}",
+                    a.len()
+                )));
+            }
+            let mut dense: Vec<f32> = a.iter().copied().collect();
+            if let Some(i) = dense
+                .iter()
+                .position(|x| !x.is_finite() || (!signed && *x < 0.0))
+            {
+                let want = if signed { "finite" } else { "finite and >= 0" };
+                return Err(PyValueError::new_err(format!(
+                    "the optimizer state {name} must hold {want} values; element {i} is {}",
+                    dense[i]
+                )));
+            }
+            flush_all(&mut dense);
+            buffers.push(dense);
+        }
+        let h = buffers.pop().unwrap_or_default();
+        let v = buffers.pop().unwrap_or_default();
+        let m = buffers.pop().unwrap_or_default();
+        let st = &mut *st;
+        let o = st.opt.as_mut().expect("checked above");
+        o.t = step;
+        o.learning_rate = learning_rate as f32;
+        o.m = m;
+        o.v = v;
+        o.h = h;
+        st.rng = Rng::from_state(rng);
+        Ok(())
+    }
+
     fn __repr__(&self) -> String {
         let c = &self.layout.cfg;
         format!(

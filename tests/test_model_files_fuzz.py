@@ -10,6 +10,12 @@ bounded by ``max_examples`` and a per-example deadline (the whole file runs in s
 
 A file that ever broke the loader is kept as ``tests/data/crash-*.safetensors`` and
 checked by ``test_kept_regression_files``.
+
+Files of format version 2 also hold the optimizer's state (an ``optimizer`` metadata
+entry and the tensors ``optimizer.m`` / ``optimizer.v``): a second seed, written by an
+Adam fit when the tests run, is mutated in that state's members, tensors and bytes. A
+mutated file that loads must also train on (``partial_fit``): a ValueError or, for
+values that make training diverge, a FloatingPointError, and nothing else.
 """
 
 from __future__ import annotations
@@ -419,3 +425,156 @@ def test_claimed_sizes_never_allocate(tmp_path):
         check=True,
     )
     assert float(out.stdout) < 16, out.stdout
+
+
+# ------------------------------------------------------------------ the optimizer's state
+
+
+def _seed_with_state() -> bytes:
+    """A model file with Adam's state, after one epoch on 64 embedded digits."""
+    import tempfile
+
+    from lenet5.datasets import load_mnist
+
+    (x, y), _ = load_mnist()
+    model = LeNet5(epochs=1, optimizer="adam", learning_rate=1e-3, random_state=0, verbose=0)
+    model.fit(x[:64], y[:64])
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "adam.safetensors"
+        model.save(path)
+        return path.read_bytes()
+
+
+GOOD2 = _seed_with_state()
+HEADER2_LEN = struct.unpack("<Q", GOOD2[:8])[0]
+HEADER2 = json.loads(GOOD2[8 : 8 + HEADER2_LEN])
+BUFFER2 = GOOD2[8 + HEADER2_LEN :]
+STATE = json.loads(HEADER2["__metadata__"]["optimizer"])
+TRAIN_IMAGES = np.zeros((4, 28, 28), np.uint8)
+TRAIN_LABELS = np.arange(4)
+STATE_FUZZ = settings(FUZZ, max_examples=200)
+
+
+def load_and_train_or_value_error(path: Path, blob: bytes) -> str:
+    """As load_or_value_error, and a model that loads trains one step on (or diverges)."""
+    if load_or_value_error(path, blob) == "refused":
+        return "refused"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = LeNet5.load(path).set_params(batch_size=4, n_jobs=1)
+        try:
+            model.partial_fit(TRAIN_IMAGES, TRAIN_LABELS)
+        except FloatingPointError:
+            return "diverged"
+    assert model.predict(IMAGES).shape == (2,)
+    return "ok"
+
+
+def with_state(state: object, header: dict | None = None) -> bytes:
+    header = dict(HEADER2 if header is None else header)
+    header["__metadata__"] = dict(HEADER2["__metadata__"], optimizer=json.dumps(state))
+    return with_length(json.dumps(header).encode("utf-8"), BUFFER2)
+
+
+def test_the_seed_with_state_loads_and_trains(target):
+    assert STATE["settings"][0] == "adam"
+    assert {"optimizer.m", "optimizer.v"} <= set(HEADER2)
+    assert load_and_train_or_value_error(target, GOOD2) == "ok"
+
+
+@STATE_FUZZ
+@given(data=st.data(), value=st.one_of(JSON_VALUES, st.sampled_from([0, -1, 2**64, 2**62])))
+def test_optimizer_state_members(target, data, value):
+    """One member of the optimizer entry, or one element of its settings or rng list,
+    replaced (or a member added or removed)."""
+    state = json.loads(json.dumps(STATE))
+    where = data.draw(st.sampled_from(["member", "settings", "rng", "drop", "add"]))
+    if where == "member":
+        state[data.draw(st.sampled_from(sorted(state)))] = value
+    elif where in ("settings", "rng"):
+        state[where][data.draw(st.integers(0, len(state[where]) - 1))] = value
+    elif where == "drop":
+        del state[data.draw(st.sampled_from(sorted(state)))]
+    else:
+        state[data.draw(st.text(max_size=8))] = value
+    load_and_train_or_value_error(target, with_state(state))
+
+
+@STATE_FUZZ
+@given(
+    name=st.sampled_from(["sgd", "adam", "adamw", "sdlm", "rmsprop", ""]),
+    nesterov=st.booleans(),
+    numbers=st.lists(st.floats(1e-6, 0.999), min_size=6, max_size=6),
+    odd=st.one_of(
+        st.none(),
+        st.tuples(
+            st.integers(0, 5),
+            st.one_of(st.floats(-2, 2, allow_nan=False), st.sampled_from([0, 1, 1e-30, 3e38])),
+        ),
+    ),
+    learning_rate=st.one_of(
+        st.floats(1e-6, 1), st.floats(-1, 10, allow_nan=False), st.sampled_from([1e-40, 3e38])
+    ),
+    step=st.one_of(st.integers(0, 10**6), st.integers(0, 2**63), st.just(2**62 - 1)),
+)
+def test_optimizer_settings(target, name, nesterov, numbers, odd, learning_rate, step):
+    """Any optimizer name and settings (valid ones, or one of them odd), learning rate
+    and step count: refused, or a model that trains on."""
+    if odd is not None:
+        numbers[odd[0]] = odd[1]
+    momentum, weight_decay, beta_1, beta_2, epsilon, mu = numbers
+    state = dict(
+        STATE,
+        settings=[name, momentum, weight_decay, nesterov, beta_1, beta_2, epsilon, mu],
+        learning_rate=learning_rate,
+        step=step,
+    )
+    load_and_train_or_value_error(target, with_state(state))
+
+
+@STATE_FUZZ
+@given(data=st.data())
+def test_optimizer_tensor_edits(target, data):
+    """The optimizer's tensors renamed, reshaped, retyped, dropped or duplicated."""
+    header = dict(HEADER2)
+    name = data.draw(st.sampled_from(["optimizer.m", "optimizer.v"]))
+    entry = dict(header[name])
+    op = data.draw(st.sampled_from(["rename", "shape", "dtype", "drop", "offsets"]))
+    if op == "rename":
+        new = data.draw(
+            st.sampled_from(
+                ["optimizer.h", "optimizer.", "optimizer.x", "optimizer.m", "c1.weight", "m"]
+            )
+        )
+        del header[name]
+        header[new] = entry
+    elif op == "shape":
+        size = entry["shape"][0]
+        entry["shape"] = data.draw(
+            st.sampled_from([[size // 2, 2], [1, size], [], [size - 1], [0], [size, 1]])
+        )
+        header[name] = entry
+    elif op == "dtype":
+        entry["dtype"] = data.draw(st.sampled_from(DTYPES))
+        header[name] = entry
+    elif op == "drop":
+        del header[name]
+    else:
+        other = header["optimizer.v" if name == "optimizer.m" else "optimizer.m"]
+        entry["data_offsets"] = other["data_offsets"]
+        header[name] = entry
+    load_and_train_or_value_error(target, with_length(json.dumps(header).encode(), BUFFER2))
+
+
+@STATE_FUZZ
+@given(flips=st.lists(st.tuples(st.integers(0, 2**31), st.integers(0, 7)), min_size=1, max_size=8))
+def test_optimizer_data_bit_flips(target, flips):
+    """Bit flips in the optimizer's buffers (NaN, infinity, negative second moments, huge
+    or subnormal values)."""
+    begin = min(HEADER2[n]["data_offsets"][0] for n in ("optimizer.m", "optimizer.v"))
+    end = max(HEADER2[n]["data_offsets"][1] for n in ("optimizer.m", "optimizer.v"))
+    start = 8 + HEADER2_LEN
+    blob = bytearray(GOOD2)
+    for at, bit in flips:
+        blob[start + begin + at % (end - begin)] ^= 1 << bit
+    load_and_train_or_value_error(target, bytes(blob))

@@ -96,7 +96,9 @@ def test_save_load_round_trip_is_bit_identical(fitted_small, saved, mnist):
     assert_same_model(fitted_small, LeNet5.load(str(saved)), x_test[:10])
 
 
-def test_file_layout_and_size(fitted_small, saved):
+def test_file_layout_and_size(fitted_small, tmp_path):
+    saved = tmp_path / "weights-only.safetensors"
+    fitted_small.save(saved, include_optimizer=False)
     header, buffer = read_raw(saved)
     metadata = header.pop("__metadata__")
     weights = fitted_small.get_weights()
@@ -109,7 +111,8 @@ def test_file_layout_and_size(fitted_small, saved):
         at = entry["data_offsets"][1]
     assert at == len(buffer)
     assert metadata["format"] == "lenet5"
-    assert metadata["format_version"] == str(FORMAT_VERSION)
+    assert metadata["format_version"] == "1"  # what lenet5 wrote before the optimizer state
+    assert "optimizer" not in metadata
     assert metadata["library_version"] == _lenet5.__version__
     assert json.loads(metadata["hyperparameters"]) == fitted_small.get_params()
     assert json.loads(metadata["classes"]) == {"dtype": "|u1", "values": list(range(10))}
@@ -126,7 +129,7 @@ def test_loaded_model_continues_training(fitted_small, saved, mnist):
     (x, y), (x_test, _) = mnist
     loaded = LeNet5.load(saved)
     unpickled = pickle.loads(pickle.dumps(fitted_small))
-    # Both start a fresh optimizer from the same random_state: identical results.
+    # Both carry on with the saved optimizer state and random stream: identical results.
     loaded.partial_fit(x[:300], y[:300])
     unpickled.partial_fit(x[:300], y[:300])
     assert loaded.n_iter_ == 4
@@ -202,17 +205,27 @@ def test_file_readable_by_safetensors_package(fitted_small, saved):
     safetensors = pytest.importorskip("safetensors")
     tensors = st_numpy.load_file(str(saved))
     weights = fitted_small.get_weights()
-    assert weights_equal(dict(tensors), weights)
+    # The weights under their names, and Adam's two moments (the optimizer's state).
+    state = {"optimizer.m", "optimizer.v"}
+    assert weights_equal({k: v for k, v in tensors.items() if k not in state}, weights)
     assert all(t.dtype == np.float32 for t in tensors.values())
     with safetensors.safe_open(str(saved), framework="np") as f:
         assert f.metadata()["format"] == "lenet5"
-        assert sorted(f.keys()) == sorted(weights)
+        assert sorted(f.keys()) == sorted([*weights, *state])
 
 
 def test_file_written_by_safetensors_package_loads(fitted_small, saved, tmp_path, mnist):
     st_numpy = pytest.importorskip("safetensors.numpy")
     _, metadata = _lenet5.load_safetensors(str(saved))
     other = tmp_path / "other.safetensors"
+    st_numpy.save_file(st_numpy.load_file(str(saved)), str(other), metadata=metadata)
+    assert_same_model(fitted_small, LeNet5.load(other), mnist[1][0][:50])
+    # The weights alone, with the optimizer's metadata entry: refused, as inconsistent.
+    st_numpy.save_file(fitted_small.get_weights(), str(other), metadata=metadata)
+    with pytest.raises(ValueError, match="optimizer state m must hold 60850 values"):
+        LeNet5.load(other)
+    # ... and loaded without that entry (a model for prediction).
+    del metadata["optimizer"]
     st_numpy.save_file(fitted_small.get_weights(), str(other), metadata=metadata)
     assert_same_model(fitted_small, LeNet5.load(other), mnist[1][0][:50])
 
@@ -503,8 +516,9 @@ def test_invalid_hyperparameters_are_not_saved(fitted, tmp_path):
 
 
 def test_newer_format_version_is_refused(saved, tmp_path):
-    newer = write_with_metadata(saved, tmp_path / "v2.safetensors", format_version="2")
-    with pytest.raises(ValueError, match="format_version 2, newer than this lenet5"):
+    version = str(FORMAT_VERSION + 1)
+    newer = write_with_metadata(saved, tmp_path / "newer.safetensors", format_version=version)
+    with pytest.raises(ValueError, match=f"format_version {version}, newer than this lenet5"):
         LeNet5.load(newer)
     for bad in ("0", "1.0", "", "01", "one", "99999999999999999999"):
         path = write_with_metadata(saved, tmp_path / "bad.safetensors", format_version=bad)
@@ -571,7 +585,7 @@ def test_wrong_tensor_names_and_shapes_are_refused(change, message, saved, tmp_p
         ("bad_header_utf8", "not valid UTF-8"),
         ("bad_tensor_name", "set_weights needs exactly the keys"),
         ("bad_not_lenet5", "not a lenet5 model file"),
-        ("bad_format_version_2", "newer"),
+        ("bad_format_version_3", "newer"),
         ("bad_classes_count", "3 classes but the network has 10"),
         ("bad_hyperparameter", "epochs"),
         ("bad_metadata_json", "not valid JSON"),
@@ -747,3 +761,310 @@ def test_save_killed_midway_leaves_the_previous_file(make_model, mnist, tmp_path
     assert caught_mid_write >= 1
     assert LeNet5.load(target).predict_proba(x_test[:5]).shape == (5, 40_000)
     assert os.path.getsize(target) > 13_000_000
+
+
+# ------------------------------------------------------------------ resuming training exactly
+
+RESUME_CONFIGS = {
+    "sgd-cosine": {"optimizer": "sgd"},
+    "sgd-nesterov-constant": {"optimizer": "sgd", "nesterov": True, "lr_schedule": "constant"},
+    "adam": {"optimizer": "adam", "learning_rate": 1e-3},
+    "adamw": {"optimizer": "adamw", "learning_rate": 1e-3},
+    "sdlm-paper-schedule": {
+        "optimizer": "sdlm",
+        "learning_rate": 5e-4,
+        "lr_schedule": "paper",
+        "batch_size": 16,
+    },
+    "augment": {"augment": True},
+}
+
+
+def resume_data(mnist):
+    (x, y), _ = mnist
+    return x[:300], y[:300]
+
+
+def stop_after(epoch):
+    return lambda e, logs: e < epoch
+
+
+def first_half(params, x, y):
+    """Four epochs of the schedule, stopped after the second by a callback."""
+    model = LeNet5(epochs=4, random_state=0, verbose=0, callbacks=[stop_after(2)], **params)
+    model.fit(x, y)
+    assert model.n_iter_ == 2
+    return model.set_params(callbacks=None)
+
+
+def via_file(model, tmp_path, **options):
+    path = tmp_path / "half.safetensors"
+    model.save(path, **options)
+    return LeNet5.load(path)
+
+
+def second_half(model, x, y):
+    return model.set_params(warm_start=True).fit(x, y, initial_epoch=model.n_iter_)
+
+
+@pytest.mark.parametrize("config", sorted(RESUME_CONFIGS))
+def test_resume_after_save_and_load_is_bit_identical(config, mnist, tmp_path):
+    x, y = resume_data(mnist)
+    params = RESUME_CONFIGS[config]
+    full = LeNet5(epochs=4, random_state=0, verbose=0, **params).fit(x, y)
+    half = first_half(params, x, y)
+    resumed = second_half(via_file(half, tmp_path), x, y)
+    assert resumed.n_iter_ == 4
+    assert weights_equal(resumed.get_weights(), full.get_weights())
+    assert resumed.history_["loss"] == full.history_["loss"]
+    assert resumed.history_["learning_rate"] == full.history_["learning_rate"]
+    # The same through a pickle, and in memory.
+    unpickled = pickle.loads(pickle.dumps(first_half(params, x, y)))
+    assert weights_equal(second_half(unpickled, x, y).get_weights(), full.get_weights())
+    in_memory = second_half(first_half(params, x, y), x, y)
+    assert weights_equal(in_memory.get_weights(), full.get_weights())
+    # The test has teeth: without the saved state (a fresh optimizer and random stream)
+    # the resumed run differs.
+    fresh = second_half(
+        via_file(first_half(params, x, y), tmp_path, include_optimizer=False), x, y
+    )
+    assert fresh.n_iter_ == 4
+    assert not weights_equal(fresh.get_weights(), full.get_weights())
+
+
+def test_warm_start_without_initial_epoch_trains_epochs_more(mnist, tmp_path):
+    """With a constant schedule, 2 epochs, save, load and 2 more with warm_start equal
+    4 epochs at once; on the cosine schedule the second fit starts a new cosine cycle."""
+    x, y = resume_data(mnist)
+    params = {"optimizer": "adam", "learning_rate": 1e-3, "random_state": 0, "verbose": 0}
+    full = LeNet5(epochs=4, lr_schedule="constant", **params).fit(x, y)
+    half = LeNet5(epochs=2, lr_schedule="constant", **params).fit(x, y)
+    resumed = via_file(half, tmp_path).set_params(warm_start=True).fit(x, y)
+    assert resumed.n_iter_ == 4
+    assert weights_equal(resumed.get_weights(), full.get_weights())
+    cosine = LeNet5(epochs=4, **params).fit(x, y)
+    restarted = first_half({"optimizer": "adam", "learning_rate": 1e-3}, x, y)
+    restarted.set_params(warm_start=True).fit(x, y)  # epochs 3-6 at positions 0-3
+    assert restarted.n_iter_ == 6
+    assert restarted.history_["learning_rate"][2] == cosine.history_["learning_rate"][0]
+
+
+def test_warm_start_with_other_optimizer_settings_starts_a_fresh_state(mnist, tmp_path):
+    x, y = resume_data(mnist)
+    half = first_half({"optimizer": "adam", "learning_rate": 1e-3}, x, y)
+    loaded = via_file(half, tmp_path)
+    changed = copy.deepcopy(loaded).set_params(beta_2=0.99, warm_start=True)
+    changed.fit(x, y, initial_epoch=2)
+    fresh = via_file(half, tmp_path, include_optimizer=False)
+    fresh.set_params(beta_2=0.99, warm_start=True).fit(x, y, initial_epoch=2)
+    assert weights_equal(changed.get_weights(), fresh.get_weights())
+
+
+def test_optimizer_state_in_the_file(fitted_small, saved):
+    header, _ = read_raw(saved)
+    metadata = header["__metadata__"]
+    assert metadata["format_version"] == "2"
+    state = json.loads(metadata["optimizer"])
+    assert sorted(state) == ["learning_rate", "rng", "settings", "step"]
+    assert state["settings"] == ["adam", 0.9, 0.002, False, 0.9, 0.999, 1e-08, 0.02]
+    assert state["settings"] == list(fitted_small._optimizer_key)
+    assert state["step"] == 3 * -(-4000 // 64)  # three epochs of 63 batches
+    assert len(state["rng"]) == 4
+    assert all(0 <= w < 2**64 for w in state["rng"])
+    n = fitted_small._net.train_state()["m"].shape[0]
+    assert header["optimizer.m"]["shape"] == header["optimizer.v"]["shape"] == [n]
+    assert "optimizer.h" not in header  # SDLM's only
+
+
+def test_loaded_model_with_optimizer_state_predicts_as_before(
+    fitted_small, saved, mnist, tmp_path
+):
+    _, (x_test, _) = mnist
+    loaded = LeNet5.load(saved)
+    weights_only = via_file(fitted_small, tmp_path, include_optimizer=False)
+    assert np.array_equal(loaded.predict_proba(x_test), fitted_small.predict_proba(x_test))
+    assert np.array_equal(loaded.predict(x_test), weights_only.predict(x_test))
+    assert loaded.score(x_test, mnist[1][1]) == fitted_small.score(x_test, mnist[1][1])
+    assert loaded.get_params() == fitted_small.get_params() == weights_only.get_params()
+
+
+def test_sdlm_curvature_comes_back(mnist, tmp_path):
+    x, y = resume_data(mnist)
+    model = first_half(RESUME_CONFIGS["sdlm-paper-schedule"], x, y)
+    for again in (via_file(model, tmp_path), pickle.loads(pickle.dumps(model))):
+        assert weights_equal(again.hessian_diag_, model.hessian_diag_)
+        assert weights_equal(again.step_sizes_, model.step_sizes_)
+
+
+def test_get_params_has_no_training_state(fitted_small, saved):
+    loaded = LeNet5.load(saved)
+    # The same keys and values as the saved model's: the state is fitted, not a parameter.
+    assert set(loaded.get_params()) == set(LeNet5().get_params())
+    assert loaded.get_params() == fitted_small.get_params()
+
+
+@pytest.mark.parametrize("bad", [-1, 4, 2.0, True, "2", 10**30])
+def test_bad_initial_epoch_is_refused_and_changes_nothing(bad, mnist, fitted):
+    x, y = resume_data(mnist)
+    fitted.set_params(warm_start=True, epochs=4)
+    before = snapshot(fitted)
+    state = fitted._net.train_state()
+    with pytest.raises(
+        ValueError, match=r"initial_epoch must be None or an integer in \[0, epochs\) = \[0, 4\)"
+    ):
+        fitted.fit(x, y, initial_epoch=bad)
+    assert_same_snapshot(before, snapshot(fitted))
+    after = fitted._net.train_state()
+    assert all(np.array_equal(after[k], state[k]) for k in state)
+
+
+def state_file(saved, tmp_path, optimizer=None, tensors=None, **metadata):
+    """A copy of ``saved`` with its optimizer entry's members changed (None removes one)
+    and tensors replaced (None removes one)."""
+    weights, meta = _lenet5.load_safetensors(str(saved))
+    entry = json.loads(meta["optimizer"])
+    for key, value in (optimizer or {}).items():
+        if value is None:
+            entry.pop(key, None)
+        else:
+            entry[key] = value
+    meta["optimizer"] = json.dumps(entry)
+    for name, value in (tensors or {}).items():
+        if value is None:
+            weights.pop(name, None)
+        else:
+            weights[name] = value
+    for key, value in metadata.items():
+        if value is None:
+            meta.pop(key, None)
+        else:
+            meta[key] = value
+    path = tmp_path / "state.safetensors"
+    _lenet5.save_safetensors(str(path), weights, meta)
+    return path
+
+
+N_STATE = 60_850
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"optimizer": {"step": -1}}, "optimizer step must be an integer >= 0"),
+        ({"optimizer": {"step": 1.5}}, "optimizer step must be an integer"),
+        ({"optimizer": {"step": 2**62}}, "step must be below 2\\*\\*62"),
+        ({"optimizer": {"rng": [1, 2, 3]}}, "rng must be four integers"),
+        ({"optimizer": {"rng": [0, 0, 0, 2**64]}}, "rng must be four integers"),
+        ({"optimizer": {"rng": [0, 0, 0, 0]}}, "must not be all zeros"),
+        ({"optimizer": {"rng": [1, 2, 3, True]}}, "rng must be four integers"),
+        ({"optimizer": {"learning_rate": 0}}, "learning_rate must be a positive number"),
+        (
+            {"optimizer": {"learning_rate": 1e300}},
+            "learning_rate must be a positive number; got inf",
+        ),
+        ({"optimizer": {"learning_rate": "0.1"}}, "learning_rate must be a finite number"),
+        (
+            {"optimizer": {"settings": ["rmsprop", 0.9, 0, False, 0.9, 0.999, 1e-8, 0.02]}},
+            "optimizer must be one of sgd, adam, adamw, sdlm",
+        ),
+        (
+            {"optimizer": {"settings": ["adam", 0.9, 0, 0, 0.9, 0.999, 1e-8, 0.02]}},
+            "nesterov must be true or false",
+        ),
+        (
+            {"optimizer": {"settings": ["adam", 0.9, 0, False, 1.5, 0.999, 1e-8, 0.02]}},
+            "beta1 must be in \\[0, 1\\)",
+        ),
+        (
+            {"optimizer": {"settings": ["adam", 0.9, 0, False, 0.9, 0.999, None, 0.02]}},
+            "epsilon must be a finite number",
+        ),
+        ({"optimizer": {"settings": ["adam"]}}, "optimizer settings must be"),
+        ({"optimizer": {"step": None}}, "exactly the keys settings, step, rng"),
+        ({"optimizer": {"extra": 1}}, "exactly the keys settings, step, rng"),
+        (
+            {"optimizer": {"settings": ["sgd", 0.9, 0, False, 0.9, 0.999, 1e-8, 0.02]}},
+            "optimizer state v must hold 0 values for this optimizer and network; got 60850",
+        ),
+        (
+            {"optimizer": {"settings": ["sdlm", 0.9, 0, False, 0.9, 0.999, 1e-8, 0.02]}},
+            "optimizer state m must hold 0 values",
+        ),
+        ({"tensors": {"optimizer.v": None}}, "state v must hold 60850 values .* got 0"),
+        ({"tensors": {"optimizer.m": np.zeros(10, np.float32)}}, "m must hold 60850"),
+        (
+            {"tensors": {"optimizer.m": np.zeros((2, N_STATE // 2), np.float32)}},
+            "m must be a 1-D float32 array",
+        ),
+        (
+            {"tensors": {"optimizer.v": -np.ones(N_STATE, np.float32)}},
+            "v must hold finite and >= 0 values; element 0 is -1",
+        ),
+        (
+            {"tensors": {"optimizer.h": np.zeros(N_STATE, np.float32)}},
+            "optimizer state h must hold 0 values",
+        ),
+        (
+            {"tensors": {"optimizer.x": np.zeros(3, np.float32)}},
+            "unknown optimizer state tensors \\['optimizer.x'\\]",
+        ),
+        ({"format_version": "1"}, "an optimizer entry needs format_version 2"),
+    ],
+)
+def test_hostile_optimizer_state_is_refused(change, message, saved, tmp_path):
+    path = state_file(saved, tmp_path, **change)
+    with pytest.raises(ValueError, match=message):
+        LeNet5.load(path)
+
+
+def test_optimizer_tensors_without_their_entry_are_refused(saved, tmp_path):
+    path = state_file(saved, tmp_path)
+    weights, meta = _lenet5.load_safetensors(str(path))
+    del meta["optimizer"]
+    _lenet5.save_safetensors(str(path), weights, meta)
+    with pytest.raises(ValueError, match=r"optimizer state tensors .* but no optimizer metadata"):
+        LeNet5.load(path)
+
+
+def test_optimizer_metadata_json_is_strict(saved, tmp_path):
+    for text in ("[", "[1, 2]", '{"step": NaN}', "null"):
+        path = write_with_metadata(saved, tmp_path / "j.safetensors", optimizer=text)
+        with pytest.raises(ValueError, match="optimizer"):
+            LeNet5.load(path)
+
+
+def test_hostile_pickled_train_state_is_refused_and_changes_nothing(fitted_small, mnist):
+    _, (x_test, _) = mnist
+    good = fitted_small.__getstate__()
+    bad_states = []
+    for key, value, message in [
+        ("step", -3, "step must be an integer >= 0"),
+        ("rng", [0, 0, 0, 0], "all zeros"),
+        ("m", np.zeros(5, np.float32), "m must hold 60850 values"),
+        ("v", np.full(N_STATE, np.nan, np.float32), "v must hold finite and >= 0 values"),
+        ("m", np.zeros(N_STATE, np.float64), "m must be a 1-D float32 array"),
+        ("settings", ("adam",), "optimizer settings must be"),
+    ]:
+        state = copy.deepcopy(good)
+        state["fitted"]["train_state"][key] = value
+        bad_states.append((state, message))
+    for state, message in bad_states:
+        model = copy.deepcopy(fitted_small)
+        before = snapshot(model)
+        with pytest.raises(ValueError, match=message):
+            model.__setstate__(state)
+        assert_same_snapshot(before, snapshot(model))
+    # A pickle without the state (an older lenet5's) loads and predicts.
+    state = copy.deepcopy(good)
+    del state["fitted"]["train_state"]
+    model = LeNet5.__new__(LeNet5)
+    model.__setstate__(state)
+    assert np.array_equal(model.predict(x_test), fitted_small.predict(x_test))
+    assert model._net.train_state() is None
+
+
+def test_include_optimizer_must_be_a_bool(fitted_small, tmp_path):
+    path = tmp_path / "m.safetensors"
+    with pytest.raises(ValueError, match="include_optimizer must be True or False"):
+        fitted_small.save(path, include_optimizer="yes")
+    assert not path.exists()

@@ -461,8 +461,10 @@ class LeNet5:
         training set, so ``partial_fit`` accepts only a dict.
     warm_start : bool, default=False
         When True and the model is already fitted, ``fit`` continues from the current
-        weights (with a fresh optimizer state) and appends to ``history_``; the classes
-        and the architecture must not change.
+        weights, the optimizer's state (momentum, Adam moments, step count; a fresh one
+        when the optimizer's settings changed) and the random stream, and appends to
+        ``history_``; the classes and the architecture must not change. With
+        ``fit(..., initial_epoch=model.n_iter_)`` it resumes the schedule exactly.
     random_state : int, numpy.random.RandomState, numpy.random.Generator or None, default=None
         Seeds the initial weights, the shuffling and the validation split. With the same
         integer, training gives bit-identical weights at any ``n_jobs`` on the same
@@ -967,7 +969,12 @@ class LeNet5:
     # ------------------------------------------------------------------ training
 
     def fit(
-        self, x: Any, y: Any, validation_data: Any = None, sample_weight: Any = None
+        self,
+        x: Any,
+        y: Any,
+        validation_data: Any = None,
+        sample_weight: Any = None,
+        initial_epoch: Any = None,
     ) -> LeNet5:
         """Train the network on images ``x`` with labels ``y``.
 
@@ -990,6 +997,19 @@ class LeNet5:
             as repeating samples (exactly so in a full-batch step). The reported loss is
             the weighted mean, the accuracy unweighted; validation is unweighted, and the
             SDLM curvature estimate ignores the weights.
+        initial_epoch : int, optional
+            As Keras's ``fit(initial_epoch=...)``: the epochs of the schedule already
+            done. This fit trains epochs ``initial_epoch + 1`` to ``epochs`` (so
+            ``epochs - initial_epoch`` of them) at those positions of ``lr_schedule``
+            (a cosine spans ``epochs``). By default every fit starts the schedule at
+            its first epoch and trains ``epochs`` epochs. To resume training exactly,
+            fit with ``warm_start=True`` and ``initial_epoch=model.n_iter_``: the
+            optimizer's state and the random stream carry on (also through
+            :meth:`save` / :meth:`load` and pickles), so ten epochs give the same bits as
+            five (stopped by a callback, ``callbacks=[lambda epoch, logs: epoch < 5]``),
+            a save and a load, and the other five. (Exact when the previous fit ended
+            with an epoch: its epochs ran out or a callback stopped it. Early stopping
+            restores an earlier epoch's weights, and Ctrl-C may stop within an epoch.)
 
         Returns
         -------
@@ -1042,6 +1062,7 @@ class LeNet5:
             warm = p["warm_start"] and self._is_fitted()
             if warm:
                 self._check_warm_start(p, classes)
+            initial_epoch = _check_initial_epoch(initial_epoch, p["epochs"])
             val = None
             if validation_data is not None:
                 val = _check_validation_data(validation_data, classes)
@@ -1065,7 +1086,10 @@ class LeNet5:
                 net = _lenet5.Network(
                     len(classes), **{k: p[k] for k in ARCHITECTURE}, seed=init_seed
                 )
-            self._reset_optimizer(net, p, shuffle_seed)
+            # A warm start carries on with the optimizer's state and the random stream,
+            # unless the optimizer's settings changed.
+            if not (warm and self.__dict__.get("_optimizer_key") == _optimizer_key(p)):
+                self._reset_optimizer(net, p, shuffle_seed)
             # Everything is checked: from here on the model changes.
             with self._unchanged_on_memory_error(p["batch_size"], len(train_set)):
                 if not warm:
@@ -1076,9 +1100,9 @@ class LeNet5:
                     net,
                     train_set,
                     p,
-                    n_epochs=p["epochs"],
+                    n_epochs=p["epochs"] - (initial_epoch or 0),
                     val=val,
-                    schedule_start=None,
+                    schedule_start=initial_epoch,
                     order_seed=_order_seed(shuffle_seed),
                 )
             n_epochs = self.n_iter_ - n_before
@@ -1269,7 +1293,7 @@ class LeNet5:
         try:
             for i in range(n_epochs):
                 epoch_no = self.n_iter_ + 1
-                index = i if schedule_start is None else schedule_start
+                index = i if schedule_start is None else schedule_start + i
                 lr = _learning_rate_at(p, index)
                 net.set_learning_rate(lr)
                 if schedule_start is None:
@@ -1756,13 +1780,16 @@ class LeNet5:
 
     # ------------------------------------------------------------------ persistence
 
-    def save(self, path: str | os.PathLike[str]) -> None:
+    def save(self, path: str | os.PathLike[str], include_optimizer: bool = True) -> None:
         """Write the fitted model to one safetensors file, atomically.
 
         The weights are stored under the names of :meth:`get_weights` (the
         ``safetensors`` package, and so PyTorch, reads them as they are); the
         architecture, hyperparameters, ``classes_``, ``n_iter_``, ``history_``,
-        ``best_epoch_`` and the format and library versions go into the file's metadata.
+        ``best_epoch_`` and the format and library versions go into the file's metadata;
+        with ``include_optimizer`` (as Keras's), also the optimizer's state and the random
+        stream's position, so that training resumes exactly after :meth:`load` (a file
+        about twice (SGD) or three times (Adam) the size of the weights alone).
         The file is written to a temporary file in the same folder, flushed to disk and
         renamed over ``path``: ``path`` holds the old model or the new one, never a mix.
 
@@ -1770,6 +1797,10 @@ class LeNet5:
         ----------
         path : str or os.PathLike
             The file to write (conventionally ``*.safetensors``); replaced if it exists.
+        include_optimizer : bool, default=True
+            Whether to store the training state (False: the weights for prediction only,
+            as lenet5 wrote them before; training after :meth:`load` then starts a fresh
+            optimizer state).
 
         Raises
         ------
@@ -1801,7 +1832,7 @@ class LeNet5:
         >>> bool((again.predict_proba(x[:20]) == model.predict_proba(x[:20])).all())
         True
         """
-        _persist.save(self, path)
+        _persist.save(self, path, include_optimizer=include_optimizer)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LeNet5:
@@ -1810,8 +1841,9 @@ class LeNet5:
         The file is untrusted input: its header, tensors (names, shapes, float32 dtype,
         finite values) and metadata are all checked, and nothing in it can run code. The
         loaded model predicts exactly as the saved one did and can continue training
-        (``partial_fit``, or ``fit`` with ``warm_start=True``) with a fresh optimizer
-        state.
+        (``partial_fit``, or ``fit`` with ``warm_start=True``) from the saved optimizer
+        state and random stream, as if it had not been saved (a file written before
+        lenet5 saved them continues with a fresh optimizer state).
 
         Parameters
         ----------
@@ -1868,6 +1900,22 @@ class LeNet5:
             classifier_tags=ClassifierTags(multi_class=True),
             input_tags=InputTags(two_d_array=True, three_d_array=True),
         )
+
+
+def _check_initial_epoch(initial_epoch: Any, epochs: int) -> int | None:
+    """fit's ``initial_epoch``: None, or an int in [0, epochs)."""
+    if initial_epoch is None:
+        return None
+    if (
+        isinstance(initial_epoch, (bool, np.bool_))
+        or not isinstance(initial_epoch, numbers.Integral)
+        or not 0 <= initial_epoch < epochs
+    ):
+        raise ValueError(
+            f"initial_epoch must be None or an integer in [0, epochs) = [0, {epochs}), the "
+            f"epochs of the schedule already done; got {initial_epoch!r:.80}"
+        )
+    return int(initial_epoch)
 
 
 def _optimizer_key(p: dict[str, Any]) -> tuple[Any, ...]:

@@ -116,6 +116,21 @@ class Network:
         """The SDLM curvature estimates ``h_kk``, or None."""
     def step_sizes(self) -> dict[str, NDArray[np.float32]] | None:
         """The SDLM step sizes ``lr / (mu + h_kk)``, or None."""
+    def train_state(self) -> dict[str, Any] | None:
+        """The optimizer's state and the random stream's position (``step``, ``rng``,
+        ``learning_rate`` and the flat float32 buffers ``m``, ``v``, ``h``), or None
+        before ``reset_optimizer``."""
+    def set_train_state(
+        self,
+        step: int,
+        rng: list[int],
+        learning_rate: float,
+        m: NDArray[np.float32],
+        v: NDArray[np.float32],
+        h: NDArray[np.float32],
+    ) -> None:
+        """Restore ``train_state``'s values into the optimizer ``reset_optimizer`` set up;
+        ValueError (nothing changed) for wrong lengths or values."""
 
 @final
 class Dataset:

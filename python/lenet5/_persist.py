@@ -7,7 +7,9 @@ fitted weights, float32; its ``__metadata__`` maps these keys to strings:
 ``format``
     ``"lenet5"``.
 ``format_version``
-    ``"1"``. :func:`load` refuses a newer version than it knows.
+    ``"2"`` for a file with the optimizer's state (``optimizer``), else ``"1"`` (as
+    before that state was saved, so older lenet5 versions still read such files).
+    :func:`load` refuses a newer version than it knows.
 ``library_version``
     The lenet5 version that wrote the file (information only).
 ``architecture``
@@ -32,6 +34,19 @@ fitted weights, float32; its ``__metadata__`` maps these keys to strings:
     JSON: ``best_epoch_`` (an integer or null).
 ``n_features_in`` (optional)
     Decimal integer: ``n_features_in_``, the pixels per training image (784 or 1024).
+``optimizer`` (optional, format version 2)
+    JSON object: the training state that lets ``fit(..., warm_start=True)`` and
+    ``partial_fit`` carry on exactly where training stopped. ``settings``: the
+    optimizer's name and settings ``[optimizer, momentum, weight_decay, nesterov,
+    beta_1, beta_2, epsilon, mu]`` it was made with; ``step``: the updates taken (Adam's
+    bias corrections); ``rng``: the four 64-bit words of the random stream that shuffles
+    the epochs, draws the distortions and the curvature samples; ``learning_rate``: the
+    last epoch's. Its buffers are the tensors ``optimizer.m`` (momentum, or Adam's first
+    moment), ``optimizer.v`` (Adam's second moment) and ``optimizer.h`` (SDLM's
+    curvature), float32 vectors over every parameter in the network's internal order,
+    present when the optimizer keeps them. Their lengths are checked against the
+    optimizer and the network, their values as the weights (finite; ``v`` and ``h`` not
+    negative).
 
 The file is parsed in Rust (``lenet5._lenet5.load_safetensors``), which checks every
 byte of it; this module then checks the metadata and rebuilds the estimator through
@@ -44,8 +59,10 @@ be read).
 hyperparameters as they are (pickle carries callables like any other object), the
 weights as numpy arrays and the fitted attributes as plain values, never a native
 handle, and ``setstate`` rebuilds the network through the same checks as :func:`load`.
-The optimizer's state (momentum, Adam moments) is not kept by either: training that
-continues after a load or an unpickle starts a fresh optimizer state.
+Both keep the optimizer's state (the ``optimizer`` entry above), so training that
+continues after a load or an unpickle goes on as it would have without them; a file or
+pickle without that state (from an older lenet5) loads, and its training continues with a
+fresh optimizer state.
 """
 
 from __future__ import annotations
@@ -67,7 +84,7 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "getstate", "load", "save", "setstate"]
 #: Value of the ``format`` metadata entry.
 FORMAT = "lenet5"
 #: The model file format this version writes, and the newest it reads.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: Version of the pickle state of :func:`getstate`.
 STATE_VERSION = 1
 
@@ -404,7 +421,7 @@ def _check_params(model: Any) -> None:
 # ---------------------------------------------------------------------------- files
 
 
-def save(model: Any, path: str | os.PathLike[str]) -> None:
+def save(model: Any, path: str | os.PathLike[str], include_optimizer: bool = True) -> None:
     """Write the fitted ``model`` to ``path`` (one safetensors file), atomically.
 
     The file holds the weights (float32, the names of ``get_weights``) and, as
@@ -466,6 +483,18 @@ def save(model: Any, path: str | os.PathLike[str]) -> None:
     }
     if "n_features_in_" in model.__dict__:
         metadata["n_features_in"] = str(int(model.n_features_in_))
+    if not isinstance(include_optimizer, (bool, np.bool_)):
+        raise ValueError(f"include_optimizer must be True or False; got {include_optimizer!r:.80}")
+    train_state = _train_state(model) if include_optimizer else None
+    if train_state is None:
+        metadata["format_version"] = "1"
+    else:
+        metadata["optimizer"] = _dumps(
+            {k: train_state[k] for k in ("settings", "step", "rng", "learning_rate")}
+        )
+        for name, key in _STATE_TENSORS.items():
+            if train_state[key].size:
+                weights[name] = train_state[key]
     _lenet5.save_safetensors(target, weights, metadata)
 
 
@@ -477,7 +506,8 @@ def load(path: str | os.PathLike[str], cls: type | None = None) -> Any:
     """Read a model written by :func:`save`; returns a fitted ``cls`` (``LeNet5``).
 
     The loaded model predicts exactly as the saved one did and can continue training
-    (``partial_fit``, or ``fit`` with ``warm_start=True``) with a fresh optimizer state.
+    (``partial_fit``, or ``fit`` with ``warm_start=True``) from the saved optimizer state
+    and random stream (a fresh optimizer state for a file without them).
 
     Raises
     ------
@@ -537,6 +567,36 @@ def _from_file(cls: type, tensors: dict[str, Any], metadata: dict[str, str]) -> 
     history = _loads(metadata["history"], "history") if "history" in metadata else {}
     best_epoch = _loads(metadata["best_epoch"], "best_epoch") if "best_epoch" in metadata else None
     architecture = _check_architecture(_loads(metadata["architecture"], "architecture"))
+    tensors = dict(tensors)
+    buffers = {key: tensors.pop(name) for name, key in _STATE_TENSORS.items() if name in tensors}
+    unknown = sorted(name for name in tensors if name.startswith("optimizer."))
+    if unknown:
+        raise ValueError(
+            f"unknown optimizer state tensors {unknown!r:.120}; a model file may hold "
+            f"{', '.join(_STATE_TENSORS)}"
+        )
+    train_state = None
+    if "optimizer" in metadata:
+        if version < 2:
+            raise ValueError("an optimizer entry needs format_version 2")
+        train_state = _loads(metadata["optimizer"], "optimizer")
+        if not isinstance(train_state, dict) or set(train_state) != {
+            "settings",
+            "step",
+            "rng",
+            "learning_rate",
+        }:
+            raise ValueError(
+                "optimizer must be a JSON object with exactly the keys settings, step, rng "
+                "and learning_rate"
+            )
+        empty = np.zeros(0, dtype=np.float32)
+        train_state.update({key: buffers.get(key, empty) for key in _STATE_TENSORS.values()})
+    elif buffers:
+        raise ValueError(
+            f"the file has optimizer state tensors ({', '.join(sorted(buffers))}) but no "
+            "optimizer metadata entry"
+        )
     fitted = _Fitted(
         architecture,
         tensors,
@@ -553,8 +613,123 @@ def _from_file(cls: type, tensors: dict[str, Any], metadata: dict[str, str]) -> 
         extra["n_features_in_"] = int(text)
     model = cls(**_split_params(cls, params, "the model file"))
     _check_params(model)
+    key = None if train_state is None else _restore_train_state(fitted.net, train_state)
+    if key is not None and key[0] == "sdlm":
+        extra["hessian_diag_"] = fitted.net.curvature()
+        extra["step_sizes_"] = fitted.net.step_sizes()
     fitted.install(model, extra)
+    if key is not None:
+        model.__dict__["_optimizer_key"] = key
     return model
+
+
+# ---------------------------------------------------------------------------- training state
+
+_OPTIMIZERS = ("sgd", "adam", "adamw", "sdlm")
+# The tensors of a model file holding the optimizer's buffers, and their train_state keys.
+_STATE_TENSORS = {"optimizer.m": "m", "optimizer.v": "v", "optimizer.h": "h"}
+_STATE_KEYS = ("settings", "step", "rng", "learning_rate", "m", "v", "h")
+
+
+def _train_state(model: Any) -> dict[str, Any] | None:
+    """The optimizer's state and the random stream's position, or None when the model has
+    none (fitted before the state was kept, or not fitted)."""
+    key = model.__dict__.get("_optimizer_key")
+    net = model.__dict__.get("_net")
+    if key is None or net is None:
+        return None
+    state = net.train_state()
+    if state is None:
+        return None
+    return {
+        "settings": _plain(list(key)),
+        "step": int(state["step"]),
+        "rng": [int(w) for w in state["rng"]],
+        "learning_rate": float(state["learning_rate"]),
+        "m": state["m"],
+        "v": state["v"],
+        "h": state["h"],
+    }
+
+
+def _restore_train_state(net: Any, state: Any) -> tuple[Any, ...]:
+    """Checks ``state`` (made by :func:`_train_state`, from a file or a pickle), installs
+    it in ``net`` and returns the optimizer key (``_estimator._optimizer_key``'s form).
+    ``net`` keeps no optimizer state when a check fails (ValueError)."""
+    if not isinstance(state, dict) or set(state) != set(_STATE_KEYS):
+        raise ValueError(f"the optimizer state must be a dict of {', '.join(_STATE_KEYS)}")
+    settings = state["settings"]
+    if not isinstance(settings, (list, tuple)) or len(settings) != 8:
+        raise ValueError(
+            "optimizer settings must be [optimizer, momentum, weight_decay, nesterov, "
+            f"beta_1, beta_2, epsilon, mu]; got {settings!r:.120}"
+        )
+    name, momentum, weight_decay, nesterov, beta_1, beta_2, epsilon, mu = settings
+    if name not in _OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(_OPTIMIZERS)}; got {name!r:.40}")
+    if not isinstance(nesterov, bool):
+        raise ValueError(f"optimizer nesterov must be true or false; got {nesterov!r:.40}")
+    numbers_ = {
+        "momentum": momentum,
+        "weight_decay": weight_decay,
+        "beta_1": beta_1,
+        "beta_2": beta_2,
+        "epsilon": epsilon,
+        "mu": mu,
+        "learning_rate": state["learning_rate"],
+    }
+    for what, value in numbers_.items():
+        if (
+            isinstance(value, (bool, np.bool_))
+            or not isinstance(value, numbers.Real)
+            or not math.isfinite(value)
+        ):
+            raise ValueError(f"optimizer {what} must be a finite number; got {value!r:.40}")
+    step = _check_int(state["step"], "optimizer step")
+    rng = state["rng"]
+    if (
+        not isinstance(rng, (list, tuple))
+        or len(rng) != 4
+        or not all(
+            isinstance(w, numbers.Integral) and not isinstance(w, (bool, np.bool_)) for w in rng
+        )
+        or not all(0 <= w < 2**64 for w in rng)
+    ):
+        raise ValueError(f"optimizer rng must be four integers in [0, 2**64); got {rng!r:.120}")
+    if step >= 2**62:
+        raise ValueError(f"optimizer step must be below 2**62; got {step}")
+    buffers = {}
+    for key in ("m", "v", "h"):
+        value = state[key]
+        if not isinstance(value, np.ndarray) or value.dtype != np.float32 or value.ndim != 1:
+            raise ValueError(f"optimizer state {key} must be a 1-D float32 array")
+        buffers[key] = value
+    try:
+        net.reset_optimizer(
+            optimizer=name,
+            learning_rate=float(state["learning_rate"]),
+            momentum=float(momentum),
+            weight_decay=float(weight_decay),
+            nesterov=nesterov,
+            beta1=float(beta_1),
+            beta2=float(beta_2),
+            epsilon=float(epsilon),
+            seed=0,
+            mu=float(mu),
+        )
+        net.set_train_state(step, [int(w) for w in rng], float(state["learning_rate"]), **buffers)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ValueError(f"bad optimizer state: {err}") from None
+    return (
+        name,
+        float(momentum),
+        float(weight_decay),
+        nesterov,
+        float(beta_1),
+        float(beta_2),
+        float(epsilon),
+        float(mu),
+    )
 
 
 # ---------------------------------------------------------------------------- pickle
@@ -593,9 +768,9 @@ def getstate(model: Any) -> dict[str, Any]:
 
     ``{"lenet5_state": 1, "library_version": str, "params": {hyperparameters},
     "fitted": None or {"architecture", "weights", "classes", "n_iter", "history",
-    "best_epoch"}, "attributes": {"hessian_diag_", "step_sizes_", "n_features_in_" where
-    present, and a
-    subclass's own fitted attributes}}``. Other instance attributes are not carried:
+    "best_epoch", and "train_state" when there is one}, "attributes": {"hessian_diag_",
+    "step_sizes_", "n_features_in_" where present, and a subclass's own fitted
+    attributes}}``. Other instance attributes are not carried:
     :func:`setstate` accepts only what ``fit`` creates, so no state can replace a method
     or add another attribute."""
     d = model.__dict__
@@ -616,6 +791,9 @@ def getstate(model: Any) -> dict[str, Any]:
             "history": {k: list(v) for k, v in d.get("history_", {}).items()},
             "best_epoch": d.get("best_epoch_"),
         }
+        train_state = _train_state(model)
+        if train_state is not None:
+            state["fitted"]["train_state"] = train_state
     cls = type(model)
     state["attributes"] = {
         k: v for k, v in d.items() if k in _EXTRA or _subclass_attribute(cls, k)
@@ -686,6 +864,7 @@ def setstate(model: Any, state: Any) -> None:
             f"{STATE_VERSION}"
         )
     cls = type(model)
+    optimizer_key = None
     params = state.get("params", {})
     attributes = state.get("attributes", {})
     if not isinstance(params, dict) or not isinstance(attributes, dict):
@@ -705,6 +884,8 @@ def setstate(model: Any, state: Any) -> None:
             fitted.get("history", {}),
             fitted.get("best_epoch"),
         )
+        if fitted.get("train_state") is not None:
+            optimizer_key = _restore_train_state(checked.net, fitted["train_state"])
     _check_extra(cls, attributes, None if checked is None else checked.net.get_weights())
     extra = dict(attributes)
     # Everything is checked: from here on the model changes.
@@ -715,3 +896,5 @@ def setstate(model: Any, state: Any) -> None:
         model.__dict__.update(extra)
     else:
         checked.install(model, extra)
+        if optimizer_key is not None:
+            model.__dict__["_optimizer_key"] = optimizer_key

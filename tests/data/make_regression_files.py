@@ -104,7 +104,7 @@ def bad_files(good: bytes) -> dict[str, bytes]:
         del o["__metadata__"]
 
     out["bad_not_lenet5"] = edit_json(good, no_meta)
-    out["bad_format_version_2"] = edit_meta(good, "format_version", "2")
+    out["bad_format_version_3"] = edit_meta(good, "format_version", "3")
     out["bad_classes_count"] = edit_meta(good, "classes", '{"dtype":"<i8","values":[0,1,2]}')
     out["bad_hyperparameter"] = edit_meta(good, "hyperparameters", '{"epochs": -1}')
     out["bad_metadata_json"] = edit_meta(good, "history", '{"loss": [NaN]}')
