@@ -1066,7 +1066,7 @@ def test_prediction_does_not_depend_on_the_position_in_the_batch(fitted_small, d
 
 # ---------------------------------------------------------------- memory
 
-TOO_BIG_BATCH = """
+WHOLE_DATA_BATCH = """
 import json, resource
 import numpy as np
 from lenet5 import LeNet5
@@ -1075,18 +1075,17 @@ def vm_size():
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize"))
 
-def state(model):
-    return (model.n_iter_, {k: list(v) for k, v in model.history_.items()},
-            {k: v.tobytes() for k, v in model.get_weights().items()}, model.classes_.tolist())
+def weights(model):
+    return {k: v.tobytes() for k, v in model.get_weights().items()}
 
 rng = np.random.default_rng(0)
 x = rng.integers(0, 256, (30000, 28, 28), dtype=np.uint8)
 y = np.arange(30000) % 10
 model = LeNet5(epochs=1, batch_size=64, random_state=0, verbose=0, n_jobs=1).fit(x[:300], y[:300])
-before = state(model)
+before = weights(model)
 soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-# 256 MB more address space: the data fit, the gradient buffers of one 30,000-image batch
-# (about 30,000 / 16 * 61,706 * 4 bytes = 460 MB or more) do not
+# 256 MB more address space: the data and their copy fit; one gradient buffer per chunk of
+# a 30,000-image batch (30,000 / 16 * 61,706 * 4 bytes = 460 MB or more) would not
 resource.setrlimit(resource.RLIMIT_AS, (vm_size() + 256 * 2**20, hard))
 report = {}
 for method in ("fit", "partial_fit"):
@@ -1096,26 +1095,26 @@ for method in ("fit", "partial_fit"):
         report[method] = "no error"
     except MemoryError as err:
         report[method] = "MemoryError: " + str(err)
-    report[method + "_unchanged"] = state(model) == before
+    report[method + "_trained"] = weights(model) != before
+    before = weights(model)
 fresh = LeNet5(epochs=1, batch_size=10**12, random_state=0, verbose=0, n_jobs=1)
 try:
     fresh.fit(x, y)
-except MemoryError:
-    pass
-report["fresh_unfitted"] = not hasattr(fresh, "classes_")
+    report["fresh"] = "no error"
+except MemoryError as err:
+    report["fresh"] = "MemoryError: " + str(err)
 resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
-model.set_params(batch_size=64, warm_start=False)
-report["trains_after"] = model.fit(x[:300], y[:300]).n_iter_ == 1
 print("REPORT " + json.dumps(report))
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses RLIMIT_AS and /proc")
-def test_a_batch_too_large_for_memory_raises_memory_error_and_changes_nothing():
-    """Gradient buffers grow with the batch; when they cannot be allocated, fit and
-    partial_fit raise MemoryError (not an abort) and leave the model as it was."""
+def test_a_whole_data_batch_trains_in_bounded_memory():
+    """The gradient buffers hold one wave of chunks (a small multiple of the threads), not
+    one buffer per chunk of the batch: fit, a warm fit and partial_fit with one batch of
+    30,000 images train within 256 MB more address space (they used to need 460 MB)."""
     done = subprocess.run(
-        [sys.executable, "-c", TOO_BIG_BATCH],
+        [sys.executable, "-c", WHOLE_DATA_BATCH],
         capture_output=True,
         text=True,
         timeout=300,
@@ -1125,9 +1124,6 @@ def test_a_batch_too_large_for_memory_raises_memory_error_and_changes_nothing():
     line = next(li for li in done.stdout.splitlines() if li.startswith("REPORT "))
     report = json.loads(line[len("REPORT ") :])
     for method in ("fit", "partial_fit"):
-        assert report[method].startswith("MemoryError: cannot allocate"), report[method]
-        assert "use a smaller batch_size" in report[method]
-        assert "batch_size=1000000000000, 30000 images per batch" in report[method]
-        assert report[method + "_unchanged"], method
-    assert report["fresh_unfitted"]
-    assert report["trains_after"]
+        assert report[method] == "no error", report[method]
+        assert report[method + "_trained"], method
+    assert report["fresh"] == "no error", report["fresh"]

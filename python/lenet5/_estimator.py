@@ -6,7 +6,9 @@ import contextlib
 import inspect
 import math
 import numbers
+import operator
 import os
+import signal
 import threading
 import time
 import warnings
@@ -29,6 +31,9 @@ from ._validation import (
     check_weights,
     encode_labels,
     labels_to_indices,
+    native_chunks,
+    run_in_chunks,
+    to_native,
 )
 
 __all__ = ["LeNet5", "TrainingWarning"]
@@ -144,6 +149,18 @@ PRESET_AUGMENT = {"paper": {"translate": 1.0, "scale": 0.05, "squeeze": 0.05, "s
 
 #: Seconds between two progress reports from the native training loop.
 PROGRESS_INTERVAL = 0.2
+
+#: Values per image that ``activations`` returns besides the output layer's (C1 6x28x28,
+#: S2 6x14x14, C3 16x10x10, S4 16x5x5, C5 120, F6 84).
+ACTIVATION_VALUES = 6 * 28 * 28 + 6 * 14 * 14 + 16 * 10 * 10 + 16 * 5 * 5 + 120 + 84
+
+#: Largest bound on the magnitude of any pre-activation or output value (see
+#: ``_output_bound``) a fit may leave: a quarter of float32's largest number, so that no
+#: sum in a forward pass and no difference in the softmax can overflow.
+OUTPUT_BOUND_LIMIT = float(np.finfo(np.float32).max) / 4
+
+# Reads the network and the classes of a fitted model in one call (see _fitted_state).
+_FITTED_PAIR = operator.itemgetter("_net", "classes_")
 
 #: Keys of ``history_``, in order.
 HISTORY_KEYS = (
@@ -851,13 +868,19 @@ class LeNet5:
         return self._is_fitted()
 
     def _fitted_net(self) -> Any:
-        net = self.__dict__.get("_net")
-        if net is None:
+        return self._fitted_state()[0]
+
+    def _fitted_state(self) -> tuple[Any, np.ndarray]:
+        """The network and ``classes_``, read together: one snapshot per call, so that a
+        ``fit`` in another thread (which installs both in one step) cannot pair one
+        fit's network with another fit's classes."""
+        try:
+            return _FITTED_PAIR(self.__dict__)  # one C call: no other thread runs between
+        except KeyError:
             raise NotFittedError(
                 f"This {type(self).__name__} instance is not fitted yet; call fit (or "
                 "partial_fit) with training data first."
-            )
-        return net
+            ) from None
 
     @property
     def loss_curve_(self) -> list[float]:
@@ -872,16 +895,23 @@ class LeNet5:
             return None
         return scores
 
-    def _commit_new_network(self, net: Any, classes: np.ndarray) -> None:
-        """Install a freshly built network and reset the fitted state."""
-        self.classes_ = classes
-        self.n_iter_ = 0
-        self.history_: dict[str, list[Any]] = {key: [] for key in HISTORY_KEYS}
-        self.best_epoch_: int | None = None
-        self.n_params_ = int(net.n_params)
-        self.hessian_diag_: dict[str, np.ndarray] | None = None
-        self.step_sizes_: dict[str, np.ndarray] | None = None
-        self._net = net
+    def _commit_new_network(self, net: Any, classes: np.ndarray, **extra: Any) -> None:
+        """Install a freshly built network and reset the fitted state, in one step (a
+        single ``dict.update``: neither a Ctrl-C nor another thread sees half of it)."""
+        history: dict[str, list[Any]] = {key: [] for key in HISTORY_KEYS}
+        self.__dict__.update(
+            {
+                "classes_": classes,
+                "n_iter_": 0,
+                "history_": history,
+                "best_epoch_": None,
+                "n_params_": int(net.n_params),
+                "hessian_diag_": None,
+                "step_sizes_": None,
+                "_net": net,
+                **extra,
+            }
+        )
 
     # ------------------------------------------------------------------ locking
 
@@ -910,25 +940,26 @@ class LeNet5:
             lock.release()
 
     @contextlib.contextmanager
-    def _unchanged_on_memory_error(self, batch_size: int, n_samples: int) -> Iterator[None]:
-        """Put the model back as it was when training cannot get its memory."""
-        state = dict(self.__dict__)
-        if "history_" in state:
-            state["history_"] = {k: list(v) for k, v in state["history_"].items()}
-        net = state.get("_net")
-        weights = net.get_weights() if net is not None else None
+    def _unchanged_on_error(
+        self, before: dict[str, Any], batch_size: int, n_samples: int
+    ) -> Iterator[None]:
+        """Put the model back as it was (``before``, its ``__dict__`` before the fit) when
+        training raises: a failed fit or partial_fit changes nothing. Training never
+        touches the network of ``before`` (a new network, or a copy of the old one, is
+        trained), and the fitted attributes are only ever replaced, never changed in
+        place, so the shallow copy ``before`` is the whole old state. A KeyboardInterrupt
+        is not an error here: the model keeps what was trained (see ``_train``)."""
         try:
             yield
-        except MemoryError as err:
-            self.__dict__.clear()
-            self.__dict__.update(state)
-            if net is not None and weights is not None:
-                net.set_weights(weights)
-            raise MemoryError(
-                f"{err}: training needs memory in proportion to the batch size (batch_size="
-                f"{batch_size!r:.30}, {min(batch_size, n_samples)} images per batch here); "
-                "use a smaller batch_size. The model is unchanged."
-            ) from err
+        except Exception as err:
+            self.__dict__ = dict(before)  # one step
+            if isinstance(err, MemoryError):
+                raise MemoryError(
+                    f"{err}: training needs memory in proportion to the batch size "
+                    f"(batch_size={batch_size!r:.30}, {min(batch_size, n_samples)} images "
+                    "per batch here); use a smaller batch_size. The model is unchanged."
+                ) from err
+            raise
 
     # ------------------------------------------------------------------ training
 
@@ -989,45 +1020,33 @@ class LeNet5:
         (2, 2)
         """
         with self._exclusive("fit"):
-            p = self._checked_params()
-            x3 = check_images(x, "x")
-            y_arr = check_labels(y, x3.shape[0], "y")
-            classes, y_idx = encode_labels(y_arr, "y")
-            _check_n_classes(p, classes)
-            warm = p["warm_start"] and self._is_fitted()
-            if warm:
-                self._check_warm_start(p, classes)
-            val = None
-            if validation_data is not None:
-                val = _check_validation_data(validation_data, classes)
-            init_seed, shuffle_seed, split_seed = _draw_seeds(self.random_state)
-            fraction = p["validation_fraction"]
-            if val is None and fraction is None and p["early_stopping"]:
-                fraction = 0.1
-            if val is None and fraction is not None:
-                x3, y_idx, val = _stratified_split(x3, y_idx, len(classes), fraction, split_seed)
-            train_set = _lenet5.Dataset(x3, y_idx)
-            if warm:
-                net = self._net
-            else:
-                net = _lenet5.Network(
-                    len(classes), **{k: p[k] for k in ARCHITECTURE}, seed=init_seed
-                )
-            self._reset_optimizer(net, p, shuffle_seed)
-            # Everything is checked: from here on the model changes.
-            with self._unchanged_on_memory_error(p["batch_size"], len(train_set)):
-                if not warm:
-                    self._commit_new_network(net, classes)
-                n_before = self.n_iter_
-                completed = self._train(
-                    net,
-                    train_set,
-                    p,
-                    n_epochs=p["epochs"],
-                    val=val,
-                    schedule_start=None,
-                    order_seed=_order_seed(shuffle_seed),
-                )
+            setup = None
+            try:
+                # Ctrl-C during the set-up is held back until it is done: then training
+                # stops before its first update, as it would at any later moment.
+                with _interrupts_deferred():
+                    setup = self._set_up_fit(x, y, validation_data)
+            except KeyboardInterrupt:
+                if setup is not None:  # the network was installed
+                    self._warn_interrupted("before the first update", "its initial weights")
+                    return self
+                raise  # pragma: no cover - only with a SIGINT handler of the caller's
+            p, net, train_set, val, rates, shuffle_seed, before, y_idx = setup
+            n_before = self.n_iter_
+            try:
+                with self._unchanged_on_error(before, p["batch_size"], len(train_set)):
+                    completed = self._train(
+                        net,
+                        train_set,
+                        p,
+                        rates=rates,
+                        val=val,
+                        schedule_start=None,
+                        order_seed=_order_seed(shuffle_seed),
+                    )
+            except KeyboardInterrupt:  # in the instant before the training loop
+                self._warn_interrupted("before the first update", "its initial weights")
+                return self
             n_epochs = self.n_iter_ - n_before
             if completed and n_epochs > 0:
                 updates = n_epochs * -(-y_idx.shape[0] // p["batch_size"])
@@ -1036,6 +1055,54 @@ class LeNet5:
                     chance = float(np.bincount(y_idx).max()) / y_idx.shape[0]
                 self._warn_if_training_went_nowhere(p, n_epochs, chance)
         return self
+
+    def _set_up_fit(self, x: Any, y: Any, validation_data: Any) -> tuple[Any, ...]:
+        """Everything ``fit`` checks and builds before training, ending with the one step
+        that installs the network; nothing of the model changes before that step."""
+        p = self._checked_params()
+        x3 = check_images(x, "x", convert=False)
+        y_arr = check_labels(y, x3.shape[0], "y")
+        classes, y_idx = encode_labels(y_arr, "y")
+        _check_n_classes(p, classes)
+        warm = p["warm_start"] and self._is_fitted()
+        if warm:
+            self._check_warm_start(p, classes)
+        # Every learning rate of the fit, checked before anything changes.
+        rates = [_learning_rate_at(p, i) for i in range(p["epochs"])]
+        val = None
+        if validation_data is not None:
+            val = _check_validation_data(validation_data, classes)
+        init_seed, shuffle_seed, split_seed = _draw_seeds(self.random_state)
+        fraction = p["validation_fraction"]
+        if val is None and fraction is None and p["early_stopping"]:
+            fraction = 0.1
+        keep = None
+        if val is None and fraction is not None:
+            keep, held = _stratified_split(y_idx, len(classes), fraction, split_seed)
+            val = (to_native(x3, held), y_idx[held])
+            y_idx = y_idx[keep]
+        train_set = _lenet5.Dataset(native_chunks(x3, keep), y_idx)
+        if warm:
+            net = self._fitted_net().copy()  # trained apart: the model's stays as it is
+        else:
+            net = _lenet5.Network(len(classes), **{k: p[k] for k in ARCHITECTURE}, seed=init_seed)
+        self._reset_optimizer(net, p, shuffle_seed)
+        before = dict(self.__dict__)
+        # Everything is checked: from here on the model changes, in one step.
+        key = _optimizer_key(p)
+        if warm:
+            self.__dict__.update(_net=net, _optimizer_key=key)
+        else:
+            self._commit_new_network(net, classes, _optimizer_key=key)
+        return p, net, train_set, val, rates, shuffle_seed, before, y_idx
+
+    def _warn_interrupted(self, when: str, kept: str, stacklevel: int = 3) -> None:
+        warnings.warn(
+            f"Training was interrupted (KeyboardInterrupt) {when}; the model keeps {kept}, "
+            f"and history_ covers the {self.n_iter_} completed epochs.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
 
     def partial_fit(self, x: Any, y: Any, classes: Any = None) -> LeNet5:
         """Train one epoch on ``x``, ``y``, continuing from the current state.
@@ -1079,60 +1146,82 @@ class LeNet5:
         2
         """
         with self._exclusive("partial_fit"):
-            p = self._checked_params()
-            x3 = check_images(x, "x")
-            y_arr = check_labels(y, x3.shape[0], "y")
-            given = None
-            if classes is not None:
-                given, _ = encode_labels(check_labels(classes, None, "classes"), "classes")
-                if len(given) != len(np.asarray(classes).reshape(-1)):
-                    raise ValueError("classes has repeated labels; list each class once")
-            fitted = self._is_fitted()
-            if fitted:
-                if given is not None and not _same_classes(given, self.classes_):
-                    raise ValueError(
-                        f"classes {given.tolist()!r:.80} differ from the classes_ the model "
-                        f"was fitted with, {self.classes_.tolist()!r:.80}"
+            setup = None
+            try:
+                with _interrupts_deferred():
+                    setup = self._set_up_partial_fit(x, y, classes)
+            except KeyboardInterrupt:
+                if setup is not None:
+                    self._warn_interrupted("before the first update", "its weights")
+                    return self
+                raise  # pragma: no cover - only with a SIGINT handler of the caller's
+            p, net, train_set, rates, shuffle_seed, before = setup
+            try:
+                with self._unchanged_on_error(before, p["batch_size"], len(train_set)):
+                    # No TrainingWarning: one epoch on one chunk is too little to judge, and
+                    # chunks need not be alike (a chunk of new classes starts at a high loss).
+                    self._train(
+                        net,
+                        train_set,
+                        p,
+                        rates=rates,
+                        val=None,
+                        schedule_start=self.n_iter_,
+                        order_seed=_order_seed(shuffle_seed),
                     )
-                new_classes = self.classes_
-                y_idx = labels_to_indices(y_arr, new_classes, "y")
-                # A fresh optimizer only when there is none or its settings changed.
-                needs_optimizer = self.__dict__.get("_optimizer_key") != _optimizer_key(p)
-            elif given is None:
-                new_classes, y_idx = encode_labels(y_arr, "y")
-                needs_optimizer = True
-            else:
-                new_classes = given
-                y_idx = labels_to_indices(y_arr, new_classes, "y")
-                needs_optimizer = True
-            if not fitted:
-                _check_n_classes(p, new_classes)
-            train_set = _lenet5.Dataset(x3, y_idx)
-            init_seed, shuffle_seed, _ = _draw_seeds(self.random_state)
-            if fitted:
-                net = self._net
-            else:
-                net = _lenet5.Network(
-                    len(new_classes), **{k: p[k] for k in ARCHITECTURE}, seed=init_seed
-                )
-            if needs_optimizer:
-                self._reset_optimizer(net, p, shuffle_seed)
-            # Everything is checked: from here on the model changes.
-            with self._unchanged_on_memory_error(p["batch_size"], len(train_set)):
-                if not fitted:
-                    self._commit_new_network(net, new_classes)
-                # No TrainingWarning: one epoch on one chunk is too little to judge, and
-                # chunks need not be alike (a chunk of new classes starts at a high loss).
-                self._train(
-                    net,
-                    train_set,
-                    p,
-                    n_epochs=1,
-                    val=None,
-                    schedule_start=self.n_iter_,
-                    order_seed=_order_seed(shuffle_seed),
-                )
+            except KeyboardInterrupt:  # in the instant before the training loop
+                self._warn_interrupted("before the first update", "its weights")
         return self
+
+    def _set_up_partial_fit(self, x: Any, y: Any, classes: Any) -> tuple[Any, ...]:
+        """As ``_set_up_fit``, for ``partial_fit``."""
+        p = self._checked_params()
+        x3 = check_images(x, "x", convert=False)
+        y_arr = check_labels(y, x3.shape[0], "y")
+        given = None
+        if classes is not None:
+            given, _ = encode_labels(check_labels(classes, None, "classes"), "classes")
+            if len(given) != len(np.asarray(classes).reshape(-1)):
+                raise ValueError("classes has repeated labels; list each class once")
+        fitted = self._is_fitted()
+        if fitted:
+            net, new_classes = self._fitted_state()
+            if given is not None and not _same_classes(given, new_classes):
+                raise ValueError(
+                    f"classes {given.tolist()!r:.80} differ from the classes_ the model "
+                    f"was fitted with, {new_classes.tolist()!r:.80}"
+                )
+            y_idx = labels_to_indices(y_arr, new_classes, "y")
+            # A fresh optimizer only when there is none or its settings changed.
+            needs_optimizer = self.__dict__.get("_optimizer_key") != _optimizer_key(p)
+        elif given is None:
+            new_classes, y_idx = encode_labels(y_arr, "y")
+            needs_optimizer = True
+        else:
+            new_classes = given
+            y_idx = labels_to_indices(y_arr, new_classes, "y")
+            needs_optimizer = True
+        if not fitted:
+            _check_n_classes(p, new_classes)
+        rates = [_learning_rate_at(p, self.__dict__.get("n_iter_", 0))]  # checked first
+        train_set = _lenet5.Dataset(native_chunks(x3), y_idx)
+        init_seed, shuffle_seed, _ = _draw_seeds(self.random_state)
+        if fitted:
+            net = net.copy()  # trained apart: the model's stays as it is until it is done
+        else:
+            net = _lenet5.Network(
+                len(new_classes), **{k: p[k] for k in ARCHITECTURE}, seed=init_seed
+            )
+        if needs_optimizer:
+            self._reset_optimizer(net, p, shuffle_seed)
+        before = dict(self.__dict__)
+        # Everything is checked: from here on the model changes, in one step.
+        key = _optimizer_key(p) if needs_optimizer else self.__dict__.get("_optimizer_key")
+        if fitted:
+            self.__dict__.update(_net=net, _optimizer_key=key)
+        else:
+            self._commit_new_network(net, new_classes, _optimizer_key=key)
+        return p, net, train_set, rates, shuffle_seed, before
 
     def _check_warm_start(self, p: dict[str, Any], classes: np.ndarray) -> None:
         if not _same_classes(classes, self.classes_):
@@ -1170,7 +1259,6 @@ class LeNet5:
             seed=seed,
             mu=p["mu"],
         )
-        self._optimizer_key: tuple[Any, ...] | None = _optimizer_key(p)
 
     def _train(
         self,
@@ -1178,15 +1266,21 @@ class LeNet5:
         train_set: Any,
         p: dict[str, Any],
         *,
-        n_epochs: int,
+        rates: list[float],
         val: tuple[np.ndarray, np.ndarray] | None,
         schedule_start: int | None,
         order_seed: int,
     ) -> bool:
         """The epoch loop: progress, validation, history, callbacks, early stopping.
 
-        ``order_seed`` fixes the order of every epoch when ``shuffle="once"``. Returns
-        False when a KeyboardInterrupt ended training (after warning), else True."""
+        One epoch per learning rate of ``rates`` (checked beforehand). ``order_seed``
+        fixes the order of every epoch when ``shuffle="once"``. Returns False when a
+        KeyboardInterrupt ended training (after warning), else True. Each epoch's
+        results are installed in one step (``history_``, ``n_iter_``, ``best_epoch_``
+        together, with Ctrl-C held back meanwhile), so an interrupt never leaves them
+        half updated. An epoch whose network could give non-finite outputs raises
+        FloatingPointError."""
+        n_epochs = len(rates)
         verbose = p["verbose"]
         n_samples = len(train_set)
         early = p["early_stopping"] and val is not None
@@ -1195,15 +1289,14 @@ class LeNet5:
         stale = 0
         interrupted = False
         in_epoch = False  # True while the native loop runs (an interrupt then cuts an epoch)
-        self.best_epoch_ = None
         sdlm = p["optimizer"] == "sdlm"
-        if not sdlm:
-            self.hessian_diag_ = self.step_sizes_ = None
+        if sdlm:
+            self.__dict__.update(best_epoch_=None)
+        else:
+            self.__dict__.update(best_epoch_=None, hessian_diag_=None, step_sizes_=None)
         try:
-            for i in range(n_epochs):
+            for i, lr in enumerate(rates):
                 epoch_no = self.n_iter_ + 1
-                index = i if schedule_start is None else schedule_start
-                lr = _learning_rate_at(p, index)
                 net.set_learning_rate(lr)
                 if schedule_start is None:
                     label = f"Epoch {i + 1}/{n_epochs}"
@@ -1213,12 +1306,9 @@ class LeNet5:
                 if sdlm:
                     # The paper re-estimates the curvature on a sample before every pass.
                     net.estimate_curvature(train_set, p["curvature_samples"], p["n_jobs"])
-                    self.hessian_diag_ = net.curvature()
-                    self.step_sizes_ = net.step_sizes()
+                    curvature = {"hessian_diag_": net.curvature(), "step_sizes_": net.step_sizes()}
+                    self.__dict__.update(curvature)
                 with EpochProgress(verbose, label, n_samples) as progress:
-                    # The last finite batch's weights can be finite yet so large that
-                    # predict overflows (NaN probabilities): a diverged epoch is undone.
-                    epoch_start = net.get_weights()
                     try:
                         in_epoch = True
                         stats = net.train_epoch(
@@ -1233,13 +1323,23 @@ class LeNet5:
                             shuffle=p["shuffle"] is not False,
                         )
                     except FloatingPointError as err:
-                        net.set_weights(epoch_start)
                         where = str(err).split(";")[0]  # "training diverged at batch b ..."
                         raise FloatingPointError(
                             f"training diverged in epoch {epoch_no} (learning_rate={lr:g}): "
-                            f"{where}. The model keeps the weights it had before epoch "
-                            f"{epoch_no} (the last finite ones); try a smaller learning_rate."
+                            f"{where}. The model is left as it was before this call; try a "
+                            "smaller learning_rate."
                         ) from err
+                    # The last update can leave finite weights so large that a forward
+                    # pass overflows (NaN probabilities) although every loss was finite.
+                    bound = _output_bound(net)
+                    if not bound < OUTPUT_BOUND_LIMIT:
+                        raise FloatingPointError(
+                            f"training diverged in epoch {epoch_no} (learning_rate={lr:g}): "
+                            f"after its last update the network's outputs can reach {bound:.3g}"
+                            ", too large for float32 (some images would give NaN or "
+                            "infinite probabilities). The model is left as it was before "
+                            "this call; try a smaller learning_rate."
+                        )
                     val_loss = val_acc = math.nan
                     if val is not None:
                         val_loss, val_acc = _evaluate(net, val, p["n_jobs"])
@@ -1252,27 +1352,31 @@ class LeNet5:
                         "seconds": time.perf_counter() - start,
                     }
                     progress.finish(logs)
-                for key in HISTORY_KEYS:
-                    self.history_[key].append(epoch_no if key == "epoch" else logs[key])
-                self.n_iter_ = epoch_no
-                in_epoch = False
+                improved = early and val_loss < best_loss - p["min_delta"]
+                candidate = net.get_weights() if improved else None
+                with _interrupts_deferred():  # the epoch is recorded whole or not at all
+                    old = self.history_
+                    history = {
+                        key: [*old[key], epoch_no if key == "epoch" else logs[key]]
+                        for key in HISTORY_KEYS
+                    }
+                    update: dict[str, Any] = {"history_": history, "n_iter_": epoch_no}
+                    if improved:
+                        update["best_epoch_"] = epoch_no
+                        best_loss, best_weights, stale = val_loss, candidate, 0
+                    self.__dict__.update(update)
+                    in_epoch = False
                 stop = False
-                if early:
-                    if val_loss < best_loss - p["min_delta"]:
-                        best_loss = val_loss
-                        best_weights = net.get_weights()
-                        self.best_epoch_ = epoch_no
-                        stale = 0
-                    else:
-                        stale += 1
-                        if stale >= p["patience"]:
-                            say(
-                                verbose,
-                                f"Early stopping after epoch {epoch_no}: val_loss has not "
-                                f"improved for {stale} epochs; keeping the weights of epoch "
-                                f"{self.best_epoch_} (val_loss {best_loss:.4f}).",
-                            )
-                            stop = True
+                if early and not improved:
+                    stale += 1
+                    if stale >= p["patience"]:
+                        say(
+                            verbose,
+                            f"Early stopping after epoch {epoch_no}: val_loss has not "
+                            f"improved for {stale} epochs; keeping the weights of epoch "
+                            f"{self.best_epoch_} (val_loss {best_loss:.4f}).",
+                        )
+                        stop = True
                 for callback in p["callbacks"]:
                     if callback(epoch_no, dict(logs)) is False:
                         say(verbose, f"Training stopped by a callback after epoch {epoch_no}.")
@@ -1294,12 +1398,7 @@ class LeNet5:
                 kept = f"the weights after epoch {self.n_iter_}"
             if best_weights is not None:
                 kept = f"the weights of epoch {self.best_epoch_} (best validation loss)"
-            warnings.warn(
-                f"Training was interrupted (KeyboardInterrupt) {when}; the model keeps {kept}, "
-                f"and history_ covers the {self.n_iter_} completed epochs.",
-                UserWarning,
-                stacklevel=3,
-            )
+            self._warn_interrupted(when, kept, stacklevel=4)
         return not interrupted
 
     def _warn_if_training_went_nowhere(
@@ -1350,9 +1449,17 @@ class LeNet5:
         >>> proba.shape, proba.dtype, bool(np.allclose(proba.sum(axis=1), 1, atol=1e-5))
         ((4, 10), dtype('float32'), True)
         """
-        net = self._fitted_net()
-        x3 = check_images(x, "x", allow_single=True)
-        return net.predict_proba(x3, _resolve_n_jobs(self.n_jobs))
+        net, classes = self._fitted_state()
+        n_jobs = _resolve_n_jobs(self.n_jobs)
+        x3 = check_images(
+            x,
+            "x",
+            allow_single=True,
+            convert=False,
+            item_bytes=4 * len(classes),
+            output="the probabilities",
+        )
+        return run_in_chunks(lambda part: net.predict_proba(part, n_jobs), x3, "the probabilities")
 
     def predict(self, x: Any) -> np.ndarray:
         """Predicted class labels (values from ``classes_``).
@@ -1379,10 +1486,13 @@ class LeNet5:
         >>> model.predict(x[0]).shape
         (1,)
         """
-        net = self._fitted_net()
-        x3 = check_images(x, "x", allow_single=True)
-        indices = net.predict(x3, _resolve_n_jobs(self.n_jobs))
-        return self.classes_[indices]
+        net, classes = self._fitted_state()
+        n_jobs = _resolve_n_jobs(self.n_jobs)
+        x3 = check_images(
+            x, "x", allow_single=True, convert=False, item_bytes=8, output="the predictions"
+        )
+        indices = run_in_chunks(lambda part: net.predict(part, n_jobs), x3, "the predictions")
+        return classes[indices]
 
     def score(self, x: Any, y: Any, sample_weight: Any = None) -> float:
         """Mean accuracy of ``predict(x)`` against ``y``.
@@ -1410,11 +1520,13 @@ class LeNet5:
         >>> 0.5 < model.score(x_test, y_test) <= 1.0
         True
         """
-        net = self._fitted_net()
-        x3 = check_images(x, "x")
+        net, classes = self._fitted_state()
+        n_jobs = _resolve_n_jobs(self.n_jobs)
+        x3 = check_images(x, "x", convert=False, item_bytes=8, output="the predictions")
         y_arr = check_labels(y, x3.shape[0], "y")
         weights = check_sample_weight(sample_weight, y_arr.shape[0])
-        predicted = self.classes_[net.predict(x3, _resolve_n_jobs(self.n_jobs))]
+        indices = run_in_chunks(lambda part: net.predict(part, n_jobs), x3, "the predictions")
+        predicted = classes[indices]
         correct = np.asarray(predicted == y_arr)
         if correct.shape != y_arr.shape:  # labels of a type never equal to the classes
             correct = np.zeros(y_arr.shape, dtype=bool)
@@ -1444,9 +1556,17 @@ class LeNet5:
         >>> model.activations(x[:2])["c3"].shape
         (2, 16, 10, 10)
         """
-        net = self._fitted_net()
-        x3 = check_images(x, "x", allow_single=True)
-        return net.activations(x3)
+        net, classes = self._fitted_state()
+        per_image = 4 * (ACTIVATION_VALUES + len(classes))
+        x3 = check_images(
+            x,
+            "x",
+            allow_single=True,
+            convert=False,
+            item_bytes=per_image,
+            output="the layer outputs",
+        )
+        return run_in_chunks(net.activations, x3, "the layer outputs")
 
     def summary(self, n_classes: int | None = None) -> Any:
         """The layers with their output shapes, trainable parameters and connections.
@@ -1690,6 +1810,70 @@ class LeNet5:
         )
 
 
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back while the block runs: a SIGINT that arrives meanwhile is noted,
+    and KeyboardInterrupt is raised once the block has finished, so the block is done
+    whole or (when it raises) not at all. Only on the main thread and with Python's
+    default SIGINT handler in place (no other thread receives KeyboardInterrupt; a
+    handler of the program's own is left alone)."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    caught: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def _output_bound(net: Any) -> float:
+    """An upper bound, over every valid input image, on the magnitude of every value a
+    forward pass computes (each layer's weighted sums and the output scores), from the
+    weights alone: pixels lie in [-0.1, 1.175]; a layer's sums are at most the largest
+    sum of its absolute weights times the bound on its inputs plus its largest bias;
+    the scaled tanh is at most 1.7159 and at most 1.1439 times its argument; pooling
+    keeps the bound. Infinite or NaN when a weight is. Below ``OUTPUT_BOUND_LIMIT``, no
+    image can give a non-finite output."""
+    w = {k: np.abs(v.astype(np.float64)) for k, v in net.get_weights().items()}
+    if not all(np.isfinite(v).all() for v in w.values()):
+        return math.inf
+    config = net.config()
+    tanh = config["activation"] == "tanh"
+
+    def act(b: float) -> float:
+        return min(b * (1.7159 * 2 / 3), 1.7159) if tanh else b
+
+    def dense(name: str, b: float) -> float:
+        rows = w[f"{name}.weight"].reshape(w[f"{name}.weight"].shape[0], -1).sum(axis=1)
+        bias = w.get(f"{name}.bias", np.zeros(1)).max()
+        return float(rows.max() * b + bias)
+
+    largest = 0.0
+    b = 1.175
+    for layer in ("c1", "s2", "c3", "s4", "c5", "f6"):
+        if layer in ("s2", "s4"):
+            if f"{layer}.weight" not in w:  # max or average pooling: no larger than its input
+                continue
+            b = float(w[f"{layer}.weight"].max() * 4 * b + w[f"{layer}.bias"].max())
+        else:
+            b = dense(layer, b)
+        largest = max(largest, b)
+        b = act(b)
+    if config["output"] == "rbf":
+        # penalties: sum over F6 of (f6 - prototype)^2
+        out = float((((b + w["output.weight"]) ** 2).sum(axis=1)).max())
+    else:
+        out = dense("output", b)
+    return max(largest, out)
+
+
 def _optimizer_key(p: dict[str, Any]) -> tuple[Any, ...]:
     """The optimizer settings whose change requires a fresh optimizer state."""
     return (
@@ -1708,14 +1892,16 @@ def _learning_rate_at(p: dict[str, Any], index: int) -> float:
     """The learning rate of the epoch with 0-based ``index``."""
     lr0 = p["learning_rate"]
     schedule = p["lr_schedule"]
+    what = f"lr_schedule={schedule!r} with learning_rate={lr0!r} gives epoch {index + 1}"
     if schedule == "constant":
-        return lr0
+        return _float32_rate(lr0, what)
     if schedule == "cosine":
         epochs = p["epochs"]
         t = min(index, epochs - 1) / epochs
-        return lr0 * 0.5 * (1.0 + math.cos(math.pi * t))
+        return _float32_rate(lr0 * 0.5 * (1.0 + math.cos(math.pi * t)), what)
     if schedule == "paper":
-        return lr0 * PAPER_SCHEDULE[min(index, len(PAPER_SCHEDULE) - 1)] / PAPER_SCHEDULE[0]
+        rate = lr0 * PAPER_SCHEDULE[min(index, len(PAPER_SCHEDULE) - 1)] / PAPER_SCHEDULE[0]
+        return _float32_rate(rate, what)
     lr = schedule(index, lr0)
     if (
         isinstance(lr, (bool, np.bool_))
@@ -1727,7 +1913,19 @@ def _learning_rate_at(p: dict[str, Any], index: int) -> float:
             f"lr_schedule({index}, {lr0!r}) returned {lr!r}; it must return a positive finite "
             "learning rate"
         )
-    return float(lr)
+    return _float32_rate(float(lr), f"lr_schedule({index}, {lr0!r}) returned")
+
+
+def _float32_rate(lr: float, what: str) -> float:
+    """``lr`` if the optimizer's float32 holds it as a normal number, else ValueError (a
+    rate of 1e-50 would silently become 0, one of 1e39 infinity)."""
+    tiny, huge = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
+    if not tiny <= lr <= huge:
+        raise ValueError(
+            f"{what} {lr!r}, a learning rate that float32 cannot hold (it would become "
+            f"{float(np.float32(lr))!r}); learning rates must lie in [{tiny:.4g}, {huge:.4g}]"
+        )
+    return lr
 
 
 def _went_nowhere(
@@ -1857,9 +2055,10 @@ def _check_validation_data(data: Any, classes: np.ndarray) -> tuple[np.ndarray, 
 
 
 def _stratified_split(
-    x3: np.ndarray, y_idx: np.ndarray, n_classes: int, fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    """Hold out ``fraction`` of every class (at least one sample stays for training)."""
+    y_idx: np.ndarray, n_classes: int, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out ``fraction`` of every class (at least one sample stays for training):
+    the indices of the samples kept for training and of those held out."""
     rng = np.random.default_rng(seed)
     held = np.zeros(y_idx.shape[0], dtype=bool)
     for k in range(n_classes):
@@ -1872,7 +2071,7 @@ def _stratified_split(
             f"validation_fraction={fraction:g} of {y_idx.shape[0]} samples leaves no "
             "validation samples; use a larger fraction or pass validation_data"
         )
-    return x3[~held], y_idx[~held], (x3[held], y_idx[held])
+    return np.flatnonzero(~held), np.flatnonzero(held)
 
 
 def _evaluate(net: Any, val: tuple[np.ndarray, np.ndarray], n_jobs: int) -> tuple[float, float]:
