@@ -279,7 +279,14 @@ fn parse_label(n: usize, k: Option<usize>, y: &PyReadonlyArray1<'_, i64>) -> PyR
             y.len()
         )));
     }
-    let mut out = Vec::with_capacity(n);
+    let mut out = Vec::new();
+    out.try_reserve_exact(train::check_output(n, 1, 4, "the class indices")?)
+        .map_err(|_| {
+            PyMemoryError::new_err(format!(
+                "cannot allocate {} MiB for the class indices",
+                n >> 18
+            ))
+        })?;
     for (i, &v) in y.iter().enumerate() {
         let bad = v < 0 || v > u32::MAX as i64 || k.is_some_and(|k| v as usize >= k);
         if bad {

@@ -636,3 +636,100 @@ pub fn infer<T: Pixel>(
 
 /// Images between two calls of `poll` where images are processed one at a time.
 pub const POLL_IMAGES: usize = 256;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::{ArchConfig, Init};
+    use crate::optim::OptimKind;
+
+    fn data(n: usize) -> Dataset {
+        let mut rng = Rng::new(7);
+        let pixels: Vec<u8> = (0..n * 28 * 28).map(|_| rng.below(256) as u8).collect();
+        let view = ImageView::contiguous(&pixels, n, 28).unwrap();
+        let labels = (0..n).map(|i| (i % 10) as u32).collect();
+        Dataset::new(ImageStore::from_view(&view, true).unwrap(), labels).unwrap()
+    }
+
+    fn pool(threads: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+    }
+
+    /// One epoch on `data`; the poll stops after `stop_after` polls (never with None).
+    fn epoch(
+        data: &Dataset,
+        batch: usize,
+        threads: usize,
+        stop_after: Option<usize>,
+    ) -> (Vec<f32>, EpochStats) {
+        let lay = ArchConfig::default().layout();
+        let mut params = lay.init_params(Init::LeCun, &mut Rng::new(1));
+        let kind = OptimKind::Sgd {
+            momentum: 0.9,
+            nesterov: false,
+        };
+        let mut opt = Optimizer::new(kind, 0.01, 0.0, lay.n_params_total()).unwrap();
+        let mut polls = 0;
+        let stats = train_epoch(
+            &lay,
+            &mut params,
+            &mut opt,
+            &mut Rng::new(2),
+            data,
+            batch,
+            &pool(threads),
+            None,
+            0.0,
+            Order::Shuffled,
+            Duration::from_secs(1000),
+            &mut |_, _, _| Control::Continue,
+            &mut || {
+                polls += 1;
+                match stop_after {
+                    Some(s) if polls > s => Control::Stop,
+                    _ => Control::Continue,
+                }
+            },
+        )
+        .unwrap();
+        (params, stats)
+    }
+
+    /// A batch of many waves gives the bits of one wave: with 8 threads a wave holds
+    /// all 32 chunks of a 512-image batch (wide chunks of 16; of 8: 64 chunks, two
+    /// waves against four), with 1 thread it takes several waves.
+    #[test]
+    fn waves_keep_the_bits_of_one_sum() {
+        let d = data(1024);
+        let (one, s1) = epoch(&d, 512, 1, None);
+        let (many, s8) = epoch(&d, 512, 8, None);
+        assert_eq!(one, many);
+        assert_eq!(s1, s8);
+        assert!(512usize.div_ceil(wide_lanes()) > wave_chunks(1));
+    }
+
+    /// A poll that says stop within a batch abandons that batch: the parameters are
+    /// those of the last completed batch.
+    #[test]
+    fn a_stop_within_a_batch_keeps_the_last_completed_batch() {
+        let d = data(1024);
+        let lay = ArchConfig::default().layout();
+        let initial = lay.init_params(Init::LeCun, &mut Rng::new(1));
+        let (p, s) = epoch(&d, 1024, 1, Some(0));
+        assert!(s.stopped);
+        assert_eq!(s.batches, 0);
+        assert_eq!(p, initial);
+    }
+
+    #[test]
+    fn output_sizes_are_checked_before_allocation() {
+        assert!(check_output(1000, 10, 4, "x").is_ok());
+        let e = check_output(usize::MAX / 2, 1024, 4, "the distorted images").unwrap_err();
+        assert!(e.to_string().contains("more than 2^64"), "{e}");
+        let e = check_output(1 << 40, 1024, 4, "the probabilities").unwrap_err();
+        assert!(e.to_string().contains("would need 4.0 PiB"), "{e}");
+    }
+}

@@ -159,7 +159,9 @@ def test_divergence_with_early_stopping_leaves_the_model_unfitted(small, make_mo
 
 def test_divergence_in_a_warm_fit_changes_nothing(fitted, small):
     (x, y), (xt, _) = small
-    fitted.set_params(warm_start=True, epochs=2, lr_schedule=lambda e, lr: 1e-3 if e == 0 else 1e38)
+    fitted.set_params(
+        warm_start=True, epochs=2, lr_schedule=lambda e, lr: 1e-3 if e == 0 else 1e38
+    )
     before = snapshot(fitted)
     with pytest.raises(FloatingPointError):
         fitted.fit(x, y)

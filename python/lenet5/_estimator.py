@@ -12,8 +12,8 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Iterator
-from typing import Any, Callable
+from collections.abc import Iterator, Sequence
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -1019,44 +1019,25 @@ class LeNet5:
         >>> model.n_iter_, len(model.history_["val_accuracy"])
         (2, 2)
         """
-        with self._exclusive("fit"):
-            setup = None
-            try:
-                # Ctrl-C during the set-up is held back until it is done: then training
-                # stops before its first update, as it would at any later moment.
-                with _interrupts_deferred():
-                    setup = self._set_up_fit(x, y, validation_data)
-            except KeyboardInterrupt:
-                if setup is not None:  # the network was installed
-                    self._warn_interrupted("before the first update", "its initial weights")
-                    return self
-                raise  # pragma: no cover - only with a SIGINT handler of the caller's
-            p, net, train_set, val, rates, shuffle_seed, before, y_idx = setup
+        # Ctrl-C raises only inside the training loop; anywhere else in fit (the set-up,
+        # the bookkeeping of an epoch, the end) it is held back (see _Interrupts).
+        with _Interrupts() as interrupts, self._exclusive("fit"):
+            run, y_idx = self._set_up_fit(x, y, validation_data)
+            p = run.p
             n_before = self.n_iter_
-            try:
-                with self._unchanged_on_error(before, p["batch_size"], len(train_set)):
-                    completed = self._train(
-                        net,
-                        train_set,
-                        p,
-                        rates=rates,
-                        val=val,
-                        schedule_start=None,
-                        order_seed=_order_seed(shuffle_seed),
-                    )
-            except KeyboardInterrupt:  # in the instant before the training loop
-                self._warn_interrupted("before the first update", "its initial weights")
-                return self
+            completed = self._train_or_restore(run, interrupts)
             n_epochs = self.n_iter_ - n_before
-            if completed and n_epochs > 0:
+            if completed and n_epochs > 0 and not interrupts.pending:
                 updates = n_epochs * -(-y_idx.shape[0] // p["batch_size"])
                 chance = None  # too few updates to judge the accuracy
                 if updates >= MIN_UPDATES:
                     chance = float(np.bincount(y_idx).max()) / y_idx.shape[0]
                 self._warn_if_training_went_nowhere(p, n_epochs, chance)
+        if completed and interrupts.pending:  # Ctrl-C once the training loop was done
+            self._warn_interrupted(f"after epoch {self.n_iter_}", "the trained weights")
         return self
 
-    def _set_up_fit(self, x: Any, y: Any, validation_data: Any) -> tuple[Any, ...]:
+    def _set_up_fit(self, x: Any, y: Any, validation_data: Any) -> tuple[_Run, np.ndarray]:
         """Everything ``fit`` checks and builds before training, ending with the one step
         that installs the network; nothing of the model changes before that step."""
         p = self._checked_params()
@@ -1067,8 +1048,9 @@ class LeNet5:
         warm = p["warm_start"] and self._is_fitted()
         if warm:
             self._check_warm_start(p, classes)
-        # Every learning rate of the fit, checked before anything changes.
-        rates = [_learning_rate_at(p, i) for i in range(p["epochs"])]
+        # A named schedule's rates are all checked before anything changes; a callable's
+        # as each is produced (a bad one ends the fit, which then changes nothing).
+        rates = _Rates(p, p["epochs"])
         val = None
         if validation_data is not None:
             val = _check_validation_data(validation_data, classes)
@@ -1094,7 +1076,8 @@ class LeNet5:
             self.__dict__.update(_net=net, _optimizer_key=key)
         else:
             self._commit_new_network(net, classes, _optimizer_key=key)
-        return p, net, train_set, val, rates, shuffle_seed, before, y_idx
+        run = _Run(p, net, train_set, rates, val, None, _order_seed(shuffle_seed), before)
+        return run, y_idx
 
     def _warn_interrupted(self, when: str, kept: str, stacklevel: int = 3) -> None:
         warnings.warn(
@@ -1145,35 +1128,16 @@ class LeNet5:
         >>> model.n_iter_
         2
         """
-        with self._exclusive("partial_fit"):
-            setup = None
-            try:
-                with _interrupts_deferred():
-                    setup = self._set_up_partial_fit(x, y, classes)
-            except KeyboardInterrupt:
-                if setup is not None:
-                    self._warn_interrupted("before the first update", "its weights")
-                    return self
-                raise  # pragma: no cover - only with a SIGINT handler of the caller's
-            p, net, train_set, rates, shuffle_seed, before = setup
-            try:
-                with self._unchanged_on_error(before, p["batch_size"], len(train_set)):
-                    # No TrainingWarning: one epoch on one chunk is too little to judge, and
-                    # chunks need not be alike (a chunk of new classes starts at a high loss).
-                    self._train(
-                        net,
-                        train_set,
-                        p,
-                        rates=rates,
-                        val=None,
-                        schedule_start=self.n_iter_,
-                        order_seed=_order_seed(shuffle_seed),
-                    )
-            except KeyboardInterrupt:  # in the instant before the training loop
-                self._warn_interrupted("before the first update", "its weights")
+        with _Interrupts() as interrupts, self._exclusive("partial_fit"):
+            # No TrainingWarning: one epoch on one chunk is too little to judge, and
+            # chunks need not be alike (a chunk of new classes starts at a high loss).
+            run = self._set_up_partial_fit(x, y, classes)
+            completed = self._train_or_restore(run, interrupts)
+        if completed and interrupts.pending:
+            self._warn_interrupted(f"after epoch {self.n_iter_}", "the trained weights")
         return self
 
-    def _set_up_partial_fit(self, x: Any, y: Any, classes: Any) -> tuple[Any, ...]:
+    def _set_up_partial_fit(self, x: Any, y: Any, classes: Any) -> _Run:
         """As ``_set_up_fit``, for ``partial_fit``."""
         p = self._checked_params()
         x3 = check_images(x, "x", convert=False)
@@ -1221,7 +1185,8 @@ class LeNet5:
             self.__dict__.update(_net=net, _optimizer_key=key)
         else:
             self._commit_new_network(net, new_classes, _optimizer_key=key)
-        return p, net, train_set, rates, shuffle_seed, before
+        start = self.n_iter_
+        return _Run(p, net, train_set, rates, None, start, _order_seed(shuffle_seed), before)
 
     def _check_warm_start(self, p: dict[str, Any], classes: np.ndarray) -> None:
         if not _same_classes(classes, self.classes_):
@@ -1260,26 +1225,44 @@ class LeNet5:
             mu=p["mu"],
         )
 
+    def _train_or_restore(self, run: _Run, interrupts: _Interrupts) -> bool:
+        """``_train``, putting the model back as it was before the call if it raises."""
+        with self._unchanged_on_error(run.before, run.p["batch_size"], len(run.train_set)):
+            return self._train(
+                run.net,
+                run.train_set,
+                run.p,
+                interrupts,
+                rates=run.rates,
+                val=run.val,
+                schedule_start=run.schedule_start,
+                order_seed=run.order_seed,
+            )
+
     def _train(
         self,
         net: Any,
         train_set: Any,
         p: dict[str, Any],
+        interrupts: _Interrupts,
         *,
-        rates: list[float],
+        rates: Sequence[float],
         val: tuple[np.ndarray, np.ndarray] | None,
         schedule_start: int | None,
         order_seed: int,
     ) -> bool:
         """The epoch loop: progress, validation, history, callbacks, early stopping.
 
-        One epoch per learning rate of ``rates`` (checked beforehand). ``order_seed``
+        One epoch per learning rate of ``rates`` (each checked as it is produced).
+        ``order_seed``
         fixes the order of every epoch when ``shuffle="once"``. Returns False when a
         KeyboardInterrupt ended training (after warning), else True. Each epoch's
         results are installed in one step (``history_``, ``n_iter_``, ``best_epoch_``
         together, with Ctrl-C held back meanwhile), so an interrupt never leaves them
         half updated. An epoch whose network could give non-finite outputs raises
-        FloatingPointError."""
+        FloatingPointError. Ctrl-C raises KeyboardInterrupt only inside
+        ``interrupts.armed()``; one held back during the set-up stops training before its
+        first update."""
         n_epochs = len(rates)
         verbose = p["verbose"]
         n_samples = len(train_set)
@@ -1289,12 +1272,14 @@ class LeNet5:
         stale = 0
         interrupted = False
         in_epoch = False  # True while the native loop runs (an interrupt then cuts an epoch)
+        first_epoch = self.n_iter_ + 1
         sdlm = p["optimizer"] == "sdlm"
         if sdlm:
             self.__dict__.update(best_epoch_=None)
         else:
             self.__dict__.update(best_epoch_=None, hessian_diag_=None, step_sizes_=None)
         try:
+            interrupts.arm()
             for i, lr in enumerate(rates):
                 epoch_no = self.n_iter_ + 1
                 net.set_learning_rate(lr)
@@ -1354,7 +1339,7 @@ class LeNet5:
                     progress.finish(logs)
                 improved = early and val_loss < best_loss - p["min_delta"]
                 candidate = net.get_weights() if improved else None
-                with _interrupts_deferred():  # the epoch is recorded whole or not at all
+                with interrupts.held():  # the epoch is recorded whole or not at all
                     old = self.history_
                     history = {
                         key: [*old[key], epoch_no if key == "epoch" else logs[key]]
@@ -1383,14 +1368,19 @@ class LeNet5:
                         stop = True
                 if stop:
                     break
+            interrupts.disarm()  # here, not in finally: a SIGINT there would escape
         except KeyboardInterrupt:
+            interrupts.disarm()
             interrupted = True
         finally:
             # Whatever ended training, early stopping leaves the best epoch's weights.
             if best_weights is not None:
                 net.set_weights(best_weights)
         if interrupted:
-            if in_epoch:
+            if not in_epoch and self.n_iter_ == first_epoch - 1:
+                when = "before the first update"
+                kept = "its weights as they were before this call's training"
+            elif in_epoch:
                 when = f"during epoch {self.n_iter_ + 1}"
                 kept = "the weights of the last completed mini-batch"
             else:
@@ -1810,27 +1800,62 @@ class LeNet5:
         )
 
 
-@contextlib.contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """Hold Ctrl-C back while the block runs: a SIGINT that arrives meanwhile is noted,
-    and KeyboardInterrupt is raised once the block has finished, so the block is done
-    whole or (when it raises) not at all. Only on the main thread and with Python's
-    default SIGINT handler in place (no other thread receives KeyboardInterrupt; a
-    handler of the program's own is left alone)."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
-        yield
-        return
-    caught: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    if caught:
-        raise KeyboardInterrupt
+class _Interrupts:
+    """Where Ctrl-C may interrupt ``fit``: only inside its training loop.
+
+    While a fit runs (on the main thread, with Python's default SIGINT handler in place)
+    SIGINT goes to this object's handler: between ``arm()`` and ``disarm()`` (the epochs:
+    native training, curvature, validation) it raises KeyboardInterrupt, which the loop
+    turns into the Ctrl-C contract; elsewhere (the set-up, the recording of an epoch in
+    ``held()``, the end of the fit) it is only noted as ``pending``. ``arm()`` raises at
+    once for a SIGINT held back during the set-up, ``held()`` on leaving for one during
+    the recording, so neither waits for the next chance. No other thread gets
+    KeyboardInterrupt, and a handler of the program's own is left alone: then this
+    object does nothing."""
+
+    def __init__(self) -> None:
+        self.pending = False
+        self._armed = False
+        self._installed = False
+
+    def __enter__(self) -> _Interrupts:
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            signal.signal(signal.SIGINT, self._handler)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            self._armed = False
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.pending = True
+        if self._armed:
+            raise KeyboardInterrupt
+
+    def arm(self) -> None:
+        self._armed = self._installed
+        if self._armed and self.pending:
+            raise KeyboardInterrupt
+
+    def disarm(self) -> None:
+        self._armed = False
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        armed, self._armed = self._armed, False
+        pending, self.pending = self.pending, False
+        try:
+            yield
+        finally:
+            self._armed = armed
+            self.pending = self.pending or pending
+        if armed and self.pending:
+            raise KeyboardInterrupt
 
 
 def _output_bound(net: Any) -> float:
@@ -1888,6 +1913,56 @@ def _optimizer_key(p: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
+class _Run(NamedTuple):
+    """What ``fit`` or ``partial_fit`` set up for its training loop: the checked
+    hyperparameters, the network to train (new, or a copy of the model's), the data, the
+    learning rates, the validation data, the first epoch index for the progress label
+    (None for fit), the order seed, and the model's ``__dict__`` before the call."""
+
+    p: dict[str, Any]
+    net: Any
+    train_set: Any
+    rates: Sequence[float]
+    val: tuple[np.ndarray, np.ndarray] | None
+    schedule_start: int | None
+    order_seed: int
+    before: dict[str, Any]
+
+
+class _Rates(Sequence[float]):
+    """The learning rates of a fit's ``n`` epochs, produced (and checked) one at a time
+    by ``_learning_rate_at``. A named schedule is checked at once at its extremes (its
+    first epoch and the epochs where it is smallest), so that a rate float32 cannot hold
+    is refused before anything changes; a callable is only called epoch by epoch."""
+
+    def __init__(self, p: dict[str, Any], n: int) -> None:
+        self._p, self._n = p, n
+        schedule = p["lr_schedule"]
+        if schedule == "cosine":
+            extremes = {0, n - 1}
+        elif schedule == "paper":
+            extremes = set(range(min(n, len(PAPER_SCHEDULE))))
+        elif schedule == "constant":
+            extremes = {0}
+        else:
+            extremes = set()
+        for index in sorted(extremes):
+            _learning_rate_at(p, index)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._n))]
+        if not 0 <= index < self._n:
+            raise IndexError(index)
+        return _learning_rate_at(self._p, index)
+
+    def __iter__(self) -> Iterator[float]:
+        return (_learning_rate_at(self._p, i) for i in range(self._n))
+
+
 def _learning_rate_at(p: dict[str, Any], index: int) -> float:
     """The learning rate of the epoch with 0-based ``index``."""
     lr0 = p["learning_rate"]
@@ -1921,9 +1996,11 @@ def _float32_rate(lr: float, what: str) -> float:
     rate of 1e-50 would silently become 0, one of 1e39 infinity)."""
     tiny, huge = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
     if not tiny <= lr <= huge:
+        with np.errstate(over="ignore"):
+            became = float(np.float32(lr))
         raise ValueError(
             f"{what} {lr!r}, a learning rate that float32 cannot hold (it would become "
-            f"{float(np.float32(lr))!r}); learning rates must lie in [{tiny:.4g}, {huge:.4g}]"
+            f"{became!r}); learning rates must lie in [{tiny:.4g}, {huge:.4g}]"
         )
     return lr
 

@@ -189,17 +189,22 @@ def run_in_chunks(fn: Callable[[np.ndarray], Any], arr: np.ndarray, what: str) -
     n = arr.shape[0]
     out: Any = None
     start = 0
+    single = True
     for part in native_chunks(arr):
         result = fn(part)
-        parts = result if isinstance(result, dict) else {"": result}
+        del part  # one converted chunk alive at a time
+        single = not isinstance(result, dict)
+        parts = {"": result} if single else result
         if out is None:
             per_image = sum(v[:1].nbytes for v in parts.values())
             _lenet5.check_output_size(n, per_image, what)
             out = {k: np.empty((n, *v.shape[1:]), dtype=v.dtype) for k, v in parts.items()}
+        rows = 0
         for k, v in parts.items():
             out[k][start : start + v.shape[0]] = v
-        start += part.shape[0]
-    return out if isinstance(result, dict) else out[""]
+            rows = v.shape[0]
+        start += rows
+    return out[""] if single else out
 
 
 def _reject_masked(x: Any, name: str) -> None:
