@@ -849,21 +849,23 @@ impl PyNetwork {
             None
         };
         let lay = &self.layout;
-        let signals = Signals::new();
+        // Fewer than one chunk never polls: no need to look at the thread.
+        let signals = (n >= wide).then(Signals::new);
         let run = || -> crate::Result<()> {
             let pool = pool.as_deref();
-            let poll = &mut || signals.poll();
+            let poll = &mut || signals.as_ref().map_or(Control::Continue, Signals::poll);
             match imgs {
                 Images::U8(v) => train::infer(lay, &p, v, pool, out, poll),
                 Images::F32(v) => train::infer(lay, &p, v, pool, out, poll),
                 Images::F64(v) => train::infer(lay, &p, v, pool, out, poll),
             }
         };
-        if n < wide {
-            Ok(run()?)
-        } else {
-            let r = py.detach(run);
-            signals.finish(r)
+        match &signals {
+            None => Ok(run()?),
+            Some(s) => {
+                let r = py.detach(run);
+                s.finish(r)
+            }
         }
     }
 }

@@ -503,15 +503,25 @@ class LeNet5:
     Notes
     -----
     **Ctrl-C.** A KeyboardInterrupt during ``fit`` or ``partial_fit`` stops training
-    within a fraction of a second. The model keeps the weights of the last completed
+    within half a second (the native loops check for it inside a batch, the curvature
+    estimate and validation too). The model keeps the weights of the last completed
     mini-batch (or, with early stopping, of the best epoch), ``history_`` and ``n_iter_``
-    cover the completed epochs, a :class:`UserWarning` says that training was interrupted,
-    and the method **returns the model** instead of re-raising, so a notebook cell or a
-    script goes on with a usable model.
+    cover the completed epochs (each epoch is recorded in one step), a
+    :class:`UserWarning` says that training was interrupted, and the method **returns the
+    model** instead of re-raising, so a notebook cell or a script goes on with a usable
+    model. Ctrl-C during the set-up takes effect when it is done: training then stops
+    before its first update.
 
-    **Divergence.** A non-finite loss raises :class:`FloatingPointError` naming the epoch
-    and the mini-batch; the model keeps the weights it had before that epoch, the last
-    finite ones that ``history_`` describes (with early stopping, the best epoch's).
+    **Failures change nothing.** A ``fit`` or ``partial_fit`` that raises (bad input, a
+    callable ``lr_schedule`` returning a bad rate at any epoch, divergence, a callback's
+    error, no memory) leaves the model as it was before the call; a warm start or
+    ``partial_fit`` trains a copy of the network and installs it as it goes.
+
+    **Divergence.** A non-finite loss or gradient raises :class:`FloatingPointError`
+    naming the epoch and the mini-batch. So does an epoch after which some valid image
+    could give non-finite outputs (a bound on every value of a forward pass, derived from
+    the weights, exceeds a quarter of float32's largest number): no fit returns a model
+    whose probabilities are not finite.
 
     **Training that went nowhere.** When ``fit`` ends normally (out of epochs, or stopped
     by early stopping or a callback; not on Ctrl-C, not when it raises) after at least one
@@ -988,8 +998,8 @@ class LeNet5:
         TypeError, ValueError
             For bad input or hyperparameters; the model is left unchanged.
         FloatingPointError
-            When the loss becomes non-finite (the model keeps the weights it had before
-            the diverging epoch).
+            When the loss becomes non-finite, or the network could give non-finite
+            outputs after an epoch (the model is left as it was before the call).
         RuntimeError
             When another ``fit`` or ``partial_fit`` is running on this model.
 

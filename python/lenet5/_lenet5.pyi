@@ -18,6 +18,7 @@ __all__ = [
     "__version__",
     "_forward_backward",
     "_isa",
+    "check_output_size",
     "distort",
     "load_idx",
     "load_safetensors",

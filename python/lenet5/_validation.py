@@ -28,6 +28,10 @@ MAX_CLASSES = 65536
 #: float16, a non-native byte order, ...): never a whole converted copy.
 CONVERT_CHUNK = 4096
 
+#: Outputs up to this many bytes are not checked against the machine's memory here (the
+#: native layer checks every output anyway).
+_SMALL_OUTPUT = 1 << 26
+
 #: Largest value of an integer hyperparameter (the native layer takes signed 64-bit
 #: integers).
 MAX_INT = 2**63 - 1
@@ -139,7 +143,7 @@ def check_images(
     arr = _to_3d(arr, name, allow_single=allow_single)
     if arr.shape[0] == 0:
         raise ValueError(f"{name} has 0 images; at least 1 is required")
-    if item_bytes:
+    if item_bytes and arr.shape[0] * item_bytes > _SMALL_OUTPUT:
         _lenet5.check_output_size(arr.shape[0], item_bytes, output)
     _check_pixel_range(arr, name)
     if convert:
