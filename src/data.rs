@@ -93,11 +93,6 @@ impl<'a, T: Pixel> ImageView<'a, T> {
         Self::new(view)
     }
 
-    #[inline(always)]
-    fn at(&self, i: usize, y: usize, x: usize) -> T {
-        self.view[[i, y, x]]
-    }
-
     /// Checks every pixel of image `i`.
     pub fn check(&self, i: usize) -> Result<()> {
         if let Some(pos) = self
@@ -163,22 +158,75 @@ pub enum ImageStore {
 impl ImageStore {
     /// Copies and validates every image of `view`.
     pub fn from_view<T: Pixel + Into<f64>>(view: &ImageView<'_, T>, to_u8: bool) -> Result<Self> {
-        let (n, side) = (view.n, view.side);
-        for i in 0..n {
+        let mut store = Self::with_capacity(view.n, view.side, to_u8)?;
+        store.push_view(view)?;
+        Ok(store)
+    }
+
+    /// An empty store with room for `n` images of `side`x`side` pixels, kept as
+    /// uint8 (`to_u8`) or float32.
+    ///
+    /// # Errors
+    ///
+    /// [`LeNetError::Value`] when the pixels do not fit in memory (see
+    /// [`crate::train::check_output`]); [`LeNetError::Memory`] when they cannot
+    /// be reserved.
+    pub fn with_capacity(n: usize, side: usize, to_u8: bool) -> Result<Self> {
+        let bytes = if to_u8 { 1 } else { 4 };
+        let len = crate::train::check_output(n, side * side, bytes, "the training images")?;
+        let fail = |_| {
+            LeNetError::Memory(format!(
+                "cannot allocate {} MiB for the training images",
+                (len * bytes) >> 20
+            ))
+        };
+        Ok(if to_u8 {
+            let mut data = Vec::new();
+            data.try_reserve_exact(len).map_err(fail)?;
+            ImageStore::U8 { data, n: 0, side }
+        } else {
+            let mut data = Vec::new();
+            data.try_reserve_exact(len).map_err(fail)?;
+            ImageStore::F32 { data, n: 0, side }
+        })
+    }
+
+    /// Checks every image of `view` and appends it (rows are copied as slices
+    /// where the view has contiguous rows).
+    ///
+    /// # Errors
+    ///
+    /// [`LeNetError::Value`] for an invalid pixel or images of another size.
+    pub fn push_view<T: Pixel + Into<f64>>(&mut self, view: &ImageView<'_, T>) -> Result<()> {
+        let (store_side, count) = match self {
+            ImageStore::U8 { side, n, .. } | ImageStore::F32 { side, n, .. } => (*side, *n),
+        };
+        if view.side != store_side {
+            return Err(LeNetError::value(format!(
+                "all images must have the same size; got {0}x{0} after {1}x{1}",
+                view.side, store_side
+            )));
+        }
+        for i in 0..view.n {
             view.check(i)?;
         }
-        let pixels = || {
-            (0..n).flat_map(move |i| {
-                (0..side).flat_map(move |y| (0..side).map(move |x| view.at(i, y, x)))
-            })
-        };
-        if to_u8 {
-            let data = pixels().map(|v| v.into() as u8).collect();
-            Ok(ImageStore::U8 { data, n, side })
-        } else {
-            let data = pixels().map(|v| v.into() as f32).collect();
-            Ok(ImageStore::F32 { data, n, side })
+        for i in 0..view.n {
+            let img = view.view.index_axis(Axis(0), i);
+            for row in img.outer_iter() {
+                match self {
+                    ImageStore::U8 { data, .. } => {
+                        data.extend(row.iter().map(|&v| v.into() as u8));
+                    }
+                    ImageStore::F32 { data, .. } => {
+                        data.extend(row.iter().map(|&v| v.into() as f32));
+                    }
+                }
+            }
         }
+        match self {
+            ImageStore::U8 { n, .. } | ImageStore::F32 { n, .. } => *n = count + view.n,
+        }
+        Ok(())
     }
 
     pub fn len(&self) -> usize {

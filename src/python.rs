@@ -7,8 +7,9 @@
 //! concurrent `train_epoch` gets a RuntimeError.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
 
 use numpy::ndarray::{ArrayView3, ArrayViewD};
 use numpy::{
@@ -86,6 +87,79 @@ fn os_error(context: &str, path: Option<std::path::PathBuf>, source: &std::io::E
     match path {
         Some(p) => PyOSError::new_err((errno, strerror, p.into_os_string())),
         None => PyOSError::new_err((errno, strerror)),
+    }
+}
+
+/// The thread Python runs its signal handlers on, when known (recorded at import).
+static MAIN_THREAD: OnceLock<ThreadId> = OnceLock::new();
+
+/// Seconds between two checks for signals inside a long native loop.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Ctrl-C inside long native loops. The core calls [`Signals::poll`] on the
+/// calling thread between units of work (a wave of chunks, a batch, a few
+/// hundred images); at most every [`POLL_INTERVAL`] it re-attaches to Python and
+/// runs the signal handlers, and keeps the first error (KeyboardInterrupt) to
+/// raise once the loop has stopped. Off Python's main thread no handler can run,
+/// so it does nothing there and the loop never waits for the GIL.
+struct Signals {
+    active: bool,
+    last: Mutex<Instant>,
+    pending: Mutex<Option<PyErr>>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        let here = std::thread::current().id();
+        Signals {
+            active: MAIN_THREAD.get().is_none_or(|m| *m == here),
+            last: Mutex::new(Instant::now()),
+            pending: Mutex::new(None),
+        }
+    }
+
+    fn poll(&self) -> Control {
+        if !self.active {
+            return Control::Continue;
+        }
+        if self.pending.lock().map_or(true, |p| p.is_some()) {
+            return Control::Stop;
+        }
+        if let Ok(mut last) = self.last.lock() {
+            if last.elapsed() < POLL_INTERVAL {
+                return Control::Continue;
+            }
+            *last = Instant::now();
+        }
+        Python::attach(|py| match py.check_signals() {
+            Ok(()) => Control::Continue,
+            Err(e) => {
+                self.keep(e);
+                Control::Stop
+            }
+        })
+    }
+
+    /// Keeps `e` to raise later, unless an error is already kept.
+    fn keep(&self, e: PyErr) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.get_or_insert(e);
+        }
+    }
+
+    fn take(&self) -> Option<PyErr> {
+        self.pending.lock().ok().and_then(|mut p| p.take())
+    }
+
+    /// The result of a loop that `poll` may have stopped: the kept error first.
+    fn finish<T>(&self, r: crate::Result<T>) -> PyResult<T> {
+        match (self.take(), r) {
+            (Some(e), _) => Err(e),
+            (None, Err(LeNetError::Interrupted)) => {
+                Err(PyKeyboardInterrupt::new_err("interrupted"))
+            }
+            (None, r) => Ok(r?),
+        }
     }
 }
 
@@ -197,6 +271,7 @@ impl PoolCache {
     }
 }
 
+#[derive(Clone)]
 struct TrainState {
     opt: Option<Optimizer>,
     rng: Rng,
@@ -210,7 +285,8 @@ struct PyNetwork {
     seed: u64,
     params: RwLock<Arc<Vec<f32>>>,
     train: Mutex<TrainState>,
-    pools: Mutex<PoolCache>,
+    /// Shared with the copies made by `copy`, so that they reuse its threads.
+    pools: Arc<Mutex<PoolCache>>,
 }
 
 fn lock_err<T>(_: T) -> PyErr {
@@ -246,7 +322,14 @@ fn parse_label(n: usize, k: Option<usize>, y: &PyReadonlyArray1<'_, i64>) -> PyR
             y.len()
         )));
     }
-    let mut out = Vec::with_capacity(n);
+    let mut out = Vec::new();
+    out.try_reserve_exact(train::check_output(n, 1, 4, "the class indices")?)
+        .map_err(|_| {
+            PyMemoryError::new_err(format!(
+                "cannot allocate {} MiB for the class indices",
+                n >> 18
+            ))
+        })?;
     for (i, &v) in y.iter().enumerate() {
         let bad = v < 0 || v > u32::MAX as i64 || k.is_some_and(|k| v as usize >= k);
         if bad {
@@ -311,7 +394,22 @@ impl PyNetwork {
                 opt: None,
                 rng: Rng::new(seed ^ 0x005E_ED0F_5A4D_u64),
             }),
-            pools: Mutex::new(PoolCache::default()),
+            pools: Arc::new(Mutex::new(PoolCache::default())),
+        })
+    }
+
+    /// An independent copy: weights, optimizer state and shuffling generator
+    /// (training the copy leaves this network as it is). RuntimeError while this
+    /// network is being trained.
+    fn copy(&self) -> PyResult<Self> {
+        let train = lock_train(&self.train)?.clone();
+        Ok(PyNetwork {
+            layout: self.layout.clone(),
+            init: self.init,
+            seed: self.seed,
+            params: RwLock::new(Arc::new(self.snapshot()?.as_ref().clone())),
+            train: Mutex::new(train),
+            pools: self.pools.clone(),
         })
     }
 
@@ -453,7 +551,15 @@ impl PyNetwork {
     ) -> PyResult<Bound<'py, PyArray1<i64>>> {
         let b = Borrowed::extract(x)?;
         let imgs = b.images()?;
-        let mut out = vec![0i64; imgs.len()];
+        let n = train::check_output(imgs.len(), 1, 8, "the predicted classes")?;
+        let mut out: Vec<i64> = Vec::new();
+        out.try_reserve_exact(n).map_err(|_| {
+            PyMemoryError::new_err(format!(
+                "cannot allocate {} MiB for the predicted classes",
+                n >> 17
+            ))
+        })?;
+        out.resize(n, 0);
         self.run_infer(py, &imgs, n_jobs, InferOut::Argmax(&mut out))?;
         Ok(PyArray1::from_vec(py, out))
     }
@@ -470,11 +576,9 @@ impl PyNetwork {
         let p = self.snapshot()?;
         let lay = &self.layout;
         let layers = layer_shapes(self.k());
-        let mut outs: Vec<Vec<f32>> = layers
-            .iter()
-            .map(|(_, s)| vec![0.0; n * s.iter().product::<usize>()])
-            .collect();
-        py.detach(|| -> PyResult<()> {
+        let mut outs = alloc_layers(n, &layers, "the layer outputs")?;
+        let signals = Signals::new();
+        let r = py.detach(|| -> crate::Result<()> {
             let mut ws = Workspace::new(1, lay.cfg.n_classes);
             for i in 0..n {
                 match &imgs {
@@ -484,9 +588,13 @@ impl PyNetwork {
                 }
                 crate::net::forward(lay, &p, &mut ws);
                 collect_layers(&ws, 1, 1, i, &mut outs);
+                if (i + 1) % train::POLL_IMAGES == 0 && signals.poll() == Control::Stop {
+                    return Err(LeNetError::Interrupted);
+                }
             }
             Ok(())
-        })?;
+        });
+        signals.finish(r)?;
         layers_to_dict(py, n, &layers, outs)
     }
 
@@ -526,7 +634,7 @@ impl PyNetwork {
         };
         let mut opt = Optimizer::new(
             kind,
-            learning_rate as f32,
+            f32_rate(learning_rate)?,
             weight_decay as f32,
             self.layout.n_params_total(),
         )?;
@@ -539,14 +647,10 @@ impl PyNetwork {
 
     /// Sets the learning rate, keeping the optimizer state.
     fn set_learning_rate(&self, learning_rate: f64) -> PyResult<()> {
-        if !(learning_rate.is_finite() && learning_rate > 0.0) {
-            return Err(PyValueError::new_err(format!(
-                "learning_rate must be a positive number; got {learning_rate}"
-            )));
-        }
+        let rate = f32_rate(learning_rate)?;
         let mut st = lock_train(&self.train)?;
         match st.opt.as_mut() {
-            Some(o) => o.learning_rate = learning_rate as f32,
+            Some(o) => o.learning_rate = rate,
             None => return Err(PyRuntimeError::new_err("call reset_optimizer first")),
         }
         Ok(())
@@ -606,7 +710,7 @@ impl PyNetwork {
         let rng = &mut st.rng;
         let dataset = data.inner.clone();
         let mut p: Vec<f32> = self.snapshot()?.as_ref().clone();
-        let mut pending: Option<PyErr> = None;
+        let signals = Signals::new();
         let lay = &self.layout;
         let result = py.detach(|| {
             train::train_epoch(
@@ -629,25 +733,23 @@ impl PyNetwork {
                     self.publish(params.to_vec());
                     Python::attach(|py| {
                         if let Err(e) = py.check_signals() {
-                            pending = Some(e);
+                            signals.keep(e);
                             return Control::Stop;
                         }
                         if let Some(cb) = &callback {
                             if let Err(e) = cb.call1(py, (done, loss)) {
-                                pending = Some(e);
+                                signals.keep(e);
                                 return Control::Stop;
                             }
                         }
                         Control::Continue
                     })
                 },
+                &mut || signals.poll(),
             )
         });
         self.publish(p);
-        if let Some(e) = pending {
-            return Err(e);
-        }
-        let s = result?;
+        let s = signals.finish(result)?;
         let d = PyDict::new(py);
         let n = s.samples.max(1) as f64;
         d.set_item("loss", s.loss_sum / n)?;
@@ -689,11 +791,22 @@ impl PyNetwork {
         let p = self.snapshot()?;
         let lay = &self.layout;
         let dataset = data.inner.clone();
-        let rng = &mut st.rng;
+        // Drawn from a copy of the generator: an interrupted estimate changes nothing.
+        let mut rng = st.rng.clone();
+        let signals = Signals::new();
         let h = py.detach(|| {
-            train::estimate_curvature(lay, &p, &dataset, n_samples as usize, rng, &pool)
-        })?;
-        opt.h = h;
+            train::estimate_curvature(
+                lay,
+                &p,
+                &dataset,
+                n_samples as usize,
+                &mut rng,
+                &pool,
+                &mut || signals.poll(),
+            )
+        });
+        opt.h = signals.finish(h)?;
+        st.rng = rng;
         Ok(())
     }
 
@@ -883,7 +996,8 @@ impl PyNetwork {
         } else {
             "the probabilities"
         };
-        let mut out = train::try_alloc(n * k, what)?;
+        let len = train::check_output(n, k, 4, what)?;
+        let mut out = train::try_alloc(len, what)?;
         let target = if scores {
             InferOut::Scores(&mut out)
         } else {
@@ -909,20 +1023,39 @@ impl PyNetwork {
             None
         };
         let lay = &self.layout;
+        // Fewer than one chunk never polls: no need to look at the thread.
+        let signals = (n >= wide).then(Signals::new);
         let run = || -> crate::Result<()> {
             let pool = pool.as_deref();
+            let poll = &mut || signals.as_ref().map_or(Control::Continue, Signals::poll);
             match imgs {
-                Images::U8(v) => train::infer(lay, &p, v, pool, out),
-                Images::F32(v) => train::infer(lay, &p, v, pool, out),
-                Images::F64(v) => train::infer(lay, &p, v, pool, out),
+                Images::U8(v) => train::infer(lay, &p, v, pool, out, poll),
+                Images::F32(v) => train::infer(lay, &p, v, pool, out, poll),
+                Images::F64(v) => train::infer(lay, &p, v, pool, out, poll),
             }
         };
-        if n < wide {
-            Ok(run()?)
-        } else {
-            Ok(py.detach(run)?)
+        match &signals {
+            None => Ok(run()?),
+            Some(s) => {
+                let r = py.detach(run);
+                s.finish(r)
+            }
         }
     }
+}
+
+/// A learning rate as the optimizer keeps it: a positive float32 that is
+/// neither subnormal nor rounded to 0 or infinity (1e-50 would silently become 0).
+fn f32_rate(v: f64) -> PyResult<f32> {
+    let r = v as f32;
+    if !(v > 0.0 && r.is_normal()) {
+        return Err(PyValueError::new_err(format!(
+            "learning_rate must be a positive number that float32 holds, from {:e} to {:e}; got {v:e}",
+            f32::MIN_POSITIVE,
+            f32::MAX
+        )));
+    }
+    Ok(r)
 }
 
 /// Label smoothing must be in [0, 1), and applies to the softmax output only.
@@ -949,7 +1082,7 @@ fn check_shape(name: &str, want: &[usize], got: &[usize]) -> PyResult<()> {
     Ok(())
 }
 
-fn fill_one<T: Pixel>(v: &ImageView<'_, T>, i: usize, ws: &mut Workspace) -> PyResult<()> {
+fn fill_one<T: Pixel>(v: &ImageView<'_, T>, i: usize, ws: &mut Workspace) -> crate::Result<()> {
     v.check(i)?;
     v.write_lane(i, &mut ws.x, 0, 1);
     Ok(())
@@ -966,6 +1099,24 @@ fn layer_shapes(k: usize) -> Vec<(&'static str, Vec<usize>)> {
         ("f6", vec![F6_UNITS]),
         ("output", vec![k]),
     ]
+}
+
+/// Zeroed per-layer outputs for `n` images, after checking that all of them
+/// together fit in memory (see [`train::check_output`]).
+fn alloc_layers(
+    n: usize,
+    layers: &[(&'static str, Vec<usize>)],
+    what: &str,
+) -> PyResult<Vec<Vec<f32>>> {
+    let per: usize = layers
+        .iter()
+        .map(|(_, s)| s.iter().product::<usize>())
+        .sum();
+    train::check_output(n, per, 4, what)?;
+    layers
+        .iter()
+        .map(|(_, s)| Ok(train::try_alloc(n * s.iter().product::<usize>(), what)?))
+        .collect()
 }
 
 /// Copies the live lanes of every layer of a workspace into per-image rows.
@@ -1010,6 +1161,9 @@ struct PyDataset {
 
 #[pymethods]
 impl PyDataset {
+    /// `x`: the images, one array, or an iterable of arrays (chunks of the images
+    /// in order, all of one size and of one kind, integer or float), so that a
+    /// caller converting another dtype never holds a whole converted copy.
     #[new]
     #[pyo3(signature = (x, y, weights=None))]
     fn new(
@@ -1018,17 +1172,55 @@ impl PyDataset {
         y: &Bound<'_, PyAny>,
         weights: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let b = Borrowed::extract(x)?;
-        let imgs = b.images()?;
         let y: PyReadonlyArray1<i64> = y.extract().map_err(|_| {
             PyTypeError::new_err("y must be a 1-D int64 numpy array of class indices")
         })?;
-        let labels = parse_label(imgs.len(), None, &y)?;
-        let store = py.detach(|| match &imgs {
-            Images::U8(v) => ImageStore::from_view(v, true),
-            Images::F32(v) => ImageStore::from_view(v, false),
-            Images::F64(v) => ImageStore::from_view(v, false),
-        })?;
+        // One array, or chunks pulled one at a time from an iterable.
+        let single = x.cast::<PyUntypedArray>().is_ok();
+        let mut chunks = if single { None } else { Some(x.try_iter()?) };
+        let mut next = || -> PyResult<Option<Bound<'_, PyAny>>> {
+            match chunks.as_mut() {
+                None => Ok(None),
+                Some(it) => it.next().transpose(),
+            }
+        };
+        let mut first = single.then(|| x.clone());
+        let mut store: Option<ImageStore> = None;
+        let mut count = 0usize;
+        while let Some(chunk) = match first.take() {
+            Some(c) => Some(c),
+            None => next()?,
+        } {
+            let b = Borrowed::extract(&chunk)?;
+            let imgs = b.images()?;
+            let (to_u8, side) = match &imgs {
+                Images::U8(v) => (true, v.side),
+                Images::F32(v) => (false, v.side),
+                Images::F64(v) => (false, v.side),
+            };
+            let s = match store.as_mut() {
+                Some(s) => {
+                    if matches!(s, ImageStore::U8 { .. }) != to_u8 {
+                        return Err(PyTypeError::new_err(
+                            "the chunks of x must all be uint8 or all be float",
+                        ));
+                    }
+                    s
+                }
+                None => store.insert(ImageStore::with_capacity(y.len(), side, to_u8)?),
+            };
+            count += imgs.len();
+            py.detach(|| match &imgs {
+                Images::U8(v) => s.push_view(v),
+                Images::F32(v) => s.push_view(v),
+                Images::F64(v) => s.push_view(v),
+            })?;
+        }
+        let labels = parse_label(count, None, &y)?;
+        let store = match store {
+            Some(s) => s,
+            None => ImageStore::with_capacity(0, 28, true)?,
+        };
         let mut dataset = Dataset::new(store, labels)?;
         if let Some(w) = weights {
             let w: PyReadonlyArray1<f32> = w.extract().map_err(|_| {
@@ -1115,10 +1307,8 @@ fn _forward_backward<'py>(
     let p = network.snapshot()?;
     let np = lay.n_params_total();
     let layers = layer_shapes(k);
-    let mut outs: Vec<Vec<f32>> = layers
-        .iter()
-        .map(|(_, s)| vec![0.0; n * s.iter().product::<usize>()])
-        .collect();
+    let mut outs = alloc_layers(n, &layers, "the layer outputs")?;
+    train::check_output(n, k, 4, "the probabilities")?;
     let mut grad = vec![0.0f32; np];
     let mut loss = 0.0f64;
     let mut chunk_grad = vec![0.0f32; np];
@@ -1259,10 +1449,15 @@ fn distort<'py>(
     let b = Borrowed::extract(x)?;
     let imgs = b.images()?;
     let n = imgs.len();
-    let mut out = train::try_alloc(n * 1024, "the distorted images")?;
-    py.detach(|| -> crate::Result<()> {
+    let len = train::check_output(n, 1024, 4, "the distorted images")?;
+    let mut out = train::try_alloc(len, "the distorted images")?;
+    let signals = Signals::new();
+    let r = py.detach(|| -> crate::Result<()> {
         let mut tmp = [0.0f32; 1024];
         for (i, dst) in out.chunks_mut(1024).enumerate() {
+            if i > 0 && i % train::POLL_IMAGES == 0 && signals.poll() == Control::Stop {
+                return Err(LeNetError::Interrupted);
+            }
             match &imgs {
                 Images::U8(v) => v.write_lane(i, &mut tmp, 0, 1),
                 Images::F32(v) => {
@@ -1281,7 +1476,8 @@ fn distort<'py>(
             }
         }
         Ok(())
-    })?;
+    });
+    signals.finish(r)?;
     Ok(PyArray1::from_vec(py, out).reshape([n, 32, 32])?.into_any())
 }
 
@@ -1347,6 +1543,15 @@ fn rbf_codes(py: Python<'_>) -> PyResult<Bound<'_, PyArray2<f32>>> {
     PyArray1::from_vec(py, crate::rbf::codes()).reshape([crate::rbf::N_BITMAPS, arch::F6_UNITS])
 }
 
+/// Checks that an output of `n` items of `item_bytes` bytes each fits in this
+/// machine's memory, before it is allocated: ValueError saying how much it would
+/// need otherwise. `what` names the output in the message.
+#[pyfunction]
+fn check_output_size(n: usize, item_bytes: usize, what: &str) -> PyResult<()> {
+    train::check_output(n, item_bytes, 1, what)?;
+    Ok(())
+}
+
 /// Name of the instruction set the kernels run with ("avx2+fma", "scalar", ...).
 #[pyfunction]
 fn _isa() -> &'static str {
@@ -1356,6 +1561,16 @@ fn _isa() -> &'static str {
 #[pymodule(gil_used = false)]
 fn _lenet5(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // Python runs signal handlers on its main thread only; note which one that
+    // is when the module is imported there (see `Signals`).
+    let threading = m.py().import("threading")?;
+    if threading
+        .call_method0("current_thread")?
+        .is(&threading.call_method0("main_thread")?)
+    {
+        let _ = MAIN_THREAD.set(std::thread::current().id());
+    }
+    m.add_function(wrap_pyfunction!(check_output_size, m)?)?;
     m.add_class::<PyNetwork>()?;
     m.add_class::<PyDataset>()?;
     m.add_function(wrap_pyfunction!(load_idx, m)?)?;

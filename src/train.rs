@@ -4,7 +4,11 @@
 //! is smaller than that). Each chunk runs forward and backward on its own
 //! workspace and writes its gradient into its own buffer; the buffers are then
 //! summed in chunk order. The chunks are the same whatever the number of
-//! threads, so a seed gives bit-identical weights with 1 thread or many.
+//! threads, so a seed gives bit-identical weights with 1 thread or many. The
+//! pool gets at most [`wave_chunks`] chunks at a time (one wave): a larger batch
+//! runs as several waves into the same buffers, each added to a running sum in
+//! chunk order, so memory stays bounded and the sum keeps its bits. Between
+//! waves a `poll` callback can stop the work (Ctrl-C).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -152,13 +156,71 @@ pub enum Order {
     Data,
 }
 
+/// Chunks handed to the pool at once: a small multiple of the threads (at least
+/// [`MIN_WAVE`]). A batch or a curvature sample of more chunks runs as several
+/// waves, each reusing the same gradient buffers, so memory does not grow with the
+/// batch size; between waves the caller's `poll` can stop the work.
+pub fn wave_chunks(threads: usize) -> usize {
+    threads.saturating_mul(WAVE_PER_THREAD).max(MIN_WAVE)
+}
+
+/// Chunks per thread in one wave (see [`wave_chunks`]).
+pub const WAVE_PER_THREAD: usize = 4;
+/// Fewest chunks in one wave: a batch of 256 images runs as one wave.
+pub const MIN_WAVE: usize = 16;
+
+/// Adds the `chunks` gradient buffers of `grads` (each `acc.len()` long) to
+/// `acc` in buffer order; with `first`, the first buffer is copied instead of
+/// added. Each parameter sees the same additions in the same order as
+/// [`Optimizer::step`]'s own sum over the buffers, so the result has the same
+/// bits however the chunks were grouped into waves.
+fn accumulate(
+    acc: &mut [f32],
+    grads: &[f32],
+    chunks: usize,
+    first: bool,
+    pool: Option<&rayon::ThreadPool>,
+) {
+    let np = acc.len();
+    let add = |(r, a): (usize, &mut [f32])| {
+        let lo = r * ACC_RANGE;
+        let len = a.len();
+        for c in 0..chunks {
+            let g = &grads[c * np + lo..c * np + lo + len];
+            if first && c == 0 {
+                a.copy_from_slice(g);
+            } else {
+                for (x, y) in a.iter_mut().zip(g) {
+                    *x += y;
+                }
+            }
+        }
+    };
+    match pool {
+        Some(pool) => pool.install(|| acc.par_chunks_mut(ACC_RANGE).enumerate().for_each(add)),
+        None => acc.chunks_mut(ACC_RANGE).enumerate().for_each(add),
+    }
+}
+
+/// Parameters per task when waves are summed in parallel.
+const ACC_RANGE: usize = 4096;
+
 /// Runs one epoch of mini-batch training.
 ///
 /// `observer(samples_done, mean_loss_so_far, params)` is called at most every
 /// `interval` and after the last batch; returning [`Control::Stop`] ends the
-/// epoch after the current batch. A non-finite loss or gradient stops with
+/// epoch after the current batch. `poll()` is called on the calling thread
+/// between waves of chunks (see [`wave_chunks`]) and after every batch; returning
+/// [`Control::Stop`] ends the epoch at once, abandoning a batch in progress, so
+/// `params` holds the last completed batch's values. Either way the returned
+/// stats have `stopped` set. A non-finite loss or gradient stops with
 /// [`LeNetError::Diverged`] before the update, so `params` keeps its last finite
 /// values. `order` says in which order the images come.
+///
+/// # Errors
+///
+/// [`LeNetError::Memory`] when the gradient buffers cannot be reserved (they hold
+/// at most [`wave_chunks`] chunks' gradients, whatever the batch size).
 #[allow(clippy::too_many_arguments)]
 pub fn train_epoch(
     lay: &Layout,
@@ -173,6 +235,7 @@ pub fn train_epoch(
     order: Order,
     interval: Duration,
     observer: &mut dyn FnMut(usize, f64, &[f32]) -> Control,
+    poll: &mut dyn FnMut() -> Control,
 ) -> Result<EpochStats> {
     if batch_size == 0 {
         return Err(LeNetError::value(
@@ -184,10 +247,18 @@ pub fn train_epoch(
     let bs = batch_size.min(n);
     let wide = wide_lanes();
     let lanes = if bs < wide { 1 } else { wide };
+    let threads = pool.current_num_threads();
     let max_chunks = bs.div_ceil(lanes);
-    let mut grads = try_alloc(max_chunks * np, "gradient buffers")?;
-    let mut stats = vec![(0.0f64, 0usize); max_chunks];
-    let wss = Workspaces::new(pool.current_num_threads(), lanes, lay.cfg.n_classes);
+    let wave = wave_chunks(threads).min(max_chunks);
+    let mut grads = try_alloc(buffer_len(wave, np)?, "gradient buffers")?;
+    // The running sum of a batch that takes more than one wave.
+    let mut acc = if max_chunks > wave {
+        try_alloc(np, "the gradient sum")?
+    } else {
+        Vec::new()
+    };
+    let mut stats = vec![(0.0f64, 0usize); wave];
+    let wss = Workspaces::new(threads, lanes, lay.cfg.n_classes);
     let mut visit: Vec<usize> = (0..n).collect();
     match order {
         Order::Shuffled => rng.shuffle(&mut visit),
@@ -202,54 +273,73 @@ pub fn train_epoch(
         let nch = idx.len().div_ceil(lanes);
         let scale = 1.0 / idx.len() as f32;
         let p: &[f32] = params;
-        let work = |(ci, (g, st)): (usize, (&mut [f32], &mut (f64, usize)))| {
-            let part = &idx[ci * lanes..((ci + 1) * lanes).min(idx.len())];
-            let (lab, nl) = chunk_labels(data, part);
-            let labels = &lab[..nl];
-            let wts = chunk_weights(data, part);
-            let weights = wts.as_ref().map(|w| &w[..nl]);
-            g.fill(0.0);
-            let first = b * bs + ci * lanes;
-            *st = wss.with(|ws| {
-                ws.smoothing = smoothing;
-                let mut tmp = [0.0f32; IN * IN];
-                fill_chunk(&mut ws.x, lanes, part, |i, dst, lane| match augment {
-                    None => data.images.write_lane(i, dst, lane, lanes),
-                    Some(d) => {
-                        data.images.write_lane(i, &mut tmp, 0, 1);
-                        let pos = (first + lane) as u64;
-                        d.draw(&mut image_rng(distort_seed, pos))
-                            .apply(&tmp, dst, lane, lanes);
-                    }
+        let mut batch_loss = 0.0f64;
+        let mut batch_correct = 0usize;
+        let mut c0 = 0;
+        while c0 < nch {
+            let wn = wave.min(nch - c0);
+            let work = |(wi, (g, st)): (usize, (&mut [f32], &mut (f64, usize)))| {
+                let ci = c0 + wi;
+                let part = &idx[ci * lanes..((ci + 1) * lanes).min(idx.len())];
+                let (lab, nl) = chunk_labels(data, part);
+                let labels = &lab[..nl];
+                let wts = chunk_weights(data, part);
+                let weights = wts.as_ref().map(|w| &w[..nl]);
+                g.fill(0.0);
+                let first = b * bs + ci * lanes;
+                *st = wss.with(|ws| {
+                    ws.smoothing = smoothing;
+                    let mut tmp = [0.0f32; IN * IN];
+                    fill_chunk(&mut ws.x, lanes, part, |i, dst, lane| match augment {
+                        None => data.images.write_lane(i, dst, lane, lanes),
+                        Some(d) => {
+                            data.images.write_lane(i, &mut tmp, 0, 1);
+                            let pos = (first + lane) as u64;
+                            d.draw(&mut image_rng(distort_seed, pos))
+                                .apply(&tmp, dst, lane, lanes);
+                        }
+                    });
+                    dispatch(TrainChunk {
+                        lay,
+                        p,
+                        ws,
+                        labels,
+                        weights,
+                        scale,
+                        grad: g,
+                    })
                 });
-                dispatch(TrainChunk {
-                    lay,
-                    p,
-                    ws,
-                    labels,
-                    weights,
-                    scale,
-                    grad: g,
-                })
-            });
-        };
-        if nch == 1 || pool.current_num_threads() == 1 {
-            // Nothing to share out: run here, without a hand-over to the pool.
-            grads[..nch * np]
-                .chunks_mut(np)
-                .zip(stats[..nch].iter_mut())
-                .enumerate()
-                .for_each(work);
-        } else {
-            pool.install(|| {
-                grads[..nch * np]
-                    .par_chunks_mut(np)
-                    .zip(stats[..nch].par_iter_mut())
+            };
+            if wn == 1 || threads == 1 {
+                // Nothing to share out: run here, without a hand-over to the pool.
+                grads[..wn * np]
+                    .chunks_mut(np)
+                    .zip(stats[..wn].iter_mut())
                     .enumerate()
                     .for_each(work);
-            });
+            } else {
+                pool.install(|| {
+                    grads[..wn * np]
+                        .par_chunks_mut(np)
+                        .zip(stats[..wn].par_iter_mut())
+                        .enumerate()
+                        .for_each(work);
+                });
+            }
+            for s in &stats[..wn] {
+                batch_loss += s.0;
+                batch_correct += s.1;
+            }
+            if wn < nch {
+                let sum_pool = (threads > 1).then_some(pool);
+                accumulate(&mut acc, &grads[..wn * np], wn, c0 == 0, sum_pool);
+            }
+            c0 += wn;
+            if c0 < nch && poll() == Control::Stop {
+                out.stopped = true;
+                return Ok(out);
+            }
         }
-        let batch_loss: f64 = stats[..nch].iter().map(|s| s.0).sum();
         if !batch_loss.is_finite() {
             return Err(LeNetError::Diverged(format!(
                 "training diverged at batch {b} of this epoch: the loss is {batch_loss}; the weights are kept from the last finite batch (try a smaller learning_rate)"
@@ -257,15 +347,16 @@ pub fn train_epoch(
         }
         // One thread, or one chunk's gradient (a sum of nothing): update on this
         // thread; the hand-over to the pool would cost more than it saves.
-        let step_pool = (pool.current_num_threads() > 1 && nch > 1).then_some(pool);
-        let ok = opt.step(params, &grads[..nch * np], np, step_pool);
+        let step_pool = (threads > 1 && nch > 1).then_some(pool);
+        let summed: &[f32] = if nch > wave { &acc } else { &grads[..nch * np] };
+        let ok = opt.step(params, summed, np, step_pool);
         if !ok {
             return Err(LeNetError::Diverged(format!(
                 "training diverged at batch {b} of this epoch: a gradient or weight is not finite; the weights are kept from the last finite batch (try a smaller learning_rate)"
             )));
         }
         out.loss_sum += batch_loss;
-        out.correct += stats[..nch].iter().map(|s| s.1).sum::<usize>();
+        out.correct += batch_correct;
         out.samples += idx.len();
         out.batches += 1;
         let done = out.samples == n;
@@ -277,6 +368,10 @@ pub fn train_epoch(
                 return Ok(out);
             }
         }
+        if !done && poll() == Control::Stop {
+            out.stopped = true;
+            return Ok(out);
+        }
     }
     Ok(out)
 }
@@ -284,6 +379,15 @@ pub fn train_epoch(
 /// Estimates the diagonal Gauss-Newton curvature `h_kk` of the loss, averaged
 /// over `n_samples` training images drawn without replacement (all if fewer),
 /// as the SDLM optimizer uses it (re-estimated before each pass in the paper).
+///
+/// The chunks run in waves (see [`wave_chunks`]) whose buffers are summed in
+/// chunk order, so memory does not grow with `n_samples`; `poll()` is called
+/// between waves on the calling thread.
+///
+/// # Errors
+///
+/// [`LeNetError::Interrupted`] when `poll` returned [`Control::Stop`];
+/// [`LeNetError::Memory`] when the buffers cannot be reserved.
 pub fn estimate_curvature(
     lay: &Layout,
     params: &[f32],
@@ -291,6 +395,7 @@ pub fn estimate_curvature(
     n_samples: usize,
     rng: &mut Rng,
     pool: &rayon::ThreadPool,
+    poll: &mut dyn FnMut() -> Control,
 ) -> Result<Vec<f32>> {
     let n = data.len();
     let m = n_samples.clamp(1, n);
@@ -305,41 +410,60 @@ pub fn estimate_curvature(
     let wide = wide_lanes();
     let lanes = if m < wide { 1 } else { wide };
     let nch = m.div_ceil(lanes);
+    let threads = pool.current_num_threads();
+    let wave = wave_chunks(threads).min(nch);
     // Squares of weights below 1.1e-19 would be subnormal (see `simd`).
     let p2: Vec<f32> = params.iter().map(|&v| square(v)).collect();
-    let mut grads = try_alloc(nch * np, "curvature buffers")?;
-    let wss = Workspaces::new(pool.current_num_threads(), lanes, lay.cfg.n_classes);
+    let mut grads = try_alloc(buffer_len(wave, np)?, "curvature buffers")?;
+    let mut h = try_alloc(np, "the curvature")?;
+    let wss = Workspaces::new(threads, lanes, lay.cfg.n_classes);
     let scale = 1.0 / m as f32;
-    pool.install(|| {
-        grads.par_chunks_mut(np).enumerate().for_each(|(ci, g)| {
-            let part = &idx[ci * lanes..((ci + 1) * lanes).min(m)];
-            let (lab, nl) = chunk_labels(data, part);
-            let labels = &lab[..nl];
-            wss.with(|ws| {
-                fill_chunk(&mut ws.x, lanes, part, |i, dst, lane| {
-                    data.images.write_lane(i, dst, lane, lanes)
+    let mut c0 = 0;
+    while c0 < nch {
+        let wn = wave.min(nch - c0);
+        pool.install(|| {
+            grads[..wn * np]
+                .par_chunks_mut(np)
+                .enumerate()
+                .for_each(|(wi, g)| {
+                    let ci = c0 + wi;
+                    let part = &idx[ci * lanes..((ci + 1) * lanes).min(m)];
+                    let (lab, nl) = chunk_labels(data, part);
+                    let labels = &lab[..nl];
+                    g.fill(0.0);
+                    wss.with(|ws| {
+                        fill_chunk(&mut ws.x, lanes, part, |i, dst, lane| {
+                            data.images.write_lane(i, dst, lane, lanes)
+                        });
+                        dispatch(CurvatureChunk {
+                            lay,
+                            p: params,
+                            p2: &p2,
+                            ws,
+                            labels,
+                            scale,
+                            grad: g,
+                        })
+                    });
                 });
-                dispatch(CurvatureChunk {
-                    lay,
-                    p: params,
-                    p2: &p2,
-                    ws,
-                    labels,
-                    scale,
-                    grad: g,
-                })
-            });
         });
-    });
-    let mut h = vec![0.0f32; np];
-    for g in grads.chunks(np) {
-        for (a, b) in h.iter_mut().zip(g) {
-            *a += b;
+        let sum_pool = (threads > 1).then_some(pool);
+        accumulate(&mut h, &grads[..wn * np], wn, false, sum_pool);
+        c0 += wn;
+        if c0 < nch && poll() == Control::Stop {
+            return Err(LeNetError::Interrupted);
         }
     }
     // The optimizer keeps `h` for a whole pass: no subnormals in it.
     flush_all(&mut h);
     Ok(h)
+}
+
+/// `chunks * np` floats, or a value error when the product overflows.
+fn buffer_len(chunks: usize, np: usize) -> Result<usize> {
+    chunks
+        .checked_mul(np)
+        .ok_or_else(|| LeNetError::value(format!("{chunks} buffers of {np} floats overflow")))
 }
 
 /// Reserves a zeroed buffer, reporting failure instead of aborting.
@@ -355,6 +479,72 @@ pub fn try_alloc(n: usize, what: &str) -> Result<Vec<f32>> {
     Ok(v)
 }
 
+/// The most memory one output may take: the machine's physical memory (Linux:
+/// `MemTotal` in /proc/meminfo), or 64 GiB where that cannot be read. An output
+/// larger than this cannot be held, and on a system that overcommits memory
+/// the attempt would end the process rather than fail.
+pub fn memory_limit() -> u64 {
+    static LIMIT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
+                let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+                kib.checked_mul(1024)
+            })
+            .unwrap_or(64 << 30)
+    })
+}
+
+/// Checks, before anything is allocated, that an output of `n` items of
+/// `per_item` elements of `elem_bytes` bytes each fits in [`memory_limit`];
+/// returns the number of elements.
+///
+/// # Errors
+///
+/// [`LeNetError::Value`] saying how much memory the output would need (also
+/// when that number does not fit in 64 bits).
+pub fn check_output(n: usize, per_item: usize, elem_bytes: usize, what: &str) -> Result<usize> {
+    let elements = n.checked_mul(per_item);
+    let bytes = elements.and_then(|e| e.checked_mul(elem_bytes));
+    let limit = memory_limit();
+    match (elements, bytes) {
+        (Some(e), Some(b)) if b as u64 <= limit => Ok(e),
+        (_, b) => {
+            let need = match b {
+                Some(b) => format!("{} ({b} bytes)", human_bytes(b as f64)),
+                None => format!(
+                    "{} ({n} x {per_item} x {elem_bytes} bytes, more than 2^64)",
+                    human_bytes(n as f64 * per_item as f64 * elem_bytes as f64)
+                ),
+            };
+            Err(LeNetError::value(format!(
+                "{what} for {n} images would need {need} of memory, more than this machine's {}; pass the images in smaller batches",
+                human_bytes(limit as f64)
+            )))
+        }
+    }
+}
+
+/// A byte count for messages: "1.5 GiB".
+fn human_bytes(b: f64) -> String {
+    let units = [
+        "bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB",
+    ];
+    let mut v = b;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} bytes")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
 /// What [`infer`] writes per image.
 pub enum InferOut<'a> {
     /// Class probabilities, `[n][K]`.
@@ -366,14 +556,21 @@ pub enum InferOut<'a> {
 }
 
 /// Runs the network on every image of `view` (validated first), writing into `out`.
-/// Work is split into chunks of [`wide_lanes`] images over the pool; fewer
-/// than that run on the calling thread, one at a time.
+/// Work is split into chunks of [`wide_lanes`] images over the pool, handed out
+/// [`INFER_WAVE_FACTOR`] x [`wave_chunks`] at a time; `poll()` is called on the calling thread between
+/// two such waves. Fewer than two chunks run on the calling thread.
+///
+/// # Errors
+///
+/// [`LeNetError::Value`] for an invalid pixel; [`LeNetError::Interrupted`] when
+/// `poll` returned [`Control::Stop`].
 pub fn infer<T: Pixel>(
     lay: &Layout,
     params: &[f32],
     view: &ImageView<'_, T>,
     pool: Option<&rayon::ThreadPool>,
     out: InferOut<'_>,
+    poll: &mut dyn FnMut() -> Control,
 ) -> Result<()> {
     let n = view.n;
     let k = lay.cfg.n_classes;
@@ -387,9 +584,12 @@ pub fn infer<T: Pixel>(
         for i in start..start + live {
             view.check(i)?;
         }
-        let idx: Vec<usize> = (start..start + live).collect();
+        let mut idx = [0usize; MAX_LANES];
+        for (lane, slot) in idx.iter_mut().enumerate().take(live) {
+            *slot = start + lane;
+        }
         let lanes = ws.lanes;
-        fill_chunk(&mut ws.x, lanes, &idx, |i, dst, lane| {
+        fill_chunk(&mut ws.x, lanes, &idx[..live], |i, dst, lane| {
             view.write_lane(i, dst, lane, lanes)
         });
         dispatch(Forward { lay, p: params, ws });
@@ -423,6 +623,7 @@ pub fn infer<T: Pixel>(
         let mut wide_ws = (n >= wide).then(|| Workspace::new(wide, k));
         let mut out = out;
         let mut i = 0;
+        let mut since_poll = 0;
         while i < n {
             // With at least one full chunk, the rest also runs as a (partly
             // filled) wide chunk, so that an image's result does not depend on
@@ -441,32 +642,159 @@ pub fn infer<T: Pixel>(
                 }
             }
             i += live;
+            since_poll += live;
+            if since_poll >= POLL_IMAGES && i < n {
+                since_poll = 0;
+                if poll() == Control::Stop {
+                    return Err(LeNetError::Interrupted);
+                }
+            }
         }
         return Ok(());
     }
-    let pool = pool.unwrap();
-    let wss = Workspaces::new(pool.current_num_threads(), wide, k);
-    pool.install(|| match out {
-        InferOut::Proba(p) => p
-            .par_chunks_mut(wide * k)
-            .enumerate()
-            .try_for_each(|(ci, rows)| {
-                let live = rows.len() / k;
-                wss.with(|ws| run(ci * wide, live, ws, Some(rows), None, None))
-            }),
-        InferOut::Scores(s) => s
-            .par_chunks_mut(wide * k)
-            .enumerate()
-            .try_for_each(|(ci, rows)| {
-                let live = rows.len() / k;
-                wss.with(|ws| run(ci * wide, live, ws, None, None, Some(rows)))
-            }),
-        InferOut::Argmax(a) => a
-            .par_chunks_mut(wide)
-            .enumerate()
-            .try_for_each(|(ci, rows)| {
-                let live = rows.len();
-                wss.with(|ws| run(ci * wide, live, ws, None, Some(rows), None))
-            }),
-    })
+    let pool = pool.expect("checked above");
+    let threads = pool.current_num_threads();
+    let wss = Workspaces::new(threads, wide, k);
+    // Images per hand-over to the pool: inference keeps no gradient buffers, so its
+    // waves can be larger (fewer hand-overs and idle tails), still only milliseconds.
+    let block = wave_chunks(threads) * INFER_WAVE_FACTOR * wide;
+    let mut out = out;
+    let mut start = 0;
+    while start < n {
+        let end = (start + block).min(n);
+        let first = start / wide;
+        pool.install(|| match &mut out {
+            InferOut::Proba(p) => p[start * k..end * k]
+                .par_chunks_mut(wide * k)
+                .enumerate()
+                .try_for_each(|(ci, rows)| {
+                    let live = rows.len() / k;
+                    wss.with(|ws| run((first + ci) * wide, live, ws, Some(rows), None, None))
+                }),
+            InferOut::Scores(s) => s[start * k..end * k]
+                .par_chunks_mut(wide * k)
+                .enumerate()
+                .try_for_each(|(ci, rows)| {
+                    let live = rows.len() / k;
+                    wss.with(|ws| run((first + ci) * wide, live, ws, None, None, Some(rows)))
+                }),
+            InferOut::Argmax(a) => {
+                a[start..end]
+                    .par_chunks_mut(wide)
+                    .enumerate()
+                    .try_for_each(|(ci, rows)| {
+                        let live = rows.len();
+                        wss.with(|ws| run((first + ci) * wide, live, ws, None, Some(rows), None))
+                    })
+            }
+        })?;
+        start = end;
+        if start < n && poll() == Control::Stop {
+            return Err(LeNetError::Interrupted);
+        }
+    }
+    Ok(())
+}
+
+/// How many times [`wave_chunks`] chunks one wave of [`infer`] holds.
+pub const INFER_WAVE_FACTOR: usize = 8;
+
+/// Images between two calls of `poll` where images are processed one at a time.
+pub const POLL_IMAGES: usize = 256;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::{ArchConfig, Init};
+    use crate::optim::OptimKind;
+
+    fn data(n: usize) -> Dataset {
+        let mut rng = Rng::new(7);
+        let pixels: Vec<u8> = (0..n * 28 * 28).map(|_| rng.below(256) as u8).collect();
+        let view = ImageView::contiguous(&pixels, n, 28).unwrap();
+        let labels = (0..n).map(|i| (i % 10) as u32).collect();
+        Dataset::new(ImageStore::from_view(&view, true).unwrap(), labels).unwrap()
+    }
+
+    fn pool(threads: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+    }
+
+    /// One epoch on `data`; the poll stops after `stop_after` polls (never with None).
+    fn epoch(
+        data: &Dataset,
+        batch: usize,
+        threads: usize,
+        stop_after: Option<usize>,
+    ) -> (Vec<f32>, EpochStats) {
+        let lay = ArchConfig::default().layout();
+        let mut params = lay.init_params(Init::LeCun, &mut Rng::new(1));
+        let kind = OptimKind::Sgd {
+            momentum: 0.9,
+            nesterov: false,
+        };
+        let mut opt = Optimizer::new(kind, 0.01, 0.0, lay.n_params_total()).unwrap();
+        let mut polls = 0;
+        let stats = train_epoch(
+            &lay,
+            &mut params,
+            &mut opt,
+            &mut Rng::new(2),
+            data,
+            batch,
+            &pool(threads),
+            None,
+            0.0,
+            Order::Shuffled,
+            Duration::from_secs(1000),
+            &mut |_, _, _| Control::Continue,
+            &mut || {
+                polls += 1;
+                match stop_after {
+                    Some(s) if polls > s => Control::Stop,
+                    _ => Control::Continue,
+                }
+            },
+        )
+        .unwrap();
+        (params, stats)
+    }
+
+    /// A batch of many waves gives the bits of one wave: with 8 threads a wave holds
+    /// all 32 chunks of a 512-image batch (wide chunks of 16; of 8: 64 chunks, two
+    /// waves against four), with 1 thread it takes several waves.
+    #[test]
+    fn waves_keep_the_bits_of_one_sum() {
+        let d = data(1024);
+        let (one, s1) = epoch(&d, 512, 1, None);
+        let (many, s8) = epoch(&d, 512, 8, None);
+        assert_eq!(one, many);
+        assert_eq!(s1, s8);
+        assert!(512usize.div_ceil(wide_lanes()) > wave_chunks(1));
+    }
+
+    /// A poll that says stop within a batch abandons that batch: the parameters are
+    /// those of the last completed batch.
+    #[test]
+    fn a_stop_within_a_batch_keeps_the_last_completed_batch() {
+        let d = data(1024);
+        let lay = ArchConfig::default().layout();
+        let initial = lay.init_params(Init::LeCun, &mut Rng::new(1));
+        let (p, s) = epoch(&d, 1024, 1, Some(0));
+        assert!(s.stopped);
+        assert_eq!(s.batches, 0);
+        assert_eq!(p, initial);
+    }
+
+    #[test]
+    fn output_sizes_are_checked_before_allocation() {
+        assert!(check_output(1000, 10, 4, "x").is_ok());
+        let e = check_output(usize::MAX / 2, 1024, 4, "the distorted images").unwrap_err();
+        assert!(e.to_string().contains("more than 2^64"), "{e}");
+        let e = check_output(1 << 40, 1024, 4, "the probabilities").unwrap_err();
+        assert!(e.to_string().contains("would need 4.0 PiB"), "{e}");
+    }
 }

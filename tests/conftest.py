@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -80,6 +83,21 @@ def snapshot(model) -> dict:
         state["history_"] = {k: list(v) for k, v in model.history_.items()}
         state["weights"] = model.get_weights()
     return state
+
+
+def child_report(script: str, timeout: float = 300) -> object:
+    """Run ``script`` in a child Python process and return what it printed as JSON after
+    ``REPORT `` (an assertion error with its stderr if it failed)."""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(li for li in done.stdout.splitlines() if li.startswith("REPORT "))
+    return json.loads(line[len("REPORT ") :])
 
 
 def assert_same_snapshot(before: dict, after: dict) -> None:

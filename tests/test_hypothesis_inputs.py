@@ -309,7 +309,7 @@ def test_any_hyperparameter_value_never_panics(small, data):
     try:
         _, err = call_public(estimator.fit, x[:32], y[:32])
     except FloatingPointError:  # a huge learning rate or weight decay diverges: documented
-        assert all(np.isfinite(w).all() for w in estimator.get_weights().values())
+        assert not hasattr(estimator, "classes_")  # and the failed fit changed nothing
         return
     if err is not None:
         assert name in str(err), (name, value, err)

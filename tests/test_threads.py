@@ -315,3 +315,58 @@ def test_native_huge_n_jobs_answers_quickly():
     except subprocess.TimeoutExpired:
         pytest.fail("predict(x, n_jobs=100000) did not answer within 10 s")
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_predict_takes_one_snapshot_while_a_fit_changes_the_classes(mnist):
+    """The issue's race: predict read the network before its native call and ``classes_``
+    after it, so a fit with other classes in between gave IndexError (30 of 30 runs).
+    Each call now reads the network and the classes together, installed by fit in one
+    step: every answer holds labels of one fit only."""
+    (x, y), (xt, _) = mnist
+    big = np.concatenate([xt] * 8)
+    model = LeNet5(epochs=1, random_state=0, verbose=0, n_jobs=1).fit(x[:64], y[:64])
+    digits = {int(d) for d in range(10)}
+
+    def predict(answers, errors):
+        try:
+            answers.append(model.predict(big))
+            answers.append(model.predict_proba(big[:2000]).shape[1])
+            answers.append(model.score(big[:2000], np.zeros(2000, dtype=np.int64)))
+        except Exception as err:
+            errors.append(repr(err))
+
+    for run in range(10):
+        answers, errors = [], []
+        thread = threading.Thread(target=predict, args=(answers, errors))
+        thread.start()
+        time.sleep(0.005)
+        labels = np.where(y[:64] % 2, "odd", "even") if run % 2 == 0 else y[:64]
+        model.fit(x[:64], labels)
+        thread.join(TIMEOUT)
+        assert errors == [], errors
+        predicted = answers[0]
+        assert set(predicted.tolist()) <= {"odd", "even"} or set(predicted.tolist()) <= digits
+        assert answers[1] in (2, 10)
+
+
+def test_bit_identical_with_batches_of_many_waves(mnist):
+    """A batch of 1,000 images is more chunks than one wave of gradient buffers holds
+    (the buffers no longer grow with the batch): the sum keeps its order, so the weights
+    are still bit-identical for any n_jobs, also with SDLM's curvature on 2,000 samples."""
+    (x, y), _ = mnist
+    for params in (
+        {"batch_size": 1000},
+        {
+            "optimizer": "sdlm",
+            "batch_size": 1000,
+            "curvature_samples": 2000,
+            "learning_rate": 1e-4,
+        },
+    ):
+        weights = [
+            LeNet5(epochs=1, random_state=0, verbose=0, n_jobs=jobs, **params)
+            .fit(x[:2000], y[:2000])
+            .get_weights()
+            for jobs in (1, 2)
+        ]
+        assert weights_equal(*weights), params

@@ -143,13 +143,11 @@ def test_validation_split_is_stratified():
     from lenet5._estimator import _stratified_split
 
     y = np.repeat(np.arange(3), [10, 20, 1])
-    x = np.arange(31 * 4, dtype=np.uint8).reshape(31, 2, 2)
-    x_train, y_train, (x_val, y_val) = _stratified_split(x, y, 3, 0.2, seed=0)
-    np.testing.assert_array_equal(np.bincount(y_val, minlength=3), [2, 4, 0])
-    np.testing.assert_array_equal(np.bincount(y_train, minlength=3), [8, 16, 1])
+    keep, held = _stratified_split(y, 3, 0.2, seed=0)
+    np.testing.assert_array_equal(np.bincount(y[held], minlength=3), [2, 4, 0])
+    np.testing.assert_array_equal(np.bincount(y[keep], minlength=3), [8, 16, 1])
     # every sample lands on exactly one side
-    merged = np.sort(np.concatenate([x_train[:, 0, 0], x_val[:, 0, 0]]))
-    np.testing.assert_array_equal(merged, x[:, 0, 0])
+    np.testing.assert_array_equal(np.sort(np.concatenate([keep, held])), np.arange(31))
 
 
 def test_cosine_and_callable_schedules(small, make_model):
@@ -303,10 +301,9 @@ def test_divergence_raises_floating_point_error_naming_the_epoch(small, make_mod
     model = make_model(epochs=3, learning_rate=1e6, activation="relu", pooling="max", momentum=0.0)
     with pytest.raises(FloatingPointError, match="diverged in epoch 1"):
         model.fit(x, y)
-    weights = model.get_weights()
-    assert all(np.isfinite(w).all() for w in weights.values())
-    assert model.n_iter_ == 0
-    assert model.predict(xt[:5]).shape == (5,)
+    assert not hasattr(model, "classes_")  # a failed fit changes nothing
+    model.set_params(learning_rate=0.05)
+    assert model.fit(x, y).predict(xt[:5]).shape == (5,)
 
 
 # ---------------------------------------------------------------- threads

@@ -293,3 +293,110 @@ def test_predict_rejects_bad_input_with_messages(fitted_small):
         fitted_small.predict_proba(np.zeros((2, 28, 28), dtype=bool))
     with pytest.raises(ValueError, match="0 images"):
         fitted_small.predict(np.zeros((0, 784)))
+
+
+# ---------------------------------------------------------------- validate, then commit
+
+
+@pytest.mark.parametrize(
+    ("schedule", "match"),
+    [
+        (lambda epoch, lr: -1.0 if epoch == 1 else lr, r"lr_schedule\(1, 0.05\) returned -1.0"),
+        (lambda epoch, lr: 1e-50 if epoch == 2 else lr, "float32 cannot hold .*become 0.0"),
+        (lambda epoch, lr: 1e39 if epoch == 1 else lr, "float32 cannot hold .*become inf"),
+        (lambda epoch, lr: 1e-40 if epoch == 1 else lr, "float32 cannot hold"),
+        (lambda epoch, lr: float("nan") if epoch == 2 else lr, "positive finite learning rate"),
+        (lambda epoch, lr: "fast" if epoch == 1 else lr, "positive finite learning rate"),
+    ],
+)
+@pytest.mark.parametrize("fitted_before", [False, True])
+def test_a_bad_learning_rate_at_any_epoch_changes_nothing(
+    small, make_model, schedule, match, fitted_before
+):
+    """Every learning rate of the fit is produced and checked before anything changes:
+    a callable lr_schedule that goes wrong at a later epoch (before: after the network
+    had been replaced and trained) or a rate that float32 would turn into 0 (before:
+    silently 0, no training at all) raises ValueError and leaves the model as it was."""
+    (x, y), _ = small
+    model = make_model(epochs=3)
+    if fitted_before:
+        model.fit(x[:200], y[:200])
+    calls = []
+
+    def recording(epoch, lr):
+        calls.append(epoch)
+        return schedule(epoch, lr)
+
+    model.set_params(lr_schedule=recording)
+    before = snapshot(model)
+    with pytest.raises(ValueError, match=match):
+        model.fit(x, y)
+    assert_same_snapshot(before, snapshot(model))
+    for warm in (True, False):
+        model.set_params(warm_start=warm)
+        before = snapshot(model)
+        with pytest.raises(ValueError, match=match):
+            model.fit(x, y)
+        assert_same_snapshot(before, snapshot(model))
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"learning_rate": 1e-50}, "float32 cannot hold"),
+        ({"learning_rate": 1e-37, "lr_schedule": "cosine", "epochs": 50}, "gives epoch 50 "),
+        ({"learning_rate": 1e-37, "lr_schedule": "paper", "epochs": 20}, "gives epoch 9 "),
+    ],
+)
+def test_string_schedules_are_checked_for_every_epoch_too(small, make_model, params, match):
+    (x, y), _ = small
+    model = make_model(**params)
+    with pytest.raises(ValueError, match=match):
+        model.fit(x, y)
+    assert not hasattr(model, "classes_")
+
+
+def test_partial_fit_checks_its_learning_rate_before_any_change(small, make_model):
+    (x, y), _ = small
+    model = make_model().partial_fit(x, y)
+    model.set_params(lr_schedule=lambda epoch, lr: 0.0)
+    before = snapshot(model)
+    with pytest.raises(ValueError, match="positive finite learning rate"):
+        model.partial_fit(x, y)
+    assert_same_snapshot(before, snapshot(model))
+    model.set_params(lr_schedule=lambda epoch, lr: 1e-45)
+    before = snapshot(model)
+    with pytest.raises(ValueError, match="float32 cannot hold"):
+        model.partial_fit(x, y)
+    assert_same_snapshot(before, snapshot(model))
+
+
+def test_a_callback_error_in_a_later_epoch_changes_nothing(small, make_model):
+    """Any error that ends a fit (here a callback's) leaves the model as it was before
+    the call, also on a warm start, whose network is trained as a copy."""
+    (x, y), _ = small
+    model = make_model(epochs=1).fit(x, y)
+
+    def failing(epoch, logs):
+        if epoch == 3:
+            raise RuntimeError("callback failed")
+
+    model.set_params(epochs=3, callbacks=failing)
+    for warm in (False, True):
+        model.set_params(warm_start=warm)
+        before = snapshot(model)
+        with pytest.raises(RuntimeError, match="callback failed"):
+            model.fit(x, y)
+        assert_same_snapshot(before, snapshot(model))
+
+
+def test_the_native_learning_rate_refuses_what_float32_cannot_hold():
+    from lenet5 import _lenet5
+
+    net = _lenet5.Network(10)
+    net.reset_optimizer("sgd", learning_rate=0.01)
+    for bad in (1e-50, 1e-40, 1e39, 0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="learning_rate must be a positive number that"):
+            net.set_learning_rate(bad)
+        with pytest.raises(ValueError, match="learning_rate must be a positive number that"):
+            net.reset_optimizer("sgd", learning_rate=bad)

@@ -6,12 +6,14 @@ import contextlib
 import inspect
 import math
 import numbers
+import operator
 import os
+import signal
 import threading
 import time
 import warnings
-from collections.abc import Iterator
-from typing import Any, Callable
+from collections.abc import Iterator, Sequence
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -31,6 +33,9 @@ from ._validation import (
     check_weights,
     encode_labels,
     labels_to_indices,
+    native_chunks,
+    run_in_chunks,
+    to_native,
 )
 from ._weights import check_class_weight, training_weights
 
@@ -150,6 +155,18 @@ PRESET_AUGMENT = {"paper": {"translate": 1.0, "scale": 0.05, "squeeze": 0.05, "s
 
 #: Seconds between two progress reports from the native training loop.
 PROGRESS_INTERVAL = 0.2
+
+#: Values per image that ``activations`` returns besides the output layer's (C1 6x28x28,
+#: S2 6x14x14, C3 16x10x10, S4 16x5x5, C5 120, F6 84).
+ACTIVATION_VALUES = 6 * 28 * 28 + 6 * 14 * 14 + 16 * 10 * 10 + 16 * 5 * 5 + 120 + 84
+
+#: Largest bound on the magnitude of any pre-activation or output value (see
+#: ``_output_bound``) a fit may leave: a quarter of float32's largest number, so that no
+#: sum in a forward pass and no difference in the softmax can overflow.
+OUTPUT_BOUND_LIMIT = float(np.finfo(np.float32).max) / 4
+
+# Reads the network and the classes of a fitted model in one call (see _fitted_state).
+_FITTED_PAIR = operator.itemgetter("_net", "classes_")
 
 #: Keys of ``history_``, in order.
 HISTORY_KEYS = (
@@ -511,15 +528,25 @@ class LeNet5:
     Notes
     -----
     **Ctrl-C.** A KeyboardInterrupt during ``fit`` or ``partial_fit`` stops training
-    within a fraction of a second. The model keeps the weights of the last completed
+    within half a second (the native loops check for it inside a batch, the curvature
+    estimate and validation too). The model keeps the weights of the last completed
     mini-batch (or, with early stopping, of the best epoch), ``history_`` and ``n_iter_``
-    cover the completed epochs, a :class:`UserWarning` says that training was interrupted,
-    and the method **returns the model** instead of re-raising, so a notebook cell or a
-    script goes on with a usable model.
+    cover the completed epochs (each epoch is recorded in one step), a
+    :class:`UserWarning` says that training was interrupted, and the method **returns the
+    model** instead of re-raising, so a notebook cell or a script goes on with a usable
+    model. Ctrl-C during the set-up takes effect when it is done: training then stops
+    before its first update.
 
-    **Divergence.** A non-finite loss raises :class:`FloatingPointError` naming the epoch
-    and the mini-batch; the model keeps the weights it had before that epoch, the last
-    finite ones that ``history_`` describes (with early stopping, the best epoch's).
+    **Failures change nothing.** A ``fit`` or ``partial_fit`` that raises (bad input, a
+    callable ``lr_schedule`` returning a bad rate at any epoch, divergence, a callback's
+    error, no memory) leaves the model as it was before the call; a warm start or
+    ``partial_fit`` trains a copy of the network and installs it as it goes.
+
+    **Divergence.** A non-finite loss or gradient raises :class:`FloatingPointError`
+    naming the epoch and the mini-batch. So does an epoch after which some valid image
+    could give non-finite outputs (a bound on every value of a forward pass, derived from
+    the weights, exceeds a quarter of float32's largest number): no fit returns a model
+    whose probabilities are not finite.
 
     **Training that went nowhere.** When ``fit`` ends normally (out of epochs, or stopped
     by early stopping or a callback; not on Ctrl-C, not when it raises) after at least one
@@ -885,13 +912,19 @@ class LeNet5:
         return self._is_fitted()
 
     def _fitted_net(self) -> Any:
-        net = self.__dict__.get("_net")
-        if net is None:
+        return self._fitted_state()[0]
+
+    def _fitted_state(self) -> tuple[Any, np.ndarray]:
+        """The network and ``classes_``, read together: one snapshot per call, so that a
+        ``fit`` in another thread (which installs both in one step) cannot pair one
+        fit's network with another fit's classes."""
+        try:
+            return _FITTED_PAIR(self.__dict__)  # one C call: no other thread runs between
+        except KeyError:
             raise NotFittedError(
                 f"This {type(self).__name__} instance is not fitted yet; call fit (or "
                 "partial_fit) with training data first."
-            )
-        return net
+            ) from None
 
     @property
     def loss_curve_(self) -> list[float]:
@@ -908,16 +941,23 @@ class LeNet5:
             return None
         return scores
 
-    def _commit_new_network(self, net: Any, classes: np.ndarray) -> None:
-        """Install a freshly built network and reset the fitted state."""
-        self.classes_ = classes
-        self.n_iter_ = 0
-        self.history_: dict[str, list[Any]] = {key: [] for key in HISTORY_KEYS}
-        self.best_epoch_: int | None = None
-        self.n_params_ = int(net.n_params)
-        self.hessian_diag_: dict[str, np.ndarray] | None = None
-        self.step_sizes_: dict[str, np.ndarray] | None = None
-        self._net = net
+    def _commit_new_network(self, net: Any, classes: np.ndarray, **extra: Any) -> None:
+        """Install a freshly built network and reset the fitted state, in one step (a
+        single ``dict.update``: neither a Ctrl-C nor another thread sees half of it)."""
+        history: dict[str, list[Any]] = {key: [] for key in HISTORY_KEYS}
+        self.__dict__.update(
+            {
+                "classes_": classes,
+                "n_iter_": 0,
+                "history_": history,
+                "best_epoch_": None,
+                "n_params_": int(net.n_params),
+                "hessian_diag_": None,
+                "step_sizes_": None,
+                "_net": net,
+                **extra,
+            }
+        )
 
     # ------------------------------------------------------------------ locking
 
@@ -946,25 +986,26 @@ class LeNet5:
             lock.release()
 
     @contextlib.contextmanager
-    def _unchanged_on_memory_error(self, batch_size: int, n_samples: int) -> Iterator[None]:
-        """Put the model back as it was when training cannot get its memory."""
-        state = dict(self.__dict__)
-        if "history_" in state:
-            state["history_"] = {k: list(v) for k, v in state["history_"].items()}
-        net = state.get("_net")
-        weights = net.get_weights() if net is not None else None
+    def _unchanged_on_error(
+        self, before: dict[str, Any], batch_size: int, n_samples: int
+    ) -> Iterator[None]:
+        """Put the model back as it was (``before``, its ``__dict__`` before the fit) when
+        training raises: a failed fit or partial_fit changes nothing. Training never
+        touches the network of ``before`` (a new network, or a copy of the old one, is
+        trained), and the fitted attributes are only ever replaced, never changed in
+        place, so the shallow copy ``before`` is the whole old state. A KeyboardInterrupt
+        is not an error here: the model keeps what was trained (see ``_train``)."""
         try:
             yield
-        except MemoryError as err:
-            self.__dict__.clear()
-            self.__dict__.update(state)
-            if net is not None and weights is not None:
-                net.set_weights(weights)
-            raise MemoryError(
-                f"{err}: training needs memory in proportion to the batch size (batch_size="
-                f"{batch_size!r:.30}, {min(batch_size, n_samples)} images per batch here); "
-                "use a smaller batch_size. The model is unchanged."
-            ) from err
+        except Exception as err:
+            self.__dict__ = dict(before)  # one step
+            if isinstance(err, MemoryError):
+                raise MemoryError(
+                    f"{err}: training needs memory in proportion to the batch size "
+                    f"(batch_size={batch_size!r:.30}, {min(batch_size, n_samples)} images "
+                    "per batch here); use a smaller batch_size. The model is unchanged."
+                ) from err
+            raise
 
     # ------------------------------------------------------------------ training
 
@@ -1020,8 +1061,8 @@ class LeNet5:
         TypeError, ValueError
             For bad input or hyperparameters; the model is left unchanged.
         FloatingPointError
-            When the loss becomes non-finite (the model keeps the weights it had before
-            the diverging epoch).
+            When the loss becomes non-finite, or the network could give non-finite
+            outputs after an epoch (the model is left as it was before the call).
         RuntimeError
             When another ``fit`` or ``partial_fit`` is running on this model.
 
@@ -1051,68 +1092,92 @@ class LeNet5:
         >>> model.n_iter_, len(model.history_["val_accuracy"])
         (2, 2)
         """
-        with self._exclusive("fit"):
-            p = self._checked_params()
-            x3 = check_images(x, "x")
-            y_arr = check_labels(y, x3.shape[0], "y")
-            given_weights = check_sample_weight(sample_weight, x3.shape[0])
-            classes, y_idx = encode_labels(y_arr, "y")
-            _check_n_classes(p, classes)
-            warn_if_inverted(x3, "x")
-            warm = p["warm_start"] and self._is_fitted()
-            if warm:
-                self._check_warm_start(p, classes)
-            initial_epoch = _check_initial_epoch(initial_epoch, p["epochs"])
-            val = None
-            if validation_data is not None:
-                val = _check_validation_data(validation_data, classes)
-            init_seed, shuffle_seed, split_seed = _draw_seeds(self.random_state)
-            fraction = p["validation_fraction"]
-            if val is None and fraction is None and p["early_stopping"]:
-                fraction = 0.1
-            if val is None and fraction is not None:
-                if given_weights is not None:  # the same split, of the weights
-                    kept, _, _ = _stratified_split(
-                        np.arange(y_idx.shape[0]), y_idx, len(classes), fraction, split_seed
-                    )
-                    given_weights = given_weights[kept]
-                x3, y_idx, val = _stratified_split(x3, y_idx, len(classes), fraction, split_seed)
-            weights = training_weights(p["class_weight"], given_weights, y_idx, classes)
-            train_set = _lenet5.Dataset(x3, y_idx, weights)
-            n_features = int(x3.shape[1] * x3.shape[2])
-            if warm:
-                net = self._net
-            else:
-                net = _lenet5.Network(
-                    len(classes), **{k: p[k] for k in ARCHITECTURE}, seed=init_seed
-                )
-            # A warm start carries on with the optimizer's state and the random stream,
-            # unless the optimizer's settings changed.
-            if not (warm and self.__dict__.get("_optimizer_key") == _optimizer_key(p)):
-                self._reset_optimizer(net, p, shuffle_seed)
-            # Everything is checked: from here on the model changes.
-            with self._unchanged_on_memory_error(p["batch_size"], len(train_set)):
-                if not warm:
-                    self._commit_new_network(net, classes)
-                self.n_features_in_ = n_features
-                n_before = self.n_iter_
-                completed = self._train(
-                    net,
-                    train_set,
-                    p,
-                    n_epochs=p["epochs"] - (initial_epoch or 0),
-                    val=val,
-                    schedule_start=initial_epoch,
-                    order_seed=_order_seed(shuffle_seed),
-                )
+        # Ctrl-C raises only inside the training loop; anywhere else in fit (the set-up,
+        # the bookkeeping of an epoch, the end) it is held back (see _Interrupts).
+        with _Interrupts() as interrupts, self._exclusive("fit"):
+            run, y_idx = self._set_up_fit(x, y, validation_data, sample_weight, initial_epoch)
+            p = run.p
+            n_before = self.n_iter_
+            completed = self._train_or_restore(run, interrupts)
             n_epochs = self.n_iter_ - n_before
-            if completed and n_epochs > 0:
+            if completed and n_epochs > 0 and not interrupts.pending:
                 updates = n_epochs * -(-y_idx.shape[0] // p["batch_size"])
                 chance = None  # too few updates to judge the accuracy
                 if updates >= MIN_UPDATES:
                     chance = float(np.bincount(y_idx).max()) / y_idx.shape[0]
                 self._warn_if_training_went_nowhere(p, n_epochs, chance)
+        if completed and interrupts.pending:  # Ctrl-C once the training loop was done
+            self._warn_interrupted(f"after epoch {self.n_iter_}", "the trained weights")
         return self
+
+    def _set_up_fit(
+        self,
+        x: Any,
+        y: Any,
+        validation_data: Any,
+        sample_weight: Any = None,
+        initial_epoch: Any = None,
+    ) -> tuple[_Run, np.ndarray]:
+        """Everything ``fit`` checks and builds before training, ending with the one step
+        that installs the network; nothing of the model changes before that step."""
+        p = self._checked_params()
+        x3 = check_images(x, "x", convert=False)
+        y_arr = check_labels(y, x3.shape[0], "y")
+        given_weights = check_sample_weight(sample_weight, x3.shape[0])
+        classes, y_idx = encode_labels(y_arr, "y")
+        _check_n_classes(p, classes)
+        warn_if_inverted(x3, "x", stacklevel=4)
+        warm = p["warm_start"] and self._is_fitted()
+        if warm:
+            self._check_warm_start(p, classes)
+        initial_epoch = _check_initial_epoch(initial_epoch, p["epochs"])
+        first = initial_epoch or 0
+        # A named schedule's rates are all checked before anything changes; a callable's
+        # as each is produced (a bad one ends the fit, which then changes nothing).
+        rates = _Rates(p, p["epochs"] - first, start=first)
+        val = None
+        if validation_data is not None:
+            val = _check_validation_data(validation_data, classes)
+        init_seed, shuffle_seed, split_seed = _draw_seeds(self.random_state)
+        fraction = p["validation_fraction"]
+        if val is None and fraction is None and p["early_stopping"]:
+            fraction = 0.1
+        keep = None
+        if val is None and fraction is not None:
+            keep, held = _stratified_split(y_idx, len(classes), fraction, split_seed)
+            val = (to_native(x3, held), y_idx[held])
+            y_idx = y_idx[keep]
+            if given_weights is not None:  # the same split, of the weights
+                given_weights = given_weights[keep]
+        weights = training_weights(p["class_weight"], given_weights, y_idx, classes)
+        train_set = _lenet5.Dataset(native_chunks(x3, keep), y_idx, weights)
+        n_features = int(x3.shape[1] * x3.shape[2])
+        if warm:
+            net = self._fitted_net().copy()  # trained apart: the model's stays as it is
+        else:
+            net = _lenet5.Network(len(classes), **{k: p[k] for k in ARCHITECTURE}, seed=init_seed)
+        # A warm start carries on with the optimizer's state and the random stream (the
+        # copy holds them), unless the optimizer's settings changed.
+        key = _optimizer_key(p)
+        if not (warm and self.__dict__.get("_optimizer_key") == key):
+            self._reset_optimizer(net, p, shuffle_seed)
+        before = dict(self.__dict__)
+        # Everything is checked: from here on the model changes, in one step.
+        if warm:
+            self.__dict__.update(_net=net, _optimizer_key=key, n_features_in_=n_features)
+        else:
+            self._commit_new_network(net, classes, _optimizer_key=key, n_features_in_=n_features)
+        order = _order_seed(shuffle_seed)
+        run = _Run(p, net, train_set, rates, val, initial_epoch, order, before)
+        return run, y_idx
+
+    def _warn_interrupted(self, when: str, kept: str, stacklevel: int = 3) -> None:
+        warnings.warn(
+            f"Training was interrupted (KeyboardInterrupt) {when}; the model keeps {kept}, "
+            f"and history_ covers the {self.n_iter_} completed epochs.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
 
     def partial_fit(
         self, x: Any, y: Any, classes: Any = None, sample_weight: Any = None
@@ -1159,71 +1224,77 @@ class LeNet5:
         >>> model.n_iter_
         2
         """
-        with self._exclusive("partial_fit"):
-            p = self._checked_params()
-            x3 = check_images(x, "x")
-            y_arr = check_labels(y, x3.shape[0], "y")
-            given_weights = check_sample_weight(sample_weight, x3.shape[0])
-            if isinstance(p["class_weight"], str):
-                raise ValueError(
-                    'class_weight="balanced" needs the whole training set and is not '
-                    "supported by partial_fit; compute the weights of the classes once and "
-                    "pass them as a dict, class_weight={label: weight}"
-                )
-            warn_if_inverted(x3, "x")
-            given = None
-            if classes is not None:
-                given, _ = encode_labels(check_labels(classes, None, "classes"), "classes")
-                if len(given) != len(np.asarray(classes).reshape(-1)):
-                    raise ValueError("classes has repeated labels; list each class once")
-            fitted = self._is_fitted()
-            if fitted:
-                if given is not None and not _same_classes(given, self.classes_):
-                    raise ValueError(
-                        f"classes {given.tolist()!r:.80} differ from the classes_ the model "
-                        f"was fitted with, {self.classes_.tolist()!r:.80}"
-                    )
-                new_classes = self.classes_
-                y_idx = labels_to_indices(y_arr, new_classes, "y")
-                # A fresh optimizer only when there is none or its settings changed.
-                needs_optimizer = self.__dict__.get("_optimizer_key") != _optimizer_key(p)
-            elif given is None:
-                new_classes, y_idx = encode_labels(y_arr, "y")
-                needs_optimizer = True
-            else:
-                new_classes = given
-                y_idx = labels_to_indices(y_arr, new_classes, "y")
-                needs_optimizer = True
-            if not fitted:
-                _check_n_classes(p, new_classes)
-            weights = training_weights(p["class_weight"], given_weights, y_idx, new_classes)
-            train_set = _lenet5.Dataset(x3, y_idx, weights)
-            init_seed, shuffle_seed, _ = _draw_seeds(self.random_state)
-            if fitted:
-                net = self._net
-            else:
-                net = _lenet5.Network(
-                    len(new_classes), **{k: p[k] for k in ARCHITECTURE}, seed=init_seed
-                )
-            if needs_optimizer:
-                self._reset_optimizer(net, p, shuffle_seed)
-            # Everything is checked: from here on the model changes.
-            with self._unchanged_on_memory_error(p["batch_size"], len(train_set)):
-                if not fitted:
-                    self._commit_new_network(net, new_classes)
-                    self.n_features_in_ = int(x3.shape[1] * x3.shape[2])
-                # No TrainingWarning: one epoch on one chunk is too little to judge, and
-                # chunks need not be alike (a chunk of new classes starts at a high loss).
-                self._train(
-                    net,
-                    train_set,
-                    p,
-                    n_epochs=1,
-                    val=None,
-                    schedule_start=self.n_iter_,
-                    order_seed=_order_seed(shuffle_seed),
-                )
+        with _Interrupts() as interrupts, self._exclusive("partial_fit"):
+            # No TrainingWarning: one epoch on one chunk is too little to judge, and
+            # chunks need not be alike (a chunk of new classes starts at a high loss).
+            run = self._set_up_partial_fit(x, y, classes, sample_weight)
+            completed = self._train_or_restore(run, interrupts)
+        if completed and interrupts.pending:
+            self._warn_interrupted(f"after epoch {self.n_iter_}", "the trained weights")
         return self
+
+    def _set_up_partial_fit(self, x: Any, y: Any, classes: Any, sample_weight: Any = None) -> _Run:
+        """As ``_set_up_fit``, for ``partial_fit``."""
+        p = self._checked_params()
+        x3 = check_images(x, "x", convert=False)
+        y_arr = check_labels(y, x3.shape[0], "y")
+        given_weights = check_sample_weight(sample_weight, x3.shape[0])
+        if isinstance(p["class_weight"], str):
+            raise ValueError(
+                'class_weight="balanced" needs the whole training set and is not '
+                "supported by partial_fit; compute the weights of the classes once and "
+                "pass them as a dict, class_weight={label: weight}"
+            )
+        warn_if_inverted(x3, "x", stacklevel=4)
+        given = None
+        if classes is not None:
+            given, _ = encode_labels(check_labels(classes, None, "classes"), "classes")
+            if len(given) != len(np.asarray(classes).reshape(-1)):
+                raise ValueError("classes has repeated labels; list each class once")
+        fitted = self._is_fitted()
+        if fitted:
+            net, new_classes = self._fitted_state()
+            if given is not None and not _same_classes(given, new_classes):
+                raise ValueError(
+                    f"classes {given.tolist()!r:.80} differ from the classes_ the model "
+                    f"was fitted with, {new_classes.tolist()!r:.80}"
+                )
+            y_idx = labels_to_indices(y_arr, new_classes, "y")
+            # A fresh optimizer only when there is none or its settings changed.
+            needs_optimizer = self.__dict__.get("_optimizer_key") != _optimizer_key(p)
+        elif given is None:
+            new_classes, y_idx = encode_labels(y_arr, "y")
+            needs_optimizer = True
+        else:
+            new_classes = given
+            y_idx = labels_to_indices(y_arr, new_classes, "y")
+            needs_optimizer = True
+        if not fitted:
+            _check_n_classes(p, new_classes)
+        rates = [_learning_rate_at(p, self.__dict__.get("n_iter_", 0))]  # checked first
+        weights = training_weights(p["class_weight"], given_weights, y_idx, new_classes)
+        train_set = _lenet5.Dataset(native_chunks(x3), y_idx, weights)
+        init_seed, shuffle_seed, _ = _draw_seeds(self.random_state)
+        if fitted:
+            net = net.copy()  # trained apart: the model's stays as it is until it is done
+        else:
+            net = _lenet5.Network(
+                len(new_classes), **{k: p[k] for k in ARCHITECTURE}, seed=init_seed
+            )
+        if needs_optimizer:
+            self._reset_optimizer(net, p, shuffle_seed)
+        before = dict(self.__dict__)
+        # Everything is checked: from here on the model changes, in one step.
+        key = _optimizer_key(p) if needs_optimizer else self.__dict__.get("_optimizer_key")
+        if fitted:
+            self.__dict__.update(_net=net, _optimizer_key=key)
+        else:
+            n_features = int(x3.shape[1] * x3.shape[2])
+            self._commit_new_network(
+                net, new_classes, _optimizer_key=key, n_features_in_=n_features
+            )
+        start = self.n_iter_
+        return _Run(p, net, train_set, rates, None, start, _order_seed(shuffle_seed), before)
 
     def _check_warm_start(self, p: dict[str, Any], classes: np.ndarray) -> None:
         if not _same_classes(classes, self.classes_):
@@ -1261,23 +1332,46 @@ class LeNet5:
             seed=seed,
             mu=p["mu"],
         )
-        self._optimizer_key: tuple[Any, ...] | None = _optimizer_key(p)
+
+    def _train_or_restore(self, run: _Run, interrupts: _Interrupts) -> bool:
+        """``_train``, putting the model back as it was before the call if it raises."""
+        with self._unchanged_on_error(run.before, run.p["batch_size"], len(run.train_set)):
+            return self._train(
+                run.net,
+                run.train_set,
+                run.p,
+                interrupts,
+                rates=run.rates,
+                val=run.val,
+                schedule_start=run.schedule_start,
+                order_seed=run.order_seed,
+            )
 
     def _train(
         self,
         net: Any,
         train_set: Any,
         p: dict[str, Any],
+        interrupts: _Interrupts,
         *,
-        n_epochs: int,
+        rates: Sequence[float],
         val: tuple[np.ndarray, np.ndarray] | None,
         schedule_start: int | None,
         order_seed: int,
     ) -> bool:
         """The epoch loop: progress, validation, history, callbacks, early stopping.
 
-        ``order_seed`` fixes the order of every epoch when ``shuffle="once"``. Returns
-        False when a KeyboardInterrupt ended training (after warning), else True."""
+        One epoch per learning rate of ``rates`` (each checked as it is produced).
+        ``order_seed``
+        fixes the order of every epoch when ``shuffle="once"``. Returns False when a
+        KeyboardInterrupt ended training (after warning), else True. Each epoch's
+        results are installed in one step (``history_``, ``n_iter_``, ``best_epoch_``
+        together, with Ctrl-C held back meanwhile), so an interrupt never leaves them
+        half updated. An epoch whose network could give non-finite outputs raises
+        FloatingPointError. Ctrl-C raises KeyboardInterrupt only inside
+        ``interrupts.armed()``; one held back during the set-up stops training before its
+        first update."""
+        n_epochs = len(rates)
         verbose = p["verbose"]
         n_samples = len(train_set)
         early = p["early_stopping"] and val is not None
@@ -1286,15 +1380,16 @@ class LeNet5:
         stale = 0
         interrupted = False
         in_epoch = False  # True while the native loop runs (an interrupt then cuts an epoch)
-        self.best_epoch_ = None
+        first_epoch = self.n_iter_ + 1
         sdlm = p["optimizer"] == "sdlm"
-        if not sdlm:
-            self.hessian_diag_ = self.step_sizes_ = None
+        if sdlm:
+            self.__dict__.update(best_epoch_=None)
+        else:
+            self.__dict__.update(best_epoch_=None, hessian_diag_=None, step_sizes_=None)
         try:
-            for i in range(n_epochs):
+            interrupts.arm()
+            for i, lr in enumerate(rates):
                 epoch_no = self.n_iter_ + 1
-                index = i if schedule_start is None else schedule_start + i
-                lr = _learning_rate_at(p, index)
                 net.set_learning_rate(lr)
                 if schedule_start is None:
                     label = f"Epoch {i + 1}/{n_epochs}"
@@ -1304,12 +1399,9 @@ class LeNet5:
                 if sdlm:
                     # The paper re-estimates the curvature on a sample before every pass.
                     net.estimate_curvature(train_set, p["curvature_samples"], p["n_jobs"])
-                    self.hessian_diag_ = net.curvature()
-                    self.step_sizes_ = net.step_sizes()
+                    curvature = {"hessian_diag_": net.curvature(), "step_sizes_": net.step_sizes()}
+                    self.__dict__.update(curvature)
                 with EpochProgress(verbose, label, n_samples) as progress:
-                    # The last finite batch's weights can be finite yet so large that
-                    # predict overflows (NaN probabilities): a diverged epoch is undone.
-                    epoch_start = net.get_weights()
                     try:
                         in_epoch = True
                         stats = net.train_epoch(
@@ -1324,13 +1416,23 @@ class LeNet5:
                             shuffle=p["shuffle"] is not False,
                         )
                     except FloatingPointError as err:
-                        net.set_weights(epoch_start)
                         where = str(err).split(";")[0]  # "training diverged at batch b ..."
                         raise FloatingPointError(
                             f"training diverged in epoch {epoch_no} (learning_rate={lr:g}): "
-                            f"{where}. The model keeps the weights it had before epoch "
-                            f"{epoch_no} (the last finite ones); try a smaller learning_rate."
+                            f"{where}. The model is left as it was before this call; try a "
+                            "smaller learning_rate."
                         ) from err
+                    # The last update can leave finite weights so large that a forward
+                    # pass overflows (NaN probabilities) although every loss was finite.
+                    bound = _output_bound(net)
+                    if not bound < OUTPUT_BOUND_LIMIT:
+                        raise FloatingPointError(
+                            f"training diverged in epoch {epoch_no} (learning_rate={lr:g}): "
+                            f"after its last update the network's outputs can reach {bound:.3g}"
+                            ", too large for float32 (some images would give NaN or "
+                            "infinite probabilities). The model is left as it was before "
+                            "this call; try a smaller learning_rate."
+                        )
                     val_loss = val_acc = math.nan
                     if val is not None:
                         val_loss, val_acc = _evaluate(net, val, p["n_jobs"])
@@ -1343,41 +1445,50 @@ class LeNet5:
                         "seconds": time.perf_counter() - start,
                     }
                     progress.finish(logs)
-                for key in HISTORY_KEYS:
-                    self.history_[key].append(epoch_no if key == "epoch" else logs[key])
-                self.n_iter_ = epoch_no
-                in_epoch = False
+                improved = early and val_loss < best_loss - p["min_delta"]
+                candidate = net.get_weights() if improved else None
+                with interrupts.held():  # the epoch is recorded whole or not at all
+                    old = self.history_
+                    history = {
+                        key: [*old[key], epoch_no if key == "epoch" else logs[key]]
+                        for key in HISTORY_KEYS
+                    }
+                    update: dict[str, Any] = {"history_": history, "n_iter_": epoch_no}
+                    if improved:
+                        update["best_epoch_"] = epoch_no
+                        best_loss, best_weights, stale = val_loss, candidate, 0
+                    self.__dict__.update(update)
+                    in_epoch = False
                 stop = False
-                if early:
-                    if val_loss < best_loss - p["min_delta"]:
-                        best_loss = val_loss
-                        best_weights = net.get_weights()
-                        self.best_epoch_ = epoch_no
-                        stale = 0
-                    else:
-                        stale += 1
-                        if stale >= p["patience"]:
-                            say(
-                                verbose,
-                                f"Early stopping after epoch {epoch_no}: val_loss has not "
-                                f"improved for {stale} epochs; keeping the weights of epoch "
-                                f"{self.best_epoch_} (val_loss {best_loss:.4f}).",
-                            )
-                            stop = True
+                if early and not improved:
+                    stale += 1
+                    if stale >= p["patience"]:
+                        say(
+                            verbose,
+                            f"Early stopping after epoch {epoch_no}: val_loss has not "
+                            f"improved for {stale} epochs; keeping the weights of epoch "
+                            f"{self.best_epoch_} (val_loss {best_loss:.4f}).",
+                        )
+                        stop = True
                 for callback in p["callbacks"]:
                     if callback(epoch_no, dict(logs)) is False:
                         say(verbose, f"Training stopped by a callback after epoch {epoch_no}.")
                         stop = True
                 if stop:
                     break
+            interrupts.disarm()  # here, not in finally: a SIGINT there would escape
         except KeyboardInterrupt:
+            interrupts.disarm()
             interrupted = True
         finally:
             # Whatever ended training, early stopping leaves the best epoch's weights.
             if best_weights is not None:
                 net.set_weights(best_weights)
         if interrupted:
-            if in_epoch:
+            if not in_epoch and self.n_iter_ == first_epoch - 1:
+                when = "before the first update"
+                kept = "its weights as they were before this call's training"
+            elif in_epoch:
                 when = f"during epoch {self.n_iter_ + 1}"
                 kept = "the weights of the last completed mini-batch"
             else:
@@ -1385,12 +1496,7 @@ class LeNet5:
                 kept = f"the weights after epoch {self.n_iter_}"
             if best_weights is not None:
                 kept = f"the weights of epoch {self.best_epoch_} (best validation loss)"
-            warnings.warn(
-                f"Training was interrupted (KeyboardInterrupt) {when}; the model keeps {kept}, "
-                f"and history_ covers the {self.n_iter_} completed epochs.",
-                UserWarning,
-                stacklevel=3,
-            )
+            self._warn_interrupted(when, kept, stacklevel=4)
         return not interrupted
 
     def _warn_if_training_went_nowhere(
@@ -1448,12 +1554,21 @@ class LeNet5:
         >>> proba.shape, proba.dtype, bool(np.allclose(proba.sum(axis=1), 1, atol=1e-5))
         ((4, 10), dtype('float32'), True)
         """
-        net = self._fitted_net()
         if is_batch_stream(x):
+            self._fitted_net()
             return over_batches(x, self.predict_proba)
-        x3 = check_images(x, "x", allow_single=True)
+        net, classes = self._fitted_state()
+        n_jobs = _resolve_n_jobs(self.n_jobs)
+        x3 = check_images(
+            x,
+            "x",
+            allow_single=True,
+            convert=False,
+            item_bytes=4 * len(classes),
+            output="the probabilities",
+        )
         warn_if_inverted(x3, "x")
-        return net.predict_proba(x3, _resolve_n_jobs(self.n_jobs))
+        return run_in_chunks(lambda part: net.predict_proba(part, n_jobs), x3, "the probabilities")
 
     def predict_log_proba(self, x: Any) -> np.ndarray:
         """Logarithms of the class probabilities, computed from the class scores (finite
@@ -1554,13 +1669,17 @@ class LeNet5:
         >>> model.predict(x[0]).shape
         (1,)
         """
-        net = self._fitted_net()
         if is_batch_stream(x):
+            self._fitted_net()
             return over_batches(x, self.predict)
-        x3 = check_images(x, "x", allow_single=True)
+        net, classes = self._fitted_state()
+        n_jobs = _resolve_n_jobs(self.n_jobs)
+        x3 = check_images(
+            x, "x", allow_single=True, convert=False, item_bytes=8, output="the predictions"
+        )
         warn_if_inverted(x3, "x")
-        indices = net.predict(x3, _resolve_n_jobs(self.n_jobs))
-        return self.classes_[indices]
+        indices = run_in_chunks(lambda part: net.predict(part, n_jobs), x3, "the predictions")
+        return classes[indices]
 
     def score(self, x: Any, y: Any, sample_weight: Any = None) -> float:
         """Mean accuracy of ``predict(x)`` against ``y``.
@@ -1588,12 +1707,14 @@ class LeNet5:
         >>> 0.5 < model.score(x_test, y_test) <= 1.0
         True
         """
-        net = self._fitted_net()
-        x3 = check_images(x, "x")
+        net, classes = self._fitted_state()
+        n_jobs = _resolve_n_jobs(self.n_jobs)
+        x3 = check_images(x, "x", convert=False, item_bytes=8, output="the predictions")
         y_arr = check_labels(y, x3.shape[0], "y")
         weights = check_sample_weight(sample_weight, y_arr.shape[0])
         warn_if_inverted(x3, "x")
-        predicted = self.classes_[net.predict(x3, _resolve_n_jobs(self.n_jobs))]
+        indices = run_in_chunks(lambda part: net.predict(part, n_jobs), x3, "the predictions")
+        predicted = classes[indices]
         correct = np.asarray(predicted == y_arr)
         if correct.shape != y_arr.shape:  # labels of a type never equal to the classes
             correct = np.zeros(y_arr.shape, dtype=bool)
@@ -1623,9 +1744,17 @@ class LeNet5:
         >>> model.activations(x[:2])["c3"].shape
         (2, 16, 10, 10)
         """
-        net = self._fitted_net()
-        x3 = check_images(x, "x", allow_single=True)
-        return net.activations(x3)
+        net, classes = self._fitted_state()
+        per_image = 4 * (ACTIVATION_VALUES + len(classes))
+        x3 = check_images(
+            x,
+            "x",
+            allow_single=True,
+            convert=False,
+            item_bytes=per_image,
+            output="the layer outputs",
+        )
+        return run_in_chunks(net.activations, x3, "the layer outputs")
 
     def summary(self, n_classes: int | None = None, *, print_fn: Any = None) -> Any:
         """The layers with their output shapes, trainable parameters and connections.
@@ -1918,6 +2047,105 @@ def _check_initial_epoch(initial_epoch: Any, epochs: int) -> int | None:
     return int(initial_epoch)
 
 
+class _Interrupts:
+    """Where Ctrl-C may interrupt ``fit``: only inside its training loop.
+
+    While a fit runs (on the main thread, with Python's default SIGINT handler in place)
+    SIGINT goes to this object's handler: between ``arm()`` and ``disarm()`` (the epochs:
+    native training, curvature, validation) it raises KeyboardInterrupt, which the loop
+    turns into the Ctrl-C contract; elsewhere (the set-up, the recording of an epoch in
+    ``held()``, the end of the fit) it is only noted as ``pending``. ``arm()`` raises at
+    once for a SIGINT held back during the set-up, ``held()`` on leaving for one during
+    the recording, so neither waits for the next chance. No other thread gets
+    KeyboardInterrupt, and a handler of the program's own is left alone: then this
+    object does nothing."""
+
+    def __init__(self) -> None:
+        self.pending = False
+        self._armed = False
+        self._installed = False
+
+    def __enter__(self) -> _Interrupts:
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            signal.signal(signal.SIGINT, self._handler)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            self._armed = False
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.pending = True
+        if self._armed:
+            raise KeyboardInterrupt
+
+    def arm(self) -> None:
+        self._armed = self._installed
+        if self._armed and self.pending:
+            raise KeyboardInterrupt
+
+    def disarm(self) -> None:
+        self._armed = False
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        armed, self._armed = self._armed, False
+        pending, self.pending = self.pending, False
+        try:
+            yield
+        finally:
+            self._armed = armed
+            self.pending = self.pending or pending
+        if armed and self.pending:
+            raise KeyboardInterrupt
+
+
+def _output_bound(net: Any) -> float:
+    """An upper bound, over every valid input image, on the magnitude of every value a
+    forward pass computes (each layer's weighted sums and the output scores), from the
+    weights alone: pixels lie in [-0.1, 1.175]; a layer's sums are at most the largest
+    sum of its absolute weights times the bound on its inputs plus its largest bias;
+    the scaled tanh is at most 1.7159 and at most 1.1439 times its argument; pooling
+    keeps the bound. Infinite or NaN when a weight is. Below ``OUTPUT_BOUND_LIMIT``, no
+    image can give a non-finite output."""
+    w = {k: np.abs(v.astype(np.float64)) for k, v in net.get_weights().items()}
+    if not all(np.isfinite(v).all() for v in w.values()):
+        return math.inf
+    config = net.config()
+    tanh = config["activation"] == "tanh"
+
+    def act(b: float) -> float:
+        return min(b * (1.7159 * 2 / 3), 1.7159) if tanh else b
+
+    def dense(name: str, b: float) -> float:
+        rows = w[f"{name}.weight"].reshape(w[f"{name}.weight"].shape[0], -1).sum(axis=1)
+        bias = w.get(f"{name}.bias", np.zeros(1)).max()
+        return float(rows.max() * b + bias)
+
+    largest = 0.0
+    b = 1.175
+    for layer in ("c1", "s2", "c3", "s4", "c5", "f6"):
+        if layer in ("s2", "s4"):
+            if f"{layer}.weight" not in w:  # max or average pooling: no larger than its input
+                continue
+            b = float(w[f"{layer}.weight"].max() * 4 * b + w[f"{layer}.bias"].max())
+        else:
+            b = dense(layer, b)
+        largest = max(largest, b)
+        b = act(b)
+    if config["output"] == "rbf":
+        # penalties: sum over F6 of (f6 - prototype)^2
+        out = float((((b + w["output.weight"]) ** 2).sum(axis=1)).max())
+    else:
+        out = dense("output", b)
+    return max(largest, out)
+
+
 def _optimizer_key(p: dict[str, Any]) -> tuple[Any, ...]:
     """The optimizer settings whose change requires a fresh optimizer state."""
     return (
@@ -1932,18 +2160,72 @@ def _optimizer_key(p: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
+class _Run(NamedTuple):
+    """What ``fit`` or ``partial_fit`` set up for its training loop: the checked
+    hyperparameters, the network to train (new, or a copy of the model's), the data, the
+    learning rates, the validation data, the first epoch index for the progress label
+    (None for fit), the order seed, and the model's ``__dict__`` before the call."""
+
+    p: dict[str, Any]
+    net: Any
+    train_set: Any
+    rates: Sequence[float]
+    val: tuple[np.ndarray, np.ndarray] | None
+    schedule_start: int | None
+    order_seed: int
+    before: dict[str, Any]
+
+
+class _Rates(Sequence[float]):
+    """The learning rates of a fit's ``n`` epochs, produced (and checked) one at a time
+    by ``_learning_rate_at``. A named schedule is checked at once at its extremes (its
+    first epoch and the epochs where it is smallest), so that a rate float32 cannot hold
+    is refused before anything changes; a callable is only called epoch by epoch."""
+
+    def __init__(self, p: dict[str, Any], n: int, start: int = 0) -> None:
+        self._p, self._n, self._start = p, n, start
+        schedule = p["lr_schedule"]
+        last = start + n - 1
+        if schedule == "cosine":
+            extremes = {start, last}
+        elif schedule == "paper":
+            extremes = set(range(start, min(last + 1, len(PAPER_SCHEDULE)))) | {last}
+        elif schedule == "constant":
+            extremes = {start}
+        else:
+            extremes = set()
+        for index in sorted(extremes):
+            if n > 0:
+                _learning_rate_at(p, index)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._n))]
+        if not 0 <= index < self._n:
+            raise IndexError(index)
+        return _learning_rate_at(self._p, self._start + index)
+
+    def __iter__(self) -> Iterator[float]:
+        return (_learning_rate_at(self._p, self._start + i) for i in range(self._n))
+
+
 def _learning_rate_at(p: dict[str, Any], index: int) -> float:
     """The learning rate of the epoch with 0-based ``index``."""
     lr0 = p["learning_rate"]
     schedule = p["lr_schedule"]
+    what = f"lr_schedule={schedule!r} with learning_rate={lr0!r} gives epoch {index + 1}"
     if schedule == "constant":
-        return lr0
+        return _float32_rate(lr0, what)
     if schedule == "cosine":
         epochs = p["epochs"]
         t = min(index, epochs - 1) / epochs
-        return lr0 * 0.5 * (1.0 + math.cos(math.pi * t))
+        return _float32_rate(lr0 * 0.5 * (1.0 + math.cos(math.pi * t)), what)
     if schedule == "paper":
-        return lr0 * PAPER_SCHEDULE[min(index, len(PAPER_SCHEDULE) - 1)] / PAPER_SCHEDULE[0]
+        rate = lr0 * PAPER_SCHEDULE[min(index, len(PAPER_SCHEDULE) - 1)] / PAPER_SCHEDULE[0]
+        return _float32_rate(rate, what)
     lr = schedule(index, lr0)
     if (
         isinstance(lr, (bool, np.bool_))
@@ -1955,7 +2237,21 @@ def _learning_rate_at(p: dict[str, Any], index: int) -> float:
             f"lr_schedule({index}, {lr0!r}) returned {lr!r}; it must return a positive finite "
             "learning rate"
         )
-    return float(lr)
+    return _float32_rate(float(lr), f"lr_schedule({index}, {lr0!r}) returned")
+
+
+def _float32_rate(lr: float, what: str) -> float:
+    """``lr`` if the optimizer's float32 holds it as a normal number, else ValueError (a
+    rate of 1e-50 would silently become 0, one of 1e39 infinity)."""
+    tiny, huge = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
+    if not tiny <= lr <= huge:
+        with np.errstate(over="ignore"):
+            became = float(np.float32(lr))
+        raise ValueError(
+            f"{what} {lr!r}, a learning rate that float32 cannot hold (it would become "
+            f"{became!r}); learning rates must lie in [{tiny:.4g}, {huge:.4g}]"
+        )
+    return lr
 
 
 def _went_nowhere(
@@ -2088,9 +2384,10 @@ def _check_validation_data(data: Any, classes: np.ndarray) -> tuple[np.ndarray, 
 
 
 def _stratified_split(
-    x3: np.ndarray, y_idx: np.ndarray, n_classes: int, fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    """Hold out ``fraction`` of every class (at least one sample stays for training)."""
+    y_idx: np.ndarray, n_classes: int, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out ``fraction`` of every class (at least one sample stays for training):
+    the indices of the samples kept for training and of those held out."""
     rng = np.random.default_rng(seed)
     held = np.zeros(y_idx.shape[0], dtype=bool)
     for k in range(n_classes):
@@ -2103,7 +2400,7 @@ def _stratified_split(
             f"validation_fraction={fraction:g} of {y_idx.shape[0]} samples leaves no "
             "validation samples; use a larger fraction or pass validation_data"
         )
-    return x3[~held], y_idx[~held], (x3[held], y_idx[held])
+    return np.flatnonzero(~held), np.flatnonzero(held)
 
 
 def _evaluate(net: Any, val: tuple[np.ndarray, np.ndarray], n_jobs: int) -> tuple[float, float]:

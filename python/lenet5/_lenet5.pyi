@@ -5,7 +5,7 @@ float32 or float64 (in [0, 1]), in native byte order (any strides); the Python l
 converts every other layout first.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from os import PathLike
 from typing import Any, final
 
@@ -18,6 +18,7 @@ __all__ = [
     "__version__",
     "_forward_backward",
     "_isa",
+    "check_output_size",
     "distort",
     "idx_header",
     "load_idx",
@@ -54,6 +55,9 @@ class Network:
         rbf_trainable: bool = False,
         rbf_prototypes: str = "bitmaps",
     ) -> Network: ...
+    def copy(self) -> Network:
+        """An independent copy: weights, optimizer state and shuffling generator."""
+
     @property
     def n_classes(self) -> int:
         """Number of classes of the output layer."""
@@ -134,15 +138,25 @@ class Network:
 
 @final
 class Dataset:
-    """Training images and int64 class indices (and float32 weights), copied once."""
+    """Training images and int64 class indices (and float32 weights), copied once.
+
+    ``x`` is one array or an iterable of arrays (chunks of the images in order, one size and
+    one kind, integer or float), pulled one at a time."""
 
     def __new__(
-        cls, x: NDArray[Any], y: NDArray[np.int64], weights: NDArray[np.float32] | None = None
+        cls,
+        x: NDArray[Any] | Iterable[NDArray[Any]],
+        y: NDArray[np.int64],
+        weights: NDArray[np.float32] | None = None,
     ) -> Dataset: ...
     def __len__(self) -> int: ...
     @property
     def nbytes(self) -> int:
         """Bytes of image data held."""
+
+def check_output_size(n: int, item_bytes: int, what: str) -> None:
+    """Check, before allocating, that ``n`` items of ``item_bytes`` bytes fit in this
+    machine's memory; ValueError saying how much they would need otherwise."""
 
 def load_idx(path: str | PathLike[str]) -> NDArray[Any]:
     """Read an IDX file, gzipped or not."""

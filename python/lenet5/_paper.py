@@ -131,7 +131,9 @@ def distort(
         for name, value in strengths.items()
     }
     single = np.ndim(images) == 2
-    x3 = check_images(images, "images", allow_single=True)
+    x3 = check_images(
+        images, "images", allow_single=True, item_bytes=32 * 32 * 4, output="the distorted images"
+    )
     seed = int(_seed_sequence(random_state).generate_state(1, dtype=np.uint64)[0])
     out = np.asarray(_lenet5.distort(x3, seed=seed, **checked), dtype=np.float32)
     return out[0] if single else out

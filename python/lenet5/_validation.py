@@ -9,10 +9,12 @@ uint8, float32 or float64 in native byte order.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
+
+from . import _lenet5
 
 __all__ = ["NotFittedError", "check_images", "check_labels", "encode_labels"]
 
@@ -21,6 +23,14 @@ IMAGE_SIDES = (28, 32)
 
 #: Most classes a softmax output layer holds (the native network's limit).
 MAX_CLASSES = 65536
+
+#: Images converted at a time from a dtype the native layer does not read (int64,
+#: float16, a non-native byte order, ...): never a whole converted copy.
+CONVERT_CHUNK = 4096
+
+#: Outputs up to this many bytes are not checked against the machine's memory here (the
+#: native layer checks every output anyway).
+_SMALL_OUTPUT = 1 << 26
 
 #: Largest value of an integer hyperparameter (the native layer takes signed 64-bit
 #: integers).
@@ -71,7 +81,15 @@ def _as_array(obj: Any, name: str, what: str) -> np.ndarray:
         ) from None
 
 
-def check_images(x: Any, name: str = "x", *, allow_single: bool = False) -> np.ndarray:
+def check_images(
+    x: Any,
+    name: str = "x",
+    *,
+    allow_single: bool = False,
+    convert: bool = True,
+    item_bytes: int = 0,
+    output: str = "the output",
+) -> np.ndarray:
     """Check an image batch and return it as ``(n, 28, 28)`` or ``(n, 32, 32)``.
 
     Parameters
@@ -86,12 +104,23 @@ def check_images(x: Any, name: str = "x", *, allow_single: bool = False) -> np.n
         Name of the argument, used in error messages.
     allow_single : bool
         Whether a single 2-D image is accepted.
+    convert : bool
+        Whether to return a converted copy when the dtype is not one the native layer
+        reads; with False the checked view is returned as it is, for
+        :func:`native_chunks` or :func:`run_in_chunks` to convert a chunk at a time.
+    item_bytes : int
+        Bytes per image of the output the caller will allocate; when given, its size is
+        checked against the machine's memory right after the shape, before any pass
+        over the pixels (ValueError saying how much it would need).
+    output : str
+        What that output is, for the message.
 
     Returns
     -------
     ndarray
         A 3-D view or copy of dtype uint8, float32 or float64 in native byte order (strides
-        are kept where no copy is needed).
+        are kept where no copy is needed); with ``convert=False`` a 3-D view of any
+        integer or float dtype.
 
     Raises
     ------
@@ -110,12 +139,76 @@ def check_images(x: Any, name: str = "x", *, allow_single: bool = False) -> np.n
     what = f"images of shape {_SHAPES_TEXT}"
     _reject_masked(x, name)
     arr = _as_array(x, name, what)
-    arr = _coerce_pixel_dtype(arr, name)
+    _native_dtype(arr, name)  # TypeError for a dtype that holds no pixels
     arr = _to_3d(arr, name, allow_single=allow_single)
     if arr.shape[0] == 0:
         raise ValueError(f"{name} has 0 images; at least 1 is required")
+    if item_bytes and arr.shape[0] * item_bytes > _SMALL_OUTPUT:
+        _lenet5.check_output_size(arr.shape[0], item_bytes, output)
     _check_pixel_range(arr, name)
+    if convert:
+        arr = to_native(arr)
     return arr
+
+
+def native_chunks(arr: np.ndarray, index: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """The images ``arr`` (or ``arr[index]``), checked by :func:`check_images`, in the
+    dtype the native layer reads: ``arr`` itself when it has that dtype and no index is
+    given, else converted copies of :data:`CONVERT_CHUNK` images at a time."""
+    target = _native_dtype(arr, "x")
+    if index is None and arr.dtype == target:
+        yield arr
+        return
+    n = arr.shape[0] if index is None else index.shape[0]
+    for start in range(0, n, CONVERT_CHUNK):
+        part = (
+            arr[start : start + CONVERT_CHUNK]
+            if index is None
+            else arr[index[start : start + CONVERT_CHUNK]]
+        )
+        yield part.astype(target)
+
+
+def to_native(arr: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
+    """:func:`native_chunks` gathered into one array, converted a chunk at a time."""
+    target = _native_dtype(arr, "x")
+    if index is None and arr.dtype == target:
+        return arr
+    n = arr.shape[0] if index is None else index.shape[0]
+    out = np.empty((n, *arr.shape[1:]), dtype=target)
+    start = 0
+    for part in native_chunks(arr, index):
+        out[start : start + part.shape[0]] = part
+        start += part.shape[0]
+    return out
+
+
+def run_in_chunks(fn: Callable[[np.ndarray], Any], arr: np.ndarray, what: str) -> Any:
+    """``fn(arr)`` for images of a native dtype; else ``fn`` on each chunk of
+    :func:`native_chunks`, the results (an array, or a dict of arrays, one row per image)
+    written into outputs allocated once, after checking that they fit in memory."""
+    target = _native_dtype(arr, "x")
+    if arr.dtype == target:
+        return fn(arr)
+    n = arr.shape[0]
+    out: Any = None
+    start = 0
+    single = True
+    for part in native_chunks(arr):
+        result = fn(part)
+        del part  # one converted chunk alive at a time
+        single = not isinstance(result, dict)
+        parts = {"": result} if single else result
+        if out is None:
+            per_image = sum(v[:1].nbytes for v in parts.values())
+            _lenet5.check_output_size(n, per_image, what)
+            out = {k: np.empty((n, *v.shape[1:]), dtype=v.dtype) for k, v in parts.items()}
+        rows = 0
+        for k, v in parts.items():
+            out[k][start : start + v.shape[0]] = v
+            rows = v.shape[0]
+        start += rows
+    return out[""] if single else out
 
 
 def _reject_masked(x: Any, name: str) -> None:
@@ -127,28 +220,15 @@ def _reject_masked(x: Any, name: str) -> None:
         )
 
 
-def _coerce_pixel_dtype(arr: np.ndarray, name: str) -> np.ndarray:
-    """Map the dtype to uint8 / float32 / float64 in native byte order, or raise."""
+def _native_dtype(arr: np.ndarray, name: str) -> np.dtype[Any]:
+    """The dtype the native layer reads ``arr``'s pixels in (uint8 for integers,
+    float32 or float64 in native byte order for floats), or TypeError."""
     kind = arr.dtype.kind
     if kind == "u" or kind == "i":
-        if arr.dtype == np.uint8:
-            return arr
-        if arr.size:
-            lo, hi = arr.min(), arr.max()
-            if lo < 0 or hi > 255:
-                raise ValueError(
-                    f"{name} has integer pixel values from {lo} to {hi}; integer images "
-                    "must hold values in 0..255"
-                )
-        return arr.astype(np.uint8)
+        return np.dtype(np.uint8)
     if kind == "f":
-        if arr.dtype.itemsize <= 4:
-            target: np.dtype[Any] = np.dtype(np.float32)  # float16 and float32
-        else:
-            target = np.dtype(np.float64)  # float64 and long double
-        if arr.dtype != target:  # also converts a non-native byte order
-            arr = arr.astype(target)
-        return arr
+        # float16 and float32 as float32; float64 and long double as float64
+        return np.dtype(np.float32 if arr.dtype.itemsize <= 4 else np.float64)
     if kind == "b":
         raise TypeError(
             f"{name} has dtype bool; expected uint8 (0..255) or float (0..1) pixel values "
@@ -188,6 +268,13 @@ def _check_pixel_range(arr: np.ndarray, name: str) -> None:
     if arr.dtype == np.uint8:
         return
     lo, hi = arr.min(), arr.max()
+    if arr.dtype.kind in "iu":
+        if lo < 0 or hi > 255:
+            raise ValueError(
+                f"{name} has integer pixel values from {lo} to {hi}; integer images "
+                "must hold values in 0..255"
+            )
+        return
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise ValueError(f"{name} contains NaN or infinity; pixel values must be finite")
     if lo < 0.0 or hi > 1.0:
