@@ -1867,7 +1867,7 @@ class LeNet5:
             like: a NumPy file, a pickle, text, an image, empty, ...).
         OSError
             When the file cannot be read, with ``errno`` and ``filename`` set as by
-            :func:`open` (:class:`FileNotFoundError`, :class:`PermissionError`, ...).
+            ``open()`` (:class:`FileNotFoundError`, :class:`PermissionError`, ...).
             Anything but a regular file (a named pipe, a device) is refused before it is
             opened.
 
