@@ -503,7 +503,7 @@ PAPER = {
     "map_j": 0.1,
     "rbf_trainable": False,
     "init": "lecun_sqrt",
-    "weight_decay": 0.0,
+    "weight_decay": 0.002,
     "augment": None,
     "shuffle": "once",
     "rbf_prototypes": "codes",
