@@ -386,3 +386,91 @@ def test_hostile_idx_files_are_refused_without_inflating_them(tmp_path, mnist):
     assert "300000 images but 5 labels" in out.stderr
     assert "longer than its header" in out.stderr
     assert float(out.stdout) < 32, out.stdout
+
+
+FUZZ_CHILD = """
+import gzip, os, random, resource, struct, sys, tempfile
+import numpy as np
+from lenet5.datasets import load_idx, load_mnist
+
+load_mnist()  # warm up: the embedded digits, the thread pool, the allocator's arenas
+with open("/proc/self/status") as f:
+    vm = next(int(line.split()[1]) for line in f if line.startswith("VmSize:")) * 1024
+limit = vm + (512 << 20)
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))  # any large allocation now fails
+rng = random.Random(int(sys.argv[1]))
+tmp = tempfile.mkdtemp()
+SIZES = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}
+
+def declared(ndim):
+    # Mostly huge claims (up to 2**32 - 1 per dimension), some small enough to be real.
+    return [rng.choice([rng.randrange(1 << 32), rng.randrange(1 << 16), rng.randrange(40)])
+            for _ in range(ndim)]
+
+def idx(code, dims, body):
+    return bytes([0, 0, code, len(dims)]) + struct.pack(f">{len(dims)}I", *dims) + body
+
+refused = loaded = 0
+for case in range(int(sys.argv[2])):
+    code = rng.choice(list(SIZES))
+    dims = declared(rng.randint(1, 4))
+    body = os.urandom(rng.choice([0, 1, 7, 100, 4096, 70_000]))
+    data = idx(code, dims, body)
+    if rng.random() < 0.5:
+        data = gzip.compress(data)
+    path = os.path.join(tmp, f"case{case}.gz")
+    with open(path, "wb") as f:
+        f.write(data)
+    try:
+        a = load_idx(path)
+    except ValueError:
+        refused += 1
+    else:  # accepted only when the body is exactly what the header declares
+        assert list(a.shape) == dims and a.nbytes == len(body), (dims, len(body))
+        loaded += 1
+    os.remove(path)
+
+# Folders whose four headers disagree (or claim more than their bodies hold).
+names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+for case in range(int(sys.argv[3])):
+    folder = os.path.join(tmp, f"folder{case}")
+    os.mkdir(folder)
+    counts = [rng.choice([rng.randrange(1 << 32), rng.randrange(1, 6)]) for _ in range(4)]
+    for name, n in zip(names, counts):
+        images = "images" in name
+        real = min(n, 5)
+        dims = [n, 28, 28] if images else [n]
+        body = bytes(real * (784 if images else 1))
+        with open(os.path.join(folder, name + ".gz"), "wb") as f:
+            f.write(gzip.compress(idx(0x08, dims, body)))
+    try:
+        load_mnist(folder)
+    except ValueError:
+        refused += 1
+    else:
+        assert counts[0] == counts[1] <= 5 and counts[2] == counts[3] <= 5, counts
+        loaded += 1
+print(refused, loaded)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS and /proc are Linux's")
+@pytest.mark.parametrize("seed", [0, 1])
+def test_hostile_idx_headers_never_allocate_what_they_claim(seed):
+    """Fuzzer: random IDX headers (any type, 1-4 dimensions up to 2**32 - 1 each, plain or
+    gzip, bodies of 0 to 70,000 random bytes) and MNIST folders whose four headers claim
+    counts up to 2**32 - 1, loaded in a child whose address space is capped 512 MiB above
+    its size after warm-up: every claim larger than the file can hold is refused with a
+    ValueError before anything that size is allocated (an allocation over the cap would
+    abort the child), and whatever loads is exactly the declared array."""
+    out = subprocess.run(
+        [sys.executable, "-c", FUZZ_CHILD, str(seed), "400", "60"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    refused, loaded = map(int, out.stdout.split())
+    assert refused + loaded == 460
+    assert refused > 300  # most claims are lies
