@@ -16,6 +16,7 @@ import argparse
 import datetime
 import gc
 import gzip
+import importlib.util
 import json
 import os
 import platform
@@ -449,6 +450,12 @@ def machine_info() -> dict:
         info["usable_cpus"] = len(os.sched_getaffinity(0))
     except AttributeError:
         info["usable_cpus"] = os.cpu_count()
+    if "lenet5" in sys.modules or importlib.util.find_spec("lenet5") is not None:
+        import lenet5  # the kernel path the lenet5 runs use (LENET5_ISA is inherited)
+
+        native = lenet5.native_info()
+        info["lenet5_kernels"] = f"{native['isa']}, {native['lanes']} images per chunk"
+        info["lenet5_kernel_reason"] = native["reason"]
     info["os"] = platform.platform()
     info["python"] = platform.python_version()
     info["numpy"] = np.__version__
@@ -664,6 +671,8 @@ def run(args: argparse.Namespace) -> int:
         f"({machine['usable_cpus']} usable), SIMD: {machine.get('simd', '?')}"
     )
     print(f"          {machine['os']}, Python {machine['python']}, numpy {machine['numpy']}")
+    if "lenet5_kernels" in machine:
+        print(f"kernels:  lenet5 {machine['lenet5_kernels']} ({machine['lenet5_kernel_reason']})")
     for name in frameworks:
         print(f"{name + ':':9s} {versions[name]}")
     print(f"data:     {data['source']}")

@@ -1552,10 +1552,49 @@ fn check_output_size(n: usize, item_bytes: usize, what: &str) -> PyResult<()> {
     Ok(())
 }
 
-/// Name of the instruction set the kernels run with ("avx2+fma", "scalar", ...).
+/// Name of the instruction set the kernels run with ("avx512", "avx2" or "scalar"; the values `LENET5_ISA` takes).
 #[pyfunction]
 fn _isa() -> &'static str {
     isa().name()
+}
+
+/// The native core's set-up on this machine: the kernel path and why it was
+/// chosen, the CPU, the threads `n_jobs=-1` uses.
+#[pyfunction]
+fn native_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let c = crate::simd::choice();
+    let d = PyDict::new(py);
+    d.set_item("version", env!("CARGO_PKG_VERSION"))?;
+    d.set_item("isa", c.isa.name())?;
+    d.set_item("lanes", c.isa.lanes())?;
+    d.set_item("reason", c.reason)?;
+    d.set_item(
+        "requested",
+        if c.requested.is_empty() {
+            None
+        } else {
+            Some(c.requested.as_str())
+        },
+    )?;
+    let available: Vec<&str> = c.available.iter().map(|i| i.name()).collect();
+    d.set_item("available", available)?;
+    d.set_item("cpu", crate::simd::cpu_name())?;
+    match crate::simd::cpu_signature() {
+        Some((family, model, stepping)) => {
+            d.set_item("cpu_family", family)?;
+            d.set_item("cpu_model", model)?;
+            d.set_item("cpu_stepping", stepping)?;
+        }
+        None => {
+            d.set_item("cpu_family", py.None())?;
+            d.set_item("cpu_model", py.None())?;
+            d.set_item("cpu_stepping", py.None())?;
+        }
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    d.set_item("threads", threads)?;
+    d.set_item("arch", std::env::consts::ARCH)?;
+    Ok(d)
 }
 
 #[pymodule(gil_used = false)]
@@ -1577,6 +1616,7 @@ fn _lenet5(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(idx_header, m)?)?;
     m.add_function(wrap_pyfunction!(_forward_backward, m)?)?;
     m.add_function(wrap_pyfunction!(_isa, m)?)?;
+    m.add_function(wrap_pyfunction!(native_info, m)?)?;
     m.add_function(wrap_pyfunction!(rbf_bitmaps, m)?)?;
     m.add_function(wrap_pyfunction!(rbf_codes, m)?)?;
     m.add_function(wrap_pyfunction!(distort, m)?)?;

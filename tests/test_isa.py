@@ -80,8 +80,7 @@ def _run(isa: str) -> dict:
 @pytest.mark.parametrize("isa", _available())
 def test_each_instruction_set_matches_the_reference(isa):
     got = _run(isa)
-    expected_name = {"scalar": "scalar", "avx2": "avx2+fma", "avx512": "avx512"}[isa]
-    assert got["isa"] == expected_name
+    assert got["isa"] == isa
     for output in ("softmax", "rbf"):
         case = got[output]
         w = {k: np.asarray(v, np.float64) for k, v in case["weights"].items()}
@@ -113,3 +112,70 @@ def test_each_instruction_set_matches_the_reference(isa):
 @pytest.mark.parametrize("isa", _available())
 def test_training_is_bit_identical_across_thread_counts_on_every_path(isa):
     assert _run(isa)["same_across_threads"]
+
+
+INFO = "import json, lenet5; print(json.dumps(lenet5.native_info()))"
+
+
+def _info(env_isa: str | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "LENET5_ISA"}
+    if env_isa is not None:
+        env["LENET5_ISA"] = env_isa
+    done = subprocess.run(
+        [sys.executable, "-c", INFO], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo."""
+    fields = {}
+    for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="needs Linux's /proc/cpuinfo")
+def test_native_info_names_this_cpu_and_the_widest_path():
+    """By default the widest path the CPU's flags allow (AVX-512F, else AVX2 with FMA,
+    else scalar), as the kernel-choice rule says; the CPU as the kernel reports it."""
+    info = _info(None)
+    cpu = _cpuinfo()
+    widest = _available()[-1]
+    assert info["isa"] == widest
+    assert info["available"] == _available()[::-1]
+    assert info["lanes"] == (16 if widest == "avx512" else 8)
+    assert info["requested"] is None
+    assert info["reason"] == "the widest path this CPU has"
+    assert " ".join(cpu["model name"].split()) == info["cpu"]
+    assert int(cpu["cpu family"]) == info["cpu_family"]
+    assert int(cpu["model"]) == info["cpu_model"]
+    assert info["threads"] == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("isa", _available())
+def test_lenet5_isa_forces_each_available_path(isa):
+    info = _info(isa)
+    assert (info["isa"], info["requested"], info["reason"]) == (
+        isa,
+        isa,
+        "forced by LENET5_ISA",
+    )
+    assert info["lanes"] == (16 if isa == "avx512" else 8)
+
+
+@pytest.mark.parametrize("value", ["avx1024", "AVX2", " "])
+def test_an_unknown_lenet5_isa_falls_back_and_says_so(value):
+    info = _info(value)
+    assert info["isa"] == _available()[-1]
+    assert info["requested"] == value
+    assert "not one of scalar, avx2, avx512" in info["reason"]
+
+
+@pytest.mark.skipif("avx512" in _available(), reason="this CPU has AVX-512")
+def test_a_path_the_cpu_lacks_falls_back_and_says_so():
+    info = _info("avx512")
+    assert info["isa"] == _available()[-1]
+    assert "lacks" in info["reason"]

@@ -10,6 +10,7 @@
 
 from . import datasets
 from ._estimator import LeNet5, TrainingWarning
+from ._info import native_info
 from ._lenet5 import __version__
 from ._paper import distort, rbf_bitmaps, rbf_codes
 from ._prepare import InvertedInputWarning
@@ -23,6 +24,7 @@ __all__ = [
     "__version__",
     "datasets",
     "distort",
+    "native_info",
     "rbf_bitmaps",
     "rbf_codes",
 ]

@@ -23,6 +23,7 @@ __all__ = [
     "idx_header",
     "load_idx",
     "load_safetensors",
+    "native_info",
     "rbf_bitmaps",
     "rbf_codes",
     "save_safetensors",
@@ -203,3 +204,6 @@ def _forward_backward(
 
 def _isa() -> str:
     """Instruction set the kernels run with."""
+
+def native_info() -> dict[str, Any]:
+    """The kernel path, why it was chosen, the CPU and the default thread count."""
