@@ -191,10 +191,12 @@ def kernel_path() -> str | None:
     """The instruction set of lenet5's native kernels, when the extension says it."""
     import lenet5
 
-    for query in (getattr(lenet5, "native_info", None), getattr(lenet5._lenet5, "_isa", None)):
-        if callable(query):
-            return str(query())
-    return None
+    info = getattr(lenet5, "native_info", None)
+    if callable(info):
+        native = info()
+        return f"{native['isa']} ({native['lanes']} images per chunk; {native['reason']})"
+    isa = getattr(lenet5._lenet5, "_isa", None)
+    return str(isa()) if callable(isa) else None
 
 
 def machine() -> dict[str, Any]:

@@ -111,8 +111,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "c3": "table",
         "output": "rbf",
         "init": "lecun_sqrt",
-        # An L2 penalty the paper does not print (docs/paper.md, departure 16): its full-MNIST
-        # figures were measured with it; without it seed 0 ends at 1.19% instead of 0.83%.
+        # An L2 penalty the paper does not print (docs/paper.md, departure 16): it shrinks
+        # the units that the first pass drives into saturation back into the tanh's
+        # working range, which their vanishing gradient cannot; without it the full MNIST
+        # ends at 1.19-1.29% (seeds 0-2) instead of 0.76-0.85%.
         "weight_decay": 0.002,
         "shuffle": "once",
         "rbf_prototypes": "codes",
@@ -121,7 +123,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # softmax with cross-entropy, Glorot initialisation, Adam with decoupled weight decay
     # (AdamW). The rate, schedule, label smoothing, batch size and epochs were chosen on
     # the embedded MNIST subset, the weight decay on the full MNIST (docs/paper.md,
-    # "Results"): AdamW's 0.1 gives 0.63% test error there against 0.73% for Adam with an
+    # "Results"): AdamW's 0.1 gives 0.62% test error there against 0.73% for Adam with an
     # L2 penalty of 0.0005.
     "modern": {
         "epochs": 30,
