@@ -456,6 +456,13 @@ def test_labels_whose_comparison_fails_give_a_clear_error(label, make_model, mni
     with pytest.raises(TypeError, match="y holds labels whose comparison fails"):
         fitted.partial_fit(x[:40], labels)
     assert_same_snapshot(before, snapshot(fitted))
+    if label is _Unequal:  # score needs only equality (an order-less label is fine there)
+        with pytest.raises(TypeError, match="y holds labels whose comparison fails"):
+            fitted.score(x[:40], labels)
+    else:
+        expected = np.mean(fitted.predict(x[:40]) == plain)
+        assert fitted.score(x[:40], labels) == pytest.approx(expected)
+    assert_same_snapshot(before, snapshot(fitted))
 
 
 def test_pickled_classes_whose_comparison_fails_are_refused(fitted_small):

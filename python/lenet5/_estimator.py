@@ -31,6 +31,7 @@ from ._validation import (
     check_labels,
     check_sample_weight,
     check_weights,
+    comparison_failed,
     encode_labels,
     labels_to_indices,
     native_chunks,
@@ -1720,7 +1721,10 @@ class LeNet5:
         warn_if_inverted(x3, "x")
         indices = run_in_chunks(lambda part: net.predict(part, n_jobs), x3, "the predictions")
         predicted = classes[indices]
-        correct = np.asarray(predicted == y_arr)
+        try:
+            correct = np.asarray(predicted == y_arr)
+        except Exception as err:  # a label type whose equality itself fails
+            raise comparison_failed("y", err) from err
         if correct.shape != y_arr.shape:  # labels of a type never equal to the classes
             correct = np.zeros(y_arr.shape, dtype=bool)
         return float(np.average(correct, weights=weights))

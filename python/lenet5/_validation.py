@@ -368,7 +368,7 @@ def encode_labels(y: np.ndarray, name: str = "y") -> tuple[np.ndarray, np.ndarra
     except TypeError as err:
         raise TypeError(f"{name} mixes labels that cannot be compared ({err})") from None
     except Exception as err:  # a label type whose comparison itself fails
-        raise _comparison_failed(name, err) from err
+        raise comparison_failed(name, err) from err
     if classes.shape[0] < 2:
         raise ValueError(
             f"{name} has a single class ({classes.tolist()[0]!r}); at least 2 classes are "
@@ -382,7 +382,7 @@ def encode_labels(y: np.ndarray, name: str = "y") -> tuple[np.ndarray, np.ndarra
     return classes, np.ascontiguousarray(indices.reshape(-1), dtype=np.int64)
 
 
-def _comparison_failed(name: str, err: Exception) -> TypeError:
+def comparison_failed(name: str, err: Exception) -> TypeError:
     return TypeError(
         f"{name} holds labels whose comparison fails ({type(err).__name__}: {err}); labels "
         "must be integers, strings or bools that compare with each other"
@@ -414,7 +414,7 @@ def labels_to_indices(y: np.ndarray, classes: np.ndarray, name: str = "y") -> np
             f"{classes.tolist()!r:.80} ({err})"
         ) from None
     except Exception as err:  # a label type whose comparison itself fails
-        raise _comparison_failed(name, err) from err
+        raise comparison_failed(name, err) from err
     if unknown is not None:
         raise ValueError(
             f"{name} has labels {unknown.tolist()!r:.80} that are not among the classes "
