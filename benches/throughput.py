@@ -16,7 +16,6 @@ import argparse
 import datetime
 import gc
 import gzip
-import importlib.util
 import json
 import os
 import platform
@@ -450,9 +449,11 @@ def machine_info() -> dict:
         info["usable_cpus"] = len(os.sched_getaffinity(0))
     except AttributeError:
         info["usable_cpus"] = os.cpu_count()
-    if "lenet5" in sys.modules or importlib.util.find_spec("lenet5") is not None:
+    try:
         import lenet5  # the kernel path the lenet5 runs use (LENET5_ISA is inherited)
-
+    except ImportError:
+        pass
+    else:
         native = lenet5.native_info()
         info["lenet5_kernels"] = f"{native['isa']}, {native['lanes']} images per chunk"
         info["lenet5_kernel_reason"] = native["reason"]

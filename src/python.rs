@@ -1552,7 +1552,8 @@ fn check_output_size(n: usize, item_bytes: usize, what: &str) -> PyResult<()> {
     Ok(())
 }
 
-/// Name of the instruction set the kernels run with ("avx512", "avx2" or "scalar"; the values `LENET5_ISA` takes).
+/// Name of the instruction set the kernels run with: "avx512", "avx2" or
+/// "scalar", the values `LENET5_ISA` takes.
 #[pyfunction]
 fn _isa() -> &'static str {
     isa().name()
@@ -1563,36 +1564,21 @@ fn _isa() -> &'static str {
 #[pyfunction]
 fn native_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let c = crate::simd::choice();
+    let signature = crate::simd::cpu_signature();
+    let available: Vec<&str> = c.available.iter().map(|i| i.name()).collect();
     let d = PyDict::new(py);
     d.set_item("version", env!("CARGO_PKG_VERSION"))?;
     d.set_item("isa", c.isa.name())?;
     d.set_item("lanes", c.isa.lanes())?;
     d.set_item("reason", c.reason)?;
-    d.set_item(
-        "requested",
-        if c.requested.is_empty() {
-            None
-        } else {
-            Some(c.requested.as_str())
-        },
-    )?;
-    let available: Vec<&str> = c.available.iter().map(|i| i.name()).collect();
+    let requested = (!c.requested.is_empty()).then_some(c.requested.as_str());
+    d.set_item("requested", requested)?;
     d.set_item("available", available)?;
     d.set_item("cpu", crate::simd::cpu_name())?;
-    match crate::simd::cpu_signature() {
-        Some((family, model, stepping)) => {
-            d.set_item("cpu_family", family)?;
-            d.set_item("cpu_model", model)?;
-            d.set_item("cpu_stepping", stepping)?;
-        }
-        None => {
-            d.set_item("cpu_family", py.None())?;
-            d.set_item("cpu_model", py.None())?;
-            d.set_item("cpu_stepping", py.None())?;
-        }
-    }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    d.set_item("threads", threads)?;
+    d.set_item("cpu_family", signature.map(|s| s.0))?;
+    d.set_item("cpu_model", signature.map(|s| s.1))?;
+    d.set_item("cpu_stepping", signature.map(|s| s.2))?;
+    d.set_item("threads", n_threads(-1)?)?;
     d.set_item("arch", std::env::consts::ARCH)?;
     Ok(d)
 }
