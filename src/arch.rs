@@ -124,6 +124,8 @@ pub enum Loss {
 }
 
 impl Loss {
+    /// Every loss name.
+    pub const NAMES: &'static [&'static str] = &["ce", "mle", "map"];
     /// Parses the loss name; `j` is the MAP constant.
     pub fn parse(s: &str, j: f32) -> Result<Self> {
         match s {
@@ -152,6 +154,8 @@ impl Loss {
 macro_rules! named_enum {
     ($ty:ty, $what:literal, $( $name:literal => $variant:expr ),+ $(,)?) => {
         impl $ty {
+            /// Every name the option accepts, in the order of its variants.
+            pub const NAMES: &'static [&'static str] = &[$( $name ),+];
             /// Parses the option's name as given from Python.
             pub fn parse(s: &str) -> Result<Self> {
                 match s {

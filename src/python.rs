@@ -1583,6 +1583,39 @@ fn native_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     Ok(d)
 }
 
+/// The core's constants, defined once in Rust, for the Python side: the
+/// squashing function, the pixel mapping, the class limits, Table I and the
+/// names every architecture option accepts.
+fn add_constants(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    use arch::*;
+    m.add("TANH_A", crate::kernels::TANH_A)?;
+    m.add("TANH_S", crate::kernels::TANH_S)?;
+    m.add("BACKGROUND", BACKGROUND)?;
+    m.add("INK_RANGE", INK_RANGE)?;
+    m.add("MAX_CLASSES", MAX_CLASSES)?;
+    m.add("RBF_UNITS", crate::rbf::N_BITMAPS)?;
+    let table: Vec<String> = TABLE_I
+        .iter()
+        .map(|row| row.iter().map(|&c| if c { 'X' } else { '.' }).collect())
+        .collect();
+    m.add("TABLE_I", pyo3::types::PyTuple::new(m.py(), table)?)?;
+    let options = PyDict::new(m.py());
+    let lists: [(&str, &[&str]); 7] = [
+        ("activation", Activation::NAMES),
+        ("pooling", Pooling::NAMES),
+        ("c3", C3Connections::NAMES),
+        ("output", Output::NAMES),
+        ("init", Init::NAMES),
+        ("rbf_prototypes", Prototypes::NAMES),
+        ("loss", Loss::NAMES),
+    ];
+    for (key, names) in lists {
+        options.set_item(key, pyo3::types::PyTuple::new(m.py(), names)?)?;
+    }
+    m.add("OPTIONS", options)?;
+    Ok(())
+}
+
 #[pymodule(gil_used = false)]
 fn _lenet5(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -1595,6 +1628,7 @@ fn _lenet5(m: &Bound<'_, PyModule>) -> PyResult<()> {
     {
         let _ = MAIN_THREAD.set(std::thread::current().id());
     }
+    add_constants(m)?;
     m.add_function(wrap_pyfunction!(check_output_size, m)?)?;
     m.add_class::<PyNetwork>()?;
     m.add_class::<PyDataset>()?;

@@ -13,6 +13,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 __all__ = [
+    "BACKGROUND",
+    "INK_RANGE",
+    "MAX_CLASSES",
+    "OPTIONS",
+    "RBF_UNITS",
+    "TABLE_I",
+    "TANH_A",
+    "TANH_S",
     "Dataset",
     "Network",
     "__version__",
@@ -30,6 +38,21 @@ __all__ = [
 ]
 
 __version__: str
+
+#: A and S of the scaled tanh f(a) = A tanh(S a).
+TANH_A: float
+TANH_S: float
+#: The pixel mapping: a pixel v in [0, 1] enters the network as BACKGROUND + INK_RANGE * v.
+BACKGROUND: float
+INK_RANGE: float
+#: The largest number of classes a network can have.
+MAX_CLASSES: int
+#: The number of RBF prototypes (at most this many classes with output="rbf").
+RBF_UNITS: int
+#: The paper's Table I: for each S2 map (row), "X" where it feeds a C3 map (column).
+TABLE_I: tuple[str, ...]
+#: The names each architecture option accepts, in the core's order.
+OPTIONS: dict[str, tuple[str, ...]]
 
 @final
 class Network:
