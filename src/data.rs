@@ -7,8 +7,8 @@
 
 use ndarray::{ArrayView3, Axis};
 
-use crate::arch::IN;
 use crate::error::{LeNetError, Result};
+use crate::model::IN;
 
 /// Network value of the background.
 pub const BACKGROUND: f32 = -0.1;
@@ -157,6 +157,7 @@ pub enum ImageStore {
 
 impl ImageStore {
     /// Copies and validates every image of `view`.
+    #[cfg(test)]
     pub fn from_view<T: Pixel + Into<f64>>(view: &ImageView<'_, T>, to_u8: bool) -> Result<Self> {
         let mut store = Self::with_capacity(view.n, view.side, to_u8)?;
         store.push_view(view)?;

@@ -8,9 +8,9 @@
 //! `q` (wider and flatter, or narrower and taller, same area), `H = [[1, h], [0, 1]]`
 //! shears horizontally. Pixels from outside the image are background.
 
-use crate::arch::IN;
 use crate::data::BACKGROUND;
 use crate::error::{LeNetError, Result};
+use crate::model::IN;
 use crate::rng::Rng;
 
 /// Strengths of the distortions: each parameter is drawn uniformly in
@@ -89,6 +89,7 @@ impl Affine {
     }
 
     /// The identity map.
+    #[cfg(test)]
     pub fn identity() -> Self {
         Affine::new(0.0, 0.0, 1.0, 0.0, 0.0)
     }

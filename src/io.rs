@@ -1148,7 +1148,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::{ArchConfig, Pooling};
+    use crate::model::{Config as ArchConfig, Pooling};
     use proptest::prelude::*;
     use proptest::test_runner::Config;
 

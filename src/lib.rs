@@ -4,37 +4,44 @@
 //! Rust core and a Python front.
 //!
 //! Tensors inside the core are `f32`. Activations of a chunk of images are laid
-//! out `[channel][y][x][lane]` (see [`kernels`]); parameters are one flat vector
-//! whose layout [`arch::Layout`] describes, with the public tensors in PyTorch's
+//! out `[channel][y][x][lane]` (see [`layers`]); parameters are one flat vector
+//! whose layout [`Layout`] describes, with the public tensors in PyTorch's
 //! `[out][in][ky][kx]` order.
 //!
-//! Modules:
-//! - [`arch`]: options, Table I, parameter layout and initialisation;
-//! - [`kernels`]: convolution, pooling, dense layers and activations;
-//! - [`net`]: one chunk through the network, forward and backward;
-//! - [`train`]: mini-batch training and batched inference over a thread pool;
-//! - [`optim`]: SGD with momentum, Adam;
-//! - [`data`]: pixel mapping and image views; [`idx`]: IDX files;
-//! - [`simd`]: run-time choice of instruction set; [`rng`]: seeded RNG;
-//! - `python` (feature `python`): the only module that knows about Python.
+//! The Rust API is [`Network`] with its [`Config`] and [`TrainOptions`].
+//!
+//! Folders (docs/architecture.md has the whole map):
+//! - [`layers`]: one file per layer, with its equations, forward and gradients;
+//! - [`model`]: options, parameter layout, initialisation, the network pass;
+//! - [`train`]: mini-batch training, curvature estimates and batched inference
+//!   over a thread pool, and the optimizers;
+//! - `io`: model files and IDX data files;
+//! - [`simd`]: the instruction-set dispatch and vector types (the only unsafe);
+//! - `python` (feature `python`): the binding, the only code that knows Python.
 
-pub mod arch;
-pub mod data;
-pub mod distort;
+// Without the binding, the parts that only Python reaches are unused.
+#![cfg_attr(not(feature = "python"), allow(dead_code))]
+
+pub(crate) mod data;
+pub(crate) mod distort;
 pub mod error;
-pub mod idx;
-pub mod io;
-pub mod kernels;
-pub mod net;
-pub mod optim;
+pub(crate) mod idx;
+pub(crate) mod io;
+pub(crate) mod layers;
+pub(crate) mod model;
+mod network;
 pub mod profile;
-pub mod rbf;
-pub mod rng;
-pub mod simd;
-pub mod train;
-pub mod wide;
+pub(crate) mod rng;
+pub(crate) mod simd;
+pub(crate) mod train;
 
 #[cfg(feature = "python")]
 mod python;
 
 pub use error::{LeNetError, Result};
+pub use model::{
+    Activation, C3Connections, Config, Init, Layout, Loss, Output, Pooling, Prototypes, TensorSpec,
+    MAX_CLASSES, TABLE_I,
+};
+pub use network::{Network, TrainOptions};
+pub use train::EpochStats;

@@ -6,6 +6,10 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use crate::model::{wide_lanes, Forward, TrainChunk, Workspace};
+use crate::rng::Rng;
+use crate::simd::{dispatch, isa};
+
 /// The timed stages, in the order they run.
 pub const STAGES: [&str; 18] = [
     "C1 conv",
@@ -66,4 +70,105 @@ pub fn lap(stage: usize) {
 /// Seconds per stage accumulated on this thread; resets them.
 pub fn take() -> [f64; STAGES.len()] {
     CLOCK.with(|c| std::mem::replace(&mut c.borrow_mut().1, [0.0; STAGES.len()]))
+}
+
+/// Multiply-adds per image of each timed stage (default network, Table I).
+const MACS: [f64; 18] = [
+    117_600.0, 0.0, 0.0, 150_000.0, 0.0, 0.0, 48_000.0, 10_080.0, 840.0, 0.0, 1_680.0, 20_160.0,
+    96_000.0, 0.0, 150_000.0, 150_000.0, 0.0, 117_600.0,
+];
+
+/// Times one training chunk (forward, loss, backward) and each of its stages
+/// on random data, on the calling thread, and returns the split as a table with
+/// the multiply-adds of each stage. `lanes`: 1 (single images), the wide width,
+/// or None for both.
+pub fn layer_split(lanes: Option<usize>) -> String {
+    use std::fmt::Write;
+    let mut text = String::new();
+    let lay = crate::model::Config::default().layout();
+    let mut rng = Rng::new(0);
+    let p = lay.init_params(crate::model::Init::LeCun, &mut rng);
+    let which: Vec<usize> = match lanes {
+        Some(1) => vec![1],
+        Some(_) => vec![wide_lanes()],
+        None => vec![wide_lanes(), 1],
+    };
+    for lanes in which {
+        let mut ws = Workspace::new(lanes, 10);
+        for v in ws.x.iter_mut() {
+            *v = rng.uniform(-0.1, 1.175);
+        }
+        let labels: Vec<u32> = (0..lanes as u32).map(|i| i % 10).collect();
+        let mut grad = vec![0.0f32; lay.n_params_total()];
+        let reps = 8000 / lanes;
+        let train_reps = |ws: &mut Workspace, grad: &mut [f32]| {
+            for _ in 0..reps {
+                dispatch(TrainChunk {
+                    lay: &lay,
+                    p: &p,
+                    ws,
+                    labels: &labels,
+                    weights: None,
+                    scale: 1.0 / 64.0,
+                    grad,
+                });
+            }
+        };
+        let mut train = f64::MAX;
+        let mut fwd = f64::MAX;
+        for _ in 0..5 {
+            let t = Instant::now();
+            train_reps(&mut ws, &mut grad);
+            train = train.min(t.elapsed().as_secs_f64() / (reps * lanes) as f64);
+            let t = Instant::now();
+            for _ in 0..reps {
+                dispatch(Forward {
+                    lay: &lay,
+                    p: &p,
+                    ws: &mut ws,
+                });
+            }
+            fwd = fwd.min(t.elapsed().as_secs_f64() / (reps * lanes) as f64);
+        }
+        writeln!(
+            text,
+            "isa {}, {lanes} image(s) per chunk, 1 thread: train {:.2} us/img ({:.0} img/s, {:.1} GFLOP/s), forward {:.2} us/img ({:.0} img/s)",
+            isa().name(),
+            train * 1e6,
+            1.0 / train,
+            2.0 * MACS.iter().sum::<f64>() / train / 1e9,
+            fwd * 1e6,
+            1.0 / fwd
+        ).unwrap();
+        enable(true);
+        take();
+        train_reps(&mut ws, &mut grad);
+        enable(false);
+        let times = take();
+        let total: f64 = times.iter().sum();
+        writeln!(
+            text,
+            "{:<16} {:>9} {:>7} {:>10} {:>9}",
+            "stage", "us/img", "share", "MAC/img", "GFLOP/s"
+        )
+        .unwrap();
+        for (i, name) in STAGES.iter().enumerate() {
+            let per = times[i] / (reps * lanes) as f64;
+            let gf = if MACS[i] > 0.0 {
+                format!("{:.1}", 2.0 * MACS[i] / per / 1e9)
+            } else {
+                "-".into()
+            };
+            writeln!(
+                text,
+                "{name:<16} {:>9.3} {:>6.1}% {:>10.0} {:>9}",
+                per * 1e6,
+                100.0 * times[i] / total,
+                MACS[i],
+                gf
+            )
+            .unwrap();
+        }
+    }
+    text
 }

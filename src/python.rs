@@ -23,15 +23,15 @@ use pyo3::exceptions::{
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::arch::{self, ArchConfig, Layout};
 use crate::data::{ImageStore, ImageView, Pixel, BACKGROUND, INK_RANGE};
 use crate::distort::{image_rng, Distortion};
 use crate::error::LeNetError;
 use crate::idx::{self, IdxData};
-use crate::net::{wide_lanes, CurvatureChunk, TrainChunk, Workspace};
-use crate::optim::{OptimKind, Optimizer};
+use crate::model::{self as arch, Config as ArchConfig, Layout};
+use crate::model::{wide_lanes, CurvatureChunk, TrainChunk, Workspace};
 use crate::rng::Rng;
 use crate::simd::{dispatch, flush_all, isa, square};
+use crate::train::optim::{OptimKind, Optimizer};
 use crate::train::{self, Control, Dataset, InferOut, Order};
 
 impl From<LeNetError> for PyErr {
@@ -586,7 +586,7 @@ impl PyNetwork {
                     Images::F32(v) => fill_one(v, i, &mut ws)?,
                     Images::F64(v) => fill_one(v, i, &mut ws)?,
                 }
-                crate::net::forward(lay, &p, &mut ws);
+                crate::model::pass::run_forward(lay, &p, &mut ws);
                 collect_layers(&ws, 1, 1, i, &mut outs);
                 if (i + 1) % train::POLL_IMAGES == 0 && signals.poll() == Control::Stop {
                     return Err(LeNetError::Interrupted);
@@ -1533,14 +1533,16 @@ fn load_safetensors<'py>(
 /// The RBF prototypes: stylised 7x12 digit bitmaps, (10, 84) float32 of -1/+1.
 #[pyfunction]
 fn rbf_bitmaps(py: Python<'_>) -> PyResult<Bound<'_, PyArray2<f32>>> {
-    PyArray1::from_vec(py, crate::rbf::bitmaps()).reshape([crate::rbf::N_BITMAPS, arch::F6_UNITS])
+    PyArray1::from_vec(py, crate::layers::rbf::bitmaps())
+        .reshape([crate::layers::rbf::N_BITMAPS, arch::F6_UNITS])
 }
 
 /// The RBF prototypes of `rbf_prototypes="codes"`: rows of a Hadamard matrix of
 /// order 84, (10, 84) float32 of -1/+1.
 #[pyfunction]
 fn rbf_codes(py: Python<'_>) -> PyResult<Bound<'_, PyArray2<f32>>> {
-    PyArray1::from_vec(py, crate::rbf::codes()).reshape([crate::rbf::N_BITMAPS, arch::F6_UNITS])
+    PyArray1::from_vec(py, crate::layers::rbf::codes())
+        .reshape([crate::layers::rbf::N_BITMAPS, arch::F6_UNITS])
 }
 
 /// Checks that an output of `n` items of `item_bytes` bytes each fits in this
@@ -1588,12 +1590,12 @@ fn native_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 /// names every architecture option accepts.
 fn add_constants(m: &Bound<'_, PyModule>) -> PyResult<()> {
     use arch::*;
-    m.add("TANH_A", crate::kernels::TANH_A)?;
-    m.add("TANH_S", crate::kernels::TANH_S)?;
+    m.add("TANH_A", crate::layers::activation::TANH_A)?;
+    m.add("TANH_S", crate::layers::activation::TANH_S)?;
     m.add("BACKGROUND", BACKGROUND)?;
     m.add("INK_RANGE", INK_RANGE)?;
     m.add("MAX_CLASSES", MAX_CLASSES)?;
-    m.add("RBF_UNITS", crate::rbf::N_BITMAPS)?;
+    m.add("RBF_UNITS", crate::layers::rbf::N_BITMAPS)?;
     let table: Vec<String> = TABLE_I
         .iter()
         .map(|row| row.iter().map(|&c| if c { 'X' } else { '.' }).collect())

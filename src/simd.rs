@@ -109,8 +109,6 @@ pub trait Simd: Copy + Send + Sync + 'static {
     fn select_eq(self, a: Self::V, b: Self::V, x: Self::V, y: Self::V) -> Self::V;
     /// Magnitude of `mag` with the sign of `sign`.
     fn copysign(self, mag: Self::V, sign: Self::V) -> Self::V;
-    /// 2^n for lanes holding whole numbers in [-126, 127].
-    fn pow2i(self, n: Self::V) -> Self::V;
     /// Sum of the lanes, lane 0 first.
     #[inline(always)]
     fn hsum(self, v: Self::V) -> f32 {
@@ -127,6 +125,14 @@ pub trait Simd: Copy + Send + Sync + 'static {
 /// Plain code for any CPU (the compiler may still use SSE2).
 #[derive(Clone, Copy, Debug)]
 pub struct Plain(());
+
+impl Plain {
+    /// The plain token, for tests of the kernels (it needs no CPU feature).
+    #[cfg(test)]
+    pub(crate) fn new() -> Self {
+        Plain(())
+    }
+}
 
 /// AVX2 and FMA (x86-64), eight lanes.
 #[derive(Clone, Copy, Debug)]
@@ -230,10 +236,6 @@ impl Simd for Plain {
     fn copysign(self, mag: [f32; 8], sign: [f32; 8]) -> [f32; 8] {
         lanewise!(mag, sign, |x, y| x.copysign(y))
     }
-    #[inline(always)]
-    fn pow2i(self, n: [f32; 8]) -> [f32; 8] {
-        n.map(|v| f32::from_bits(((v as i32 + 127) as u32) << 23))
-    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -315,14 +317,6 @@ mod avx2 {
             unsafe {
                 let m = _mm256_set1_ps(-0.0);
                 _mm256_or_ps(_mm256_andnot_ps(m, mag), _mm256_and_ps(m, sign))
-            }
-        }
-        #[inline(always)]
-        fn pow2i(self, n: __m256) -> __m256 {
-            unsafe {
-                let i = _mm256_cvttps_epi32(n);
-                let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(i, _mm256_set1_epi32(127)));
-                _mm256_castsi256_ps(e)
             }
         }
     }
@@ -409,14 +403,6 @@ mod avx512 {
                 let mag = _mm512_andnot_si512(m, _mm512_castps_si512(mag));
                 let sgn = _mm512_and_si512(m, _mm512_castps_si512(sign));
                 _mm512_castsi512_ps(_mm512_or_si512(mag, sgn))
-            }
-        }
-        #[inline(always)]
-        fn pow2i(self, n: __m512) -> __m512 {
-            unsafe {
-                let i = _mm512_cvttps_epi32(n);
-                let e = _mm512_slli_epi32::<23>(_mm512_add_epi32(i, _mm512_set1_epi32(127)));
-                _mm512_castsi512_ps(e)
             }
         }
     }

@@ -1,5 +1,7 @@
 //! Mini-batch training and batched inference over a thread pool.
 //!
+//! The optimizers are in [`optim`].
+//!
 //! A batch is cut into chunks of [`wide_lanes`] images (single images when the batch
 //! is smaller than that). Each chunk runs forward and backward on its own
 //! workspace and writes its gradient into its own buffer; the buffers are then
@@ -15,14 +17,16 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use crate::arch::{Layout, IN};
+pub(crate) mod optim;
+
 use crate::data::{fill_chunk, ImageStore, ImageView, Pixel};
 use crate::distort::{image_rng, Distortion};
 use crate::error::{LeNetError, Result};
-use crate::net::{score, softmax_rows, wide_lanes, CurvatureChunk, Forward, TrainChunk, Workspace};
-use crate::optim::Optimizer;
+use crate::layers::dense::{score, softmax_rows};
+use crate::model::{wide_lanes, CurvatureChunk, Forward, Layout, TrainChunk, Workspace, IN};
 use crate::rng::Rng;
 use crate::simd::{dispatch, flush_all, square, MAX_LANES};
+use optim::Optimizer;
 
 /// Training images with their class indices, and optionally a weight per image.
 #[derive(Clone, Debug)]
@@ -73,10 +77,6 @@ impl Dataset {
 
     pub fn len(&self) -> usize {
         self.labels.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
     }
 }
 
@@ -704,9 +704,9 @@ pub const POLL_IMAGES: usize = 256;
 
 #[cfg(test)]
 mod tests {
+    use super::optim::OptimKind;
     use super::*;
-    use crate::arch::{ArchConfig, Init};
-    use crate::optim::OptimKind;
+    use crate::model::{Config as ArchConfig, Init};
 
     fn data(n: usize) -> Dataset {
         let mut rng = Rng::new(7);
