@@ -432,6 +432,8 @@ def test_public_names_have_numpydoc_examples():
     [
         "lenet5",
         "lenet5._estimator",
+        "lenet5._params",
+        "lenet5._training",
         "lenet5._validation",
         "lenet5.datasets",
         "lenet5._progress",

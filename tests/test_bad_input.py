@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from conftest import assert_same_snapshot, child_report, snapshot, weights_equal
 from lenet5 import LeNet5
-from lenet5 import _estimator as estimator_module
+from lenet5 import _params as estimator_module
 
 N = 2  # samples in the bad arrays below (where the shape has a sample axis)
 Y2 = np.array([0, 1])

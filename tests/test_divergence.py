@@ -197,7 +197,7 @@ def test_model_trains_normally_after_divergence(small, make_model):
 def test_a_healthy_fit_is_far_from_the_output_bound(fitted_small):
     """The bound that decides divergence is loose, but not so loose that it could refuse
     a network that learnt something: the trained one is orders of magnitude below it."""
-    from lenet5._estimator import OUTPUT_BOUND_LIMIT, _output_bound
+    from lenet5._training import OUTPUT_BOUND_LIMIT, _output_bound
 
     bound = _output_bound(fitted_small._net)
     assert 1.0 < bound < OUTPUT_BOUND_LIMIT * 1e-25
@@ -205,7 +205,7 @@ def test_a_healthy_fit_is_far_from_the_output_bound(fitted_small):
 
 def test_the_output_bound_holds(fitted_small, mnist):
     """Every activation and output value is within the bound."""
-    from lenet5._estimator import _output_bound
+    from lenet5._training import _output_bound
 
     (_, _), (xt, _) = mnist
     bound = _output_bound(fitted_small._net)

@@ -543,7 +543,7 @@ DEFAULT = {
 
 
 def test_augment_with_the_paper_preset_uses_the_presets_strengths():
-    from lenet5._estimator import AUGMENT_DEFAULTS
+    from lenet5._params import AUGMENT_DEFAULTS
 
     half = {key: value / 2 for key, value in AUGMENT_DEFAULTS.items()}
     assert LeNet5(preset="paper", augment=True).resolved_params()["augment"] == half

@@ -1075,3 +1075,38 @@ def test_include_optimizer_must_be_a_bool(fitted_small, tmp_path):
     with pytest.raises(ValueError, match="include_optimizer must be True or False"):
         fitted_small.save(path, include_optimizer="yes")
     assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("class_weight", "parity"),
+    [({0: 2.0, 3: 0.5}, False), ({"even": 1.5}, True), ({np.int64(1): 3.0}, False)],
+)
+def test_a_class_weight_dict_is_saved_and_loaded(
+    make_model, mnist, tmp_path, class_weight, parity
+):
+    (x, y), (x_test, _) = mnist
+    y = np.where(y[:200] % 2 == 0, "even", "odd") if parity else y[:200]
+    model = make_model(class_weight=class_weight).fit(x[:200], y)
+    path = tmp_path / "m.safetensors"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is dropped
+        model.save(path)
+    loaded = LeNet5.load(path)
+    assert loaded.class_weight == class_weight
+    assert loaded.get_params() == model.get_params()
+    # the loaded model trains on with the same weights of the classes
+    model.set_params(warm_start=True)
+    loaded.set_params(warm_start=True)
+    model.fit(x[:200], y)
+    loaded.fit(x[:200], y)
+    assert np.array_equal(loaded.predict_proba(x_test[:20]), model.predict_proba(x_test[:20]))
+
+
+def test_a_malformed_stored_class_weight_is_refused(saved, tmp_path):
+    for bad in ([[0]], [[0, 1.0], [0, 2.0]], [[None, 1.0]], [{"0": 1.0}], [[0, "heavy"]]):
+        params = json.loads(_lenet5.load_safetensors(str(saved))[1]["hyperparameters"])
+        params["class_weight"] = bad
+        text = json.dumps(params)
+        path = write_with_metadata(saved, tmp_path / "bad.safetensors", hyperparameters=text)
+        with pytest.raises(ValueError, match="class_weight"):
+            LeNet5.load(path)

@@ -321,3 +321,17 @@ def test_repr_matches_scikit_learn_changed_only_style():
     model = LeNet5(learning_rate=0.01, c3="full")
     assert repr(clone(model)) == repr(model) == "LeNet5(learning_rate=0.01, c3='full')"
     assert sklearn.get_config()["print_changed_only"] is True
+
+
+def test_table_i_is_the_papers():
+    """The table the core exports, against Table I of LeCun et al. (1998) as printed."""
+    printed = (
+        "X...XXX..XXXX.XX",
+        "XX...XXX..XXXX.X",
+        "XXX...XXX..X.XXX",
+        ".XXX..XXXX..X.XX",
+        "..XXX..XXXX.XX.X",
+        "...XXX..XXXX.XXX",
+    )
+    assert tuple(TABLE_I) == printed
+    assert sum(c3_inputs("table")) == 60

@@ -140,7 +140,7 @@ def test_validation_fraction_holds_out_data(small, make_model):
 
 
 def test_validation_split_is_stratified():
-    from lenet5._estimator import _stratified_split
+    from lenet5._training import _stratified_split
 
     y = np.repeat(np.arange(3), [10, 20, 1])
     keep, held = _stratified_split(y, 3, 0.2, seed=0)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from lenet5 import LeNet5, TrainingWarning
 from lenet5.__main__ import main
-from lenet5._estimator import _went_nowhere
+from lenet5._training import _went_nowhere
 
 
 def quiet(**params):

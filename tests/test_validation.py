@@ -11,7 +11,7 @@ from conftest import assert_same_snapshot, snapshot
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from lenet5._estimator import _resolve_n_jobs
+from lenet5._params import resolve_n_jobs as _resolve_n_jobs
 from lenet5._validation import check_images, check_labels
 
 # ---------------------------------------------------------------- images

@@ -121,10 +121,10 @@ def _n_jobs(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (one subparser per command)."""
-    from . import __version__, _estimator
-    from ._estimator import ACTIVATIONS, C3_CONNECTIONS, OPTIMIZERS, OUTPUTS, POOLINGS
+    from . import __version__
+    from ._params import ACTIVATIONS, C3_CONNECTIONS, OPTIMIZERS, OUTPUTS, POOLINGS, PRESETS
 
-    presets = tuple(getattr(_estimator, "PRESETS", ()))
+    presets = tuple(PRESETS)
 
     parser = _Parser(
         prog="lenet5",

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import _lenet5
-from ._estimator import AUGMENT_DEFAULTS, AUGMENT_LIMITS, _seed_sequence
+from ._params import AUGMENT_DEFAULTS, AUGMENT_LIMITS, seed_sequence
 from ._validation import check_float, check_images
 
 __all__ = ["distort", "rbf_bitmaps", "rbf_codes"]
@@ -134,6 +134,6 @@ def distort(
     x3 = check_images(
         images, "images", allow_single=True, item_bytes=32 * 32 * 4, output="the distorted images"
     )
-    seed = int(_seed_sequence(random_state).generate_state(1, dtype=np.uint64)[0])
+    seed = int(seed_sequence(random_state).generate_state(1, dtype=np.uint64)[0])
     out = np.asarray(_lenet5.distort(x3, seed=seed, **checked), dtype=np.float32)
     return out[0] if single else out

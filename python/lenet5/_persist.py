@@ -78,6 +78,8 @@ from typing import Any
 import numpy as np
 
 from . import _lenet5
+from ._params import OPTIMIZERS, resolve
+from ._training import commit_new_network
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "getstate", "load", "save", "setstate"]
 
@@ -126,6 +128,35 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     raise _NotPlain
+
+
+def _plain_param(name: str, value: Any) -> Any:
+    """A hyperparameter as a JSON value, or raise _NotPlain. A ``class_weight`` dict,
+    whose labels JSON could not hold as object keys, becomes a list of [label, weight]
+    pairs (see :func:`_decoded_params`)."""
+    if name == "class_weight" and isinstance(value, dict):
+        return [[_plain(label), _plain(weight)] for label, weight in value.items()]
+    return _plain(value)
+
+
+def _decoded_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The stored hyperparameters as keyword arguments: a ``class_weight`` list of
+    [label, weight] pairs (as :func:`_plain_param` writes it) back as a dict."""
+    pairs = params.get("class_weight")
+    if not isinstance(pairs, list):
+        return params
+    labels = (str, bool, int, float)
+    if not all(
+        isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], labels) for pair in pairs
+    ):
+        raise ValueError(
+            "class_weight must be stored as a list of [label, weight] pairs, each label a "
+            f"string or a number; got {pairs!r:.80}"
+        )
+    weights = dict(pairs)
+    if len(weights) != len(pairs):
+        raise ValueError(f"class_weight lists a label twice; got {pairs!r:.80}")
+    return {**params, "class_weight": weights}
 
 
 def _dumps(obj: Any) -> str:
@@ -386,13 +417,7 @@ class _Fitted:
     def install(self, model: Any, extra: dict[str, Any]) -> None:
         """Installs the network the way ``fit`` does (every fitted attribute reset), then
         the extra attributes and the saved ones."""
-        commit = getattr(model, "_commit_new_network", None)
-        if commit is not None:
-            commit(self.net, self.classes)
-        else:  # pragma: no cover - estimators before _commit_new_network
-            model.__dict__.update(
-                classes_=self.classes, n_params_=int(self.net.n_params), _net=self.net
-            )
+        commit_new_network(model, self.net, self.classes)
         model.__dict__.update(extra)
         model.__dict__.update(self.attributes)
 
@@ -413,7 +438,7 @@ def _split_params(cls: Any, params: dict[str, Any], where: str) -> dict[str, Any
 
 def _check_params(model: Any) -> None:
     try:
-        model._checked_params()
+        resolve(model)
     except (TypeError, ValueError) as err:
         raise ValueError(f"bad hyperparameters: {err}") from None
 
@@ -455,7 +480,7 @@ def save(model: Any, path: str | os.PathLike[str], include_optimizer: bool = Tru
     dropped = []
     for name, value in model.get_params().items():
         try:
-            stored[name] = _plain(value)
+            stored[name] = _plain_param(name, value)
         except _NotPlain:
             dropped.append(name)
     if dropped:
@@ -467,7 +492,7 @@ def save(model: Any, path: str | os.PathLike[str], include_optimizer: bool = Tru
             stacklevel=3,
         )
     # What is stored must load: check it as load will.
-    _check_params(type(model)(**stored))
+    _check_params(type(model)(**_decoded_params(stored)))
     config = dict(net.config())
     weights = net.get_weights()
     metadata = {
@@ -611,7 +636,7 @@ def _from_file(cls: type, tensors: dict[str, Any], metadata: dict[str, str]) -> 
         if text not in ("784", "1024"):
             raise ValueError(f"n_features_in must be 784 or 1024; got {text!r:.40}")
         extra["n_features_in_"] = int(text)
-    model = cls(**_split_params(cls, params, "the model file"))
+    model = cls(**_decoded_params(_split_params(cls, params, "the model file")))
     _check_params(model)
     key = None if train_state is None else _restore_train_state(fitted.net, train_state)
     if key is not None and key[0] == "sdlm":
@@ -625,7 +650,6 @@ def _from_file(cls: type, tensors: dict[str, Any], metadata: dict[str, str]) -> 
 
 # ---------------------------------------------------------------------------- training state
 
-_OPTIMIZERS = ("sgd", "adam", "adamw", "sdlm")
 # The tensors of a model file holding the optimizer's buffers, and their train_state keys.
 _STATE_TENSORS = {"optimizer.m": "m", "optimizer.v": "v", "optimizer.h": "h"}
 _STATE_KEYS = ("settings", "step", "rng", "learning_rate", "m", "v", "h")
@@ -665,8 +689,8 @@ def _restore_train_state(net: Any, state: Any) -> tuple[Any, ...]:
             f"beta_1, beta_2, epsilon, mu]; got {settings!r:.120}"
         )
     name, momentum, weight_decay, nesterov, beta_1, beta_2, epsilon, mu = settings
-    if name not in _OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {', '.join(_OPTIMIZERS)}; got {name!r:.40}")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {name!r:.40}")
     if not isinstance(nesterov, bool):
         raise ValueError(f"optimizer nesterov must be true or false; got {nesterov!r:.40}")
     numbers_ = {
@@ -808,6 +832,12 @@ def _check_extra(
     types fit gives them: a dict tensor name -> float32 array of that tensor's shape, or
     None (and only None for an unfitted model, whose ``weights`` are None). A subclass's
     own fitted attributes (see :func:`_subclass_attribute`) are its ``fit``'s business."""
+    from ._estimator import LeNet5
+
+    # LeNet5's n_features_in_ is 784 or 1024; a subclass may count its own features (as
+    # one that puts tabular data on a canvas)
+    own = cls is LeNet5
+    sizes = "784 or 1024" if own else "a positive int"
     for key, value in attributes.items():
         if _subclass_attribute(cls, key):
             continue
@@ -817,12 +847,7 @@ def _check_extra(
                 f"(the state may hold {', '.join(_EXTRA)})"
             )
         if key == "n_features_in_":
-            # LeNet5's is 784 or 1024; a subclass may count its own features (as one
-            # that puts tabular data on a canvas)
-            from ._estimator import LeNet5
-
-            sizes = "784 or 1024" if cls is LeNet5 else "a positive int"
-            ok = type(value) is int and (value in (784, 1024) or (cls is not LeNet5 and value > 0))
+            ok = type(value) is int and (value in (784, 1024) or (not own and value > 0))
             if not ok:
                 raise ValueError(
                     f"bad LeNet5 state: n_features_in_ must be {sizes}; got {value!r:.40}"

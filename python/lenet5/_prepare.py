@@ -63,6 +63,29 @@ def _border(x3: np.ndarray) -> np.ndarray:
     return np.concatenate([x3[:, 0, :], x3[:, -1, :], x3[:, 1:-1, 0], x3[:, 1:-1, -1]], axis=1)
 
 
+def _ring_positions(side: int) -> np.ndarray:
+    """Flat positions of the outermost ring of a ``side`` x ``side`` image: the first and
+    last rows, then the first and last pixels of the rows between."""
+    inner = np.arange(1, side - 1)
+    return np.concatenate(
+        [
+            np.arange(side),
+            (side - 1) * side + np.arange(side),
+            inner * side,
+            inner * side + side - 1,
+        ]
+    )
+
+
+# The ring of each image size the estimator takes (one image's check is one gather).
+_RINGS = {side: _ring_positions(side) for side in (28, 32)}
+
+
+def _bright_half(x3: np.ndarray) -> float:
+    """Half the full intensity: 128 for integer pixels, 0.5 for floats."""
+    return 128 if x3.dtype.kind in "ui" else 0.5
+
+
 def looks_inverted(x3: np.ndarray) -> np.ndarray:
     """For each image of ``(n, h, w)`` (uint8 0..255 or floats in [0, 1]), whether more
     than half of its border pixels are bright (at least half the full intensity).
@@ -74,28 +97,41 @@ def looks_inverted(x3: np.ndarray) -> np.ndarray:
     >>> looks_inverted(np.stack([np.zeros((28, 28)), np.ones((28, 28))])).tolist()
     [False, True]
     """
-    half = 128 if x3.dtype.kind in "ui" else 0.5
+    half = _bright_half(x3)
     h, w = x3.shape[1], x3.shape[2]
     ring = 2 * (h + w) - 4
-    if x3.shape[0] == 1:  # predict(one image) is fast: keep this check to a few calls
-        image = x3[0]
-        bright = np.count_nonzero(image[:: h - 1] >= half)
-        bright += np.count_nonzero(image[1:-1, :: w - 1] >= half)
-        return np.array([bright * 2 > ring])
+    if x3.shape[0] == 1:
+        return np.array([_one_looks_inverted(x3[0], half)])
     bright = np.count_nonzero(x3[:, :: h - 1] >= half, axis=(1, 2))
     bright += np.count_nonzero(x3[:, 1:-1, :: w - 1] >= half, axis=(1, 2))
     return bright * 2 > ring
 
 
+def _one_looks_inverted(image: np.ndarray, half: float) -> bool:
+    """:func:`looks_inverted` of one image ``(h, w)``, in a few calls (``predict`` of one
+    image is fast, and this check is part of it)."""
+    h, w = image.shape
+    positions = _RINGS.get(h) if h == w else None
+    if positions is None:  # another size: the rows and columns of the ring by slicing
+        bright = np.count_nonzero(image[:: h - 1] >= half)
+        bright += np.count_nonzero(image[1:-1, :: w - 1] >= half)
+    else:
+        bright = np.count_nonzero(image.reshape(-1)[positions] >= half)
+    return bright * 2 > 2 * (h + w) - 4
+
+
 def warn_if_inverted(x3: np.ndarray, name: str = "x", stacklevel: int = 3) -> None:
     """Warn (:class:`InvertedInputWarning`) when most images of ``x3`` look inverted."""
-    inverted = looks_inverted(x3)
-    count = int(np.count_nonzero(inverted))
-    if count * 2 <= inverted.shape[0]:
+    n = x3.shape[0]
+    if n == 1:
+        count = int(_one_looks_inverted(x3[0], _bright_half(x3)))
+    else:
+        count = int(np.count_nonzero(looks_inverted(x3)))
+    if count * 2 <= n:
         return
     flip = "255 - x" if x3.dtype.kind in "ui" else "1 - x"
     warnings.warn(
-        f"{name} looks inverted: in {count} of {inverted.shape[0]} images most border pixels "
+        f"{name} looks inverted: in {count} of {n} images most border pixels "
         "are bright, but LeNet5 expects light ink on a dark background, as in MNIST. Invert "
         f"the images ({flip}) or pass them through lenet5.datasets.prepare_digits, which "
         "detects the polarity; silence this with "

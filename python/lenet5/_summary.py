@@ -1,8 +1,9 @@
 """``LeNet5.summary()``: the layers with their output shapes, parameters and connections.
 
-The figures are derived here from the architecture (layer sizes, kernel sizes, the C3
-connection table, the kind of pooling and of output layer), independently of the native
-core, so that the tests can hold both against each other and against the paper's numbers.
+The figures are counted here from the architecture (layer sizes, kernel sizes, the C3
+connection table the core exports, the kind of pooling and of output layer), not read from
+the native network, so that the tests can hold both against each other and against the
+paper's numbers.
 
 Counting follows the paper (LeCun et al., 1998, section II.B): a trainable parameter is a
 weight or a bias; a connection is one input of one unit, the bias counting as an input.
@@ -16,6 +17,7 @@ import html
 import sys
 from typing import Any, NamedTuple
 
+from . import _lenet5
 from ._validation import check_bool, check_choice, check_int
 
 __all__ = ["LayerSummary", "Summary", "architecture_summary"]
@@ -31,24 +33,17 @@ def session_shows_results() -> bool:
     return get_ipython is not None and get_ipython() is not None
 
 
-#: Choices of the architecture hyperparameters (the first is the default).
-ACTIVATIONS = ("tanh", "relu")
-POOLINGS = ("sub", "avg", "max")
-C3_CONNECTIONS = ("table", "full")
-OUTPUTS = ("softmax", "rbf")
+#: Choices of the architecture hyperparameters, as the native core names them.
+ACTIVATIONS = _lenet5.OPTIONS["activation"]
+POOLINGS = _lenet5.OPTIONS["pooling"]
+C3_CONNECTIONS = _lenet5.OPTIONS["c3"]
+OUTPUTS = _lenet5.OPTIONS["output"]
 
 #: The paper's Table I: for each S2 map (row), the C3 maps (columns) it feeds.
-TABLE_I = (
-    "X...XXX..XXXX.XX",
-    "XX...XXX..XXXX.X",
-    "XXX...XXX..X.XXX",
-    ".XXX..XXXX..X.XX",
-    "..XXX..XXXX.XX.X",
-    "...XXX..XXXX.XXX",
-)
+TABLE_I: tuple[str, ...] = _lenet5.TABLE_I
 
 #: Number of RBF units / prototypes available (one per digit).
-RBF_UNITS = 10
+RBF_UNITS: int = _lenet5.RBF_UNITS
 
 _ACTIVATION_TEXT = {"tanh": "scaled tanh", "relu": "ReLU"}
 
@@ -288,11 +283,29 @@ def architecture_summary(
     c3 = check_choice(c3, "c3", C3_CONNECTIONS)
     output = check_choice(output, "output", OUTPUTS)
     rbf_trainable = check_bool(rbf_trainable, "rbf_trainable")
+    _check_rbf_classes(output, k)
+    return _summary(k, activation, pooling, c3, output, rbf_trainable, title, note)
+
+
+def _check_rbf_classes(output: str, k: int) -> None:
     if output == "rbf" and k > RBF_UNITS:
         raise ValueError(
             f"output='rbf' has {RBF_UNITS} prototypes and so at most {RBF_UNITS} classes; "
             f"got n_classes={k}"
         )
+
+
+def _summary(
+    k: int,
+    activation: str,
+    pooling: str,
+    c3: str,
+    output: str,
+    rbf_trainable: bool,
+    title: str,
+    note: str = "",
+) -> Summary:
+    """:func:`architecture_summary` of values already checked."""
     act = _ACTIVATION_TEXT[activation]
 
     def conv(name: str, maps: int, side: int, inputs: list[int], text: str) -> LayerSummary:
@@ -341,32 +354,31 @@ def model_summary(model: Any, n_classes: int | None = None) -> Summary:
     """The summary of a :class:`~lenet5.LeNet5`: of its fitted network when there is one,
     else of the network its hyperparameters describe (``n_classes``, default 10)."""
     name = type(model).__name__
+    keys = ("activation", "pooling", "c3", "output")
     net = model.__dict__.get("_net")
     if net is not None:
+        # The network's own configuration: values the core accepted.
         config = net.config()
         k = int(config["n_classes"])
         if n_classes is not None and check_int(n_classes, "n_classes", low=2) != k:
             raise ValueError(
                 f"n_classes={n_classes!r} differs from the {k} classes the model was fitted with"
             )
-        arch = {
-            key: config[key]
-            for key in ("activation", "pooling", "c3", "output", "rbf_trainable")
-            if key in config
-        }
-        return architecture_summary(k, **arch, title=f"{name} (fitted, {k} classes)")
-    # The estimator resolves its hyperparameters (presets, library defaults for None) and
-    # checks them, raising ValueError naming a bad one, as fit would.
-    params = model.resolved_params()
-    arch = {
-        key: params[key]
-        for key in ("activation", "pooling", "c3", "output", "rbf_trainable")
-        if key in params
-    }
+        arch = [config[key] for key in keys]
+        trainable = bool(config.get("rbf_trainable", False))
+        return _summary(k, *arch, trainable, title=f"{name} (fitted, {k} classes)")
+    # The hyperparameters resolved (presets, library defaults for None) and checked, with
+    # a ValueError naming a bad one, as fit would.
+    from ._params import resolve
+
+    p = resolve(model)
+    arch = [getattr(p, key) for key in keys]
     if n_classes is None:
         k = 10
         note = "Not fitted: 10 classes assumed (pass n_classes= to change)."
     else:
-        k = n_classes
+        k = check_int(n_classes, "n_classes", low=2)
         note = "Not fitted: the network fit would build for these hyperparameters."
-    return architecture_summary(k, **arch, title=f"{name} (not fitted, {k} classes)", note=note)
+    _check_rbf_classes(p.output, k)
+    title = f"{name} (not fitted, {k} classes)"
+    return _summary(k, *arch, p.rbf_trainable, title=title, note=note)

@@ -22,7 +22,7 @@ __all__ = ["NotFittedError", "check_images", "check_labels", "encode_labels"]
 IMAGE_SIDES = (28, 32)
 
 #: Most classes a softmax output layer holds (the native network's limit).
-MAX_CLASSES = 65536
+MAX_CLASSES: int = _lenet5.MAX_CLASSES
 
 #: Images converted at a time from a dtype the native layer does not read (int64,
 #: float16, a non-native byte order, ...): never a whole converted copy.

@@ -14,8 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_sample_weight
-
 __all__ = ["check_class_weight", "training_weights"]
 
 
@@ -63,16 +61,16 @@ def training_weights(
     """The float32 weight of every training sample, rescaled to mean 1, or None.
 
     ``class_weight`` is a value checked by :func:`check_class_weight`; ``sample_weight``
-    is the ``fit`` argument (None or one non-negative number per sample); ``y_idx`` the
+    None or the ``fit`` argument checked by
+    :func:`~lenet5._validation.check_sample_weight` (float64, one per sample); ``y_idx`` the
     class index of each sample in ``classes``. ``"balanced"`` gives class ``k`` the weight
     ``n_samples / (n_classes * count_k)`` over the classes present in ``y_idx``, as
     scikit-learn's ``compute_class_weight``. Returns None when every weight would be 1.
 
     Raises
     ------
-    TypeError, ValueError
-        For a bad ``sample_weight``, a ``class_weight`` label that is not a class, or
-        weights whose sum is zero.
+    ValueError
+        For a ``class_weight`` label that is not a class, or weights whose sum is zero.
 
     Examples
     --------
@@ -82,7 +80,7 @@ def training_weights(
     array([0.6666667, 0.6666667, 0.6666667, 2.       ], dtype=float32)
     """
     n = y_idx.shape[0]
-    weights = check_sample_weight(sample_weight, n)
+    weights = sample_weight
     per_class = None
     if isinstance(class_weight, str):  # "balanced"
         counts = np.bincount(y_idx, minlength=len(classes)).astype(np.float64)
