@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 pub(crate) mod optim;
+pub(crate) mod probe;
 
 use crate::data::{fill_chunk, ImageStore, ImageView, Pixel};
 use crate::distort::{image_rng, Distortion};
