@@ -14,7 +14,8 @@
 //! - [`net`]: one chunk through the network, forward and backward;
 //! - [`train`]: mini-batch training and batched inference over a thread pool;
 //! - [`optim`]: SGD with momentum, Adam;
-//! - [`data`]: pixel mapping and image views; [`idx`]: IDX files;
+//! - [`data`]: pixel mapping and image views;
+//! - [`io`]: model files (safetensors), IDX files, atomic writes;
 //! - [`simd`]: run-time choice of instruction set; [`rng`]: seeded RNG;
 //! - `python` (feature `python`): the only module that knows about Python.
 
@@ -22,7 +23,6 @@ pub mod arch;
 pub mod data;
 pub mod distort;
 pub mod error;
-pub mod idx;
 pub mod io;
 pub mod kernels;
 pub mod net;

@@ -27,7 +27,7 @@ use crate::arch::{self, ArchConfig, Layout};
 use crate::data::{ImageStore, ImageView, Pixel, BACKGROUND, INK_RANGE};
 use crate::distort::{image_rng, Distortion};
 use crate::error::LeNetError;
-use crate::idx::{self, IdxData};
+use crate::io::idx::{self, IdxData};
 use crate::net::{wide_lanes, CurvatureChunk, TrainChunk, Workspace};
 use crate::optim::{OptimKind, Optimizer};
 use crate::rng::Rng;
@@ -1514,6 +1514,19 @@ fn save_safetensors(
     Ok(())
 }
 
+/// Writes `data` to `path` atomically, as model files are written (see
+/// `io::atomic`): a locked temporary file in the same folder, fsynced, then
+/// renamed over `path`; removed on any error; stale ones of killed writes to
+/// `path` are removed first. OSError (errno, filename) saying "cannot write
+/// <what>" when it fails.
+#[pyfunction]
+#[pyo3(signature = (path, data, what = "file"))]
+fn write_atomic(py: Python<'_>, path: std::path::PathBuf, data: &[u8], what: &str) -> PyResult<()> {
+    let context = format!("cannot write {what}");
+    py.detach(|| crate::io::write_atomic(&path, data, &context))?;
+    Ok(())
+}
+
 /// Reads a safetensors file written by `save_safetensors`, checking everything:
 /// returns (dict name -> float32 array, dict of metadata). ValueError for any
 /// malformed content, OSError when the file cannot be read.
@@ -1641,6 +1654,7 @@ fn _lenet5(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rbf_codes, m)?)?;
     m.add_function(wrap_pyfunction!(distort, m)?)?;
     m.add_function(wrap_pyfunction!(save_safetensors, m)?)?;
+    m.add_function(wrap_pyfunction!(write_atomic, m)?)?;
     m.add_function(wrap_pyfunction!(load_safetensors, m)?)?;
     Ok(())
 }
