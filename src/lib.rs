@@ -15,7 +15,7 @@
 //! - [`model`]: options, parameter layout, initialisation, the network pass;
 //! - [`train`]: mini-batch training, curvature estimates and batched inference
 //!   over a thread pool, and the optimizers;
-//! - `io`: model files and IDX data files;
+//! - [`io`]: model files (safetensors), IDX data files, atomic writes;
 //! - [`simd`]: the instruction-set dispatch and vector types (the only unsafe);
 //! - `python` (feature `python`): the binding, the only code that knows Python.
 
@@ -25,8 +25,7 @@
 pub(crate) mod data;
 pub(crate) mod distort;
 pub mod error;
-pub(crate) mod idx;
-pub(crate) mod io;
+pub mod io;
 pub(crate) mod layers;
 pub(crate) mod model;
 mod network;

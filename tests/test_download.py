@@ -3,6 +3,7 @@ files; every other connection is refused, so no test reaches the outside network
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import http.server
@@ -343,3 +344,65 @@ def test_data_home(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert data_home() == tmp_path / "home" / ".cache" / "lenet5"
+
+
+def test_leftovers_of_killed_downloads_are_removed(served, digests, tmp_path):
+    """Temporary files a killed download left beside a file it was fetching are removed
+    when that file is downloaded: the native writer's (lock free) and the ``.part`` files
+    of earlier versions; files that only look alike are kept."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    name = "train-images-idx3-ubyte.gz"
+    leftovers = [
+        f".{name}.lenet5-save-999999-0.tmp",  # the writer's, its process gone
+        f".{name}.0123456789ab.part",  # an earlier version's streamed download
+        f".t10k-labels-idx1-ubyte.gz.{'f' * 12}.part",
+    ]
+    kept = [
+        f".{name}.notes.part",
+        f".{name}.0123456789ab.part.bak",
+        f".other.gz.{'0' * 12}.part",
+        "readme.txt",
+    ]
+    for leftover in leftovers + kept:
+        (cache / leftover).write_bytes(b"partial")
+    download_mnist(cache, mirrors=[served.url], sha256=digests, progress=False)
+    assert listing(cache) == sorted(list(NAMES) + kept)
+    for leftover in kept:
+        assert (cache / leftover).read_bytes() == b"partial"
+
+
+def test_interrupted_download_leaves_nothing(served, digests, tmp_path, monkeypatch):
+    """Ctrl-C in the middle of a download: nothing is on disk for that file."""
+    cache = tmp_path / "cache"
+    real_read = datasets.http.client.HTTPResponse.read
+    calls = []
+
+    def read(self, *args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_read(self, *args)
+
+    monkeypatch.setattr(datasets.http.client.HTTPResponse, "read", read)
+    monkeypatch.setattr(datasets, "_CHUNK", 1024)
+    with pytest.raises(KeyboardInterrupt):
+        download_mnist(cache, mirrors=[served.url], sha256=digests, progress=False)
+    assert listing(cache) == []
+
+
+def test_a_failed_write_is_the_folders_error_not_the_mirrors(served, digests, tmp_path):
+    """A download that cannot be written raises the OSError of the write (errno and
+    filename of the file), without trying the other mirrors, and leaves nothing."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    name = "train-labels-idx1-ubyte.gz"
+    (cache / name).mkdir()  # a folder where the file should go
+    (cache / name / "inside").write_bytes(b"x")
+    mirrors = [served.url, served.url.replace("/mnist/", "/other/")]
+    with pytest.raises(IsADirectoryError, match="cannot write downloaded file") as info:
+        download_mnist(cache, mirrors=mirrors, sha256=digests, progress=False)
+    assert info.value.errno == errno.EISDIR
+    assert info.value.filename == str(cache / name)
+    assert [r for r in served.requests if r.endswith(name)] == [f"/mnist/{name}"]
+    assert not [n for n in listing(cache) if n.startswith(".")]

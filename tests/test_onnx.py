@@ -264,3 +264,38 @@ def test_file_is_replaced_atomically(fitted_small, tmp_path):
     with pytest.raises(FileNotFoundError):
         fitted_small.to_onnx(tmp_path / "no" / "such" / "folder.onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+def test_write_errors_carry_errno_and_filename(fitted_small, tmp_path):
+    """The native atomic writer: an OSError subclass by errno, naming the file; the
+    temporary file is removed and a stale one of a killed export is swept."""
+    import errno
+
+    taken = tmp_path / "taken.onnx"
+    taken.mkdir()
+    (taken / "inside").write_bytes(b"x")
+    with pytest.raises(IsADirectoryError, match="cannot write ONNX file") as info:
+        fitted_small.to_onnx(taken)
+    assert info.value.errno == errno.EISDIR
+    assert info.value.filename == str(taken)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.onnx"]
+    stale = tmp_path / ".m.onnx.lenet5-save-999999-0.tmp"
+    stale.write_bytes(b"partial")
+    fitted_small.to_onnx(tmp_path / "m.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "taken.onnx"]
+
+
+def test_constants_are_the_papers_in_float32(fitted_small):
+    """The graph's scaled tanh and pixel mapping are the paper's values, rounded to
+    float32 as the network computes with them."""
+    proto = to_onnx(fitted_small)
+    values = {init.name: onnx.numpy_helper.to_array(init) for init in proto.graph.initializer}
+    expected = {
+        "input.scale": np.float32(1.275),
+        "input.offset": np.float32(-0.1),
+        "c1.tanh_a": np.float32(1.7159),
+        "c1.tanh_s": np.float32(2.0 / 3.0),
+    }
+    for name, value in expected.items():
+        assert values[name].dtype == np.float32, name
+        assert values[name].tobytes() == value.tobytes(), (name, values[name], value)

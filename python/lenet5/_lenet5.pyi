@@ -35,6 +35,7 @@ __all__ = [
     "rbf_bitmaps",
     "rbf_codes",
     "save_safetensors",
+    "write_atomic",
 ]
 
 __version__: str
@@ -202,6 +203,17 @@ def save_safetensors(
     path: str | PathLike[str], tensors: dict[str, NDArray[np.float32]], metadata: dict[str, str]
 ) -> None:
     """Write float32 tensors and string metadata to a safetensors file, atomically."""
+
+def write_atomic(path: str | PathLike[str], data: bytes, what: str = "file") -> None:
+    """Write ``data`` to ``path`` atomically, as model files are written.
+
+    The bytes go to a new temporary file beside ``path``
+    (``.<name>.lenet5-save-<pid>-<n>.tmp``, locked while in use), which is flushed,
+    fsynced and renamed over ``path``; the folder is then fsynced. On any error the
+    temporary file is removed and ``path`` keeps its previous content; temporary files
+    left by killed writes to the same ``path`` are removed first. Raises OSError with
+    ``errno`` and ``filename`` (``path``), its message starting "cannot write <what>".
+    """
 
 def load_safetensors(
     path: str | PathLike[str],

@@ -36,10 +36,8 @@ Opset 13 (ONNX IR version 7), so that runtimes of the last years load it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import secrets
 from typing import Any
 
 import numpy as np
@@ -56,11 +54,13 @@ IR_VERSION = 7
 INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
 
-# Scaled tanh f(a) = A tanh(S a) and the pixel mapping, as in the native core.
-TANH_A = 1.7159
-TANH_S = 2.0 / 3.0
-INK_OFFSET = -0.1
-INK_RANGE = 1.275
+# Scaled tanh f(a) = A tanh(S a) and the pixel mapping v -> BACKGROUND + INK_RANGE * v:
+# the native core's float32 constants (as Python floats), so the graph computes with the
+# very values the network does.
+TANH_A = _lenet5.TANH_A
+TANH_S = _lenet5.TANH_S
+BACKGROUND = _lenet5.BACKGROUND
+INK_RANGE = _lenet5.INK_RANGE
 
 _INPUT_DOC = "float32 pixels in [0, 1] (0 background, 1 ink), shape (N, 1, {size}, {size}){pad}"
 
@@ -203,7 +203,7 @@ def build_model(model: Any, *, image_size: int = 28) -> Any:
             mode="constant",
         )
     x = g.node("Mul", [x, g.const("input.scale", INK_RANGE)])
-    x = g.node("Add", [x, g.const("input.offset", INK_OFFSET)], "input")
+    x = g.node("Add", [x, g.const("input.offset", BACKGROUND)], "input")
 
     x = g.activation(g.conv(x, "c1", weights), activation, "c1", "c1")
     x = g.pooling(x, pooling, activation, "s2", weights, 6)
@@ -301,34 +301,13 @@ def to_onnx(
         When the model has not been fitted.
     ValueError
         For an ``image_size`` other than 28 or 32.
+    OSError
+        When ``path`` cannot be written (with ``errno`` and ``filename``; a file already
+        there is then left as it was).
     """
     proto = build_model(model, image_size=image_size)
     if path is not None:
-        _write_atomic(os.fspath(path), proto.SerializeToString())
+        # The native writer of model files: a temporary file in the same folder, fsynced,
+        # renamed; OSError with errno and filename when it fails.
+        _lenet5.write_atomic(os.fsdecode(os.fspath(path)), proto.SerializeToString(), "ONNX file")
     return proto
-
-
-def _write_atomic(path: str | bytes, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder."""
-    target = os.fsdecode(path)
-    folder = os.path.dirname(os.path.abspath(target))
-    for _ in range(100):
-        temp = os.path.join(folder, f".{os.path.basename(target)}.{secrets.token_hex(6)}.part")
-        try:
-            # 0o666 less the umask, as for any new file (mkstemp would make it private).
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            break
-        except FileExistsError:
-            continue
-    else:  # pragma: no cover - 100 collisions of 48 random bits
-        raise FileExistsError(f"could not create a temporary file in {folder}")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise

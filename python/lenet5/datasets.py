@@ -7,8 +7,9 @@ which rejects malformed files with :class:`ValueError`.
 Downloads (``load_mnist(download=True)`` or :func:`download_mnist`) go to a cache folder,
 :func:`data_home` (the ``LENET5_DATA`` environment variable, else the user's cache
 folder), are checked against the published sha256 of each file before they are used,
-and are written atomically (a temporary file in the same folder, renamed once complete
-and verified), so an interrupted or corrupted download never leaves a file behind.
+and are written atomically once verified (by the native writer of model files: a
+temporary file in the same folder, fsynced, then renamed), so an interrupted or corrupted
+download never leaves a file behind.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import errno
 import hashlib
 import http.client
 import os
-import secrets
+import re
 import sys
 import urllib.error
 import urllib.parse
@@ -364,9 +365,11 @@ def download_mnist(
     A file already in the folder is checked and kept (nothing is downloaded for it); a
     file there with the wrong sha256 is an error (it is not overwritten: delete it to
     download it again). A missing file is fetched from the first mirror that delivers it
-    with the expected sha256: it is streamed into a temporary file in the same folder
-    while hashing, flushed to disk, and renamed to its final name only when the whole
-    file has the right sha256, so the folder never holds a partial or corrupted file.
+    with the expected sha256: it is received into memory while hashing (at most
+    ``MAX_DOWNLOAD_BYTES``) and written only once the whole file has the right sha256,
+    atomically (a temporary file in the same folder, fsynced, then renamed), so the folder
+    never holds a partial or corrupted file; temporary files that a killed download left
+    there are removed by the next download of the same file.
 
     Parameters
     ----------
@@ -464,14 +467,21 @@ def _sha256_of(path: Path) -> str:
 def _fetch(
     name: str, digest: str, bases: list[str], target: Path, *, progress: bool, timeout: float
 ) -> None:
-    """Download ``name`` from the first mirror that has it with ``digest`` into ``target``."""
+    """Download ``name`` from the first mirror that has it with ``digest`` into ``target``.
+
+    The file is received into memory (at most ``MAX_DOWNLOAD_BYTES``) and checked, then
+    written by the native atomic writer, the one that writes model files: so nothing is on
+    disk before the file is verified, a failed write removes its temporary file, and
+    one left by a killed process is removed by the next write to ``target``. A failed
+    write is the folder's error (OSError with errno and filename), not the mirror's.
+    """
+    _remove_legacy_parts(target)
     failures: list[str] = []
     corrupted = False
     for base in bases:
         url = base + name
         try:
-            _download_verified(url, name, digest, target, progress=progress, timeout=timeout)
-            return
+            data = _download_verified(url, name, digest, progress=progress, timeout=timeout)
         except _ChecksumMismatch as err:
             corrupted = True
             failures.append(f"{url}: {err}")
@@ -479,6 +489,9 @@ def _fetch(
         # http.client.IncompleteRead; a malformed URL ValueError.
         except (OSError, ValueError, http.client.HTTPException) as err:
             failures.append(f"{url}: {' '.join(str(err).split()) or type(err).__name__}")
+        else:
+            _lenet5.write_atomic(_fspath(target), data, "downloaded file")
+            return
     summary = "; ".join(failures)
     if corrupted:
         raise ValueError(f"no mirror delivered {name} with the published sha256 ({summary})")
@@ -490,66 +503,61 @@ class _ChecksumMismatch(ValueError):
 
 
 def _download_verified(
-    url: str, name: str, digest: str, target: Path, *, progress: bool, timeout: float
-) -> None:
+    url: str, name: str, digest: str, *, progress: bool, timeout: float
+) -> bytes:
+    """The bytes at ``url``, if they have the sha256 ``digest``."""
     from tqdm.auto import tqdm
 
     agent = f"lenet5/{_lenet5.__version__}"
     request = urllib.request.Request(url, headers={"User-Agent": agent})
-    temp = _create_temp(target)
-    try:
-        h = hashlib.sha256()
-        received = 0
-        with open(temp, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else MNIST_SIZES.get(name)
-            with tqdm(
-                total=total,
-                desc=name,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                disable=not progress,
-                leave=False,
-                file=sys.stderr,
-            ) as bar:
-                while True:
-                    chunk = response.read(_CHUNK)
-                    if not chunk:
-                        break
-                    received += len(chunk)
-                    if received > MAX_DOWNLOAD_BYTES:
-                        raise _ChecksumMismatch(
-                            f"more than {MAX_DOWNLOAD_BYTES} bytes: not the published file"
-                        )
-                    h.update(chunk)
-                    out.write(chunk)
-                    bar.update(len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
-        found = h.hexdigest()
-        if found != digest:
-            raise _ChecksumMismatch(
-                f"the {received} bytes received have sha256 {found}, expected {digest}"
-            )
-        os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    h = hashlib.sha256()
+    chunks: list[bytes] = []
+    received = 0
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else MNIST_SIZES.get(name)
+        with tqdm(
+            total=total,
+            desc=name,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            disable=not progress,
+            leave=False,
+            file=sys.stderr,
+        ) as bar:
+            while True:
+                chunk = response.read(_CHUNK)
+                if not chunk:
+                    break
+                received += len(chunk)
+                if received > MAX_DOWNLOAD_BYTES:
+                    raise _ChecksumMismatch(
+                        f"more than {MAX_DOWNLOAD_BYTES} bytes: not the published file"
+                    )
+                h.update(chunk)
+                chunks.append(chunk)
+                bar.update(len(chunk))
+    found = h.hexdigest()
+    if found != digest:
+        raise _ChecksumMismatch(
+            f"the {received} bytes received have sha256 {found}, expected {digest}"
+        )
+    return b"".join(chunks)
 
 
-def _create_temp(target: Path) -> Path:
-    """A new empty file beside ``target`` (hidden, unique name)."""
-    for _ in range(100):
-        temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
-        try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            continue
-        os.close(fd)
-        return temp
-    raise FileExistsError(f"could not create a temporary file beside {target}")
+def _remove_legacy_parts(target: Path) -> None:
+    """Removes ``.<name>.<12 hex digits>.part`` files beside ``target``: the temporary
+    files that earlier versions of lenet5 streamed downloads into, left behind when their
+    process was killed. Downloads are no longer written that way: only an earlier lenet5
+    downloading into this folder at this very moment could still use one, and it would then
+    fail with an OSError, never keep a bad file."""
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[0-9a-f]{{12}}\.part")
+    with contextlib.suppress(OSError), os.scandir(target.parent) as entries:
+        for entry in entries:
+            if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
 
 
 def load_fashion_mnist(path: PathLike | None = None) -> tuple[Split, Split]:

@@ -223,6 +223,24 @@ pub(super) fn save_safetensors(
     Ok(())
 }
 
+/// Writes `data` to `path` atomically, as model files are written (see
+/// `io::atomic`): a locked temporary file in the same folder, fsynced, then
+/// renamed over `path`; removed on any error; stale ones of killed writes to
+/// `path` are removed first. OSError (errno, filename) saying "cannot write
+/// <what>" when it fails.
+#[pyfunction]
+#[pyo3(signature = (path, data, what = "file"))]
+pub(super) fn write_atomic(
+    py: Python<'_>,
+    path: std::path::PathBuf,
+    data: &[u8],
+    what: &str,
+) -> PyResult<()> {
+    let context = format!("cannot write {what}");
+    py.detach(|| crate::io::write_atomic(&path, data, &context))?;
+    Ok(())
+}
+
 /// Reads a safetensors file written by `save_safetensors`, checking everything:
 /// returns (dict name -> float32 array, dict of metadata). ValueError for any
 /// malformed content, OSError when the file cannot be read.

@@ -17,7 +17,7 @@
 use crate::data::{ImageStore, ImageView, Pixel, BACKGROUND, INK_RANGE};
 use crate::distort::{image_rng, Distortion};
 use crate::error::LeNetError;
-use crate::idx::{self, IdxData};
+use crate::io::idx::{self, IdxData};
 use crate::model::{self as arch, Config as ArchConfig, Layout};
 use crate::model::{wide_lanes, Workspace};
 use crate::rng::Rng;
@@ -110,6 +110,7 @@ fn _lenet5(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rbf_codes, m)?)?;
     m.add_function(wrap_pyfunction!(distort, m)?)?;
     m.add_function(wrap_pyfunction!(save_safetensors, m)?)?;
+    m.add_function(wrap_pyfunction!(write_atomic, m)?)?;
     m.add_function(wrap_pyfunction!(load_safetensors, m)?)?;
     Ok(())
 }

@@ -405,7 +405,7 @@ struct OpenedIdx {
 /// the declared bytes, a gzip file must be large enough to decode to them.
 fn open_idx_file(path: &Path) -> Result<OpenedIdx> {
     let failed = |e| LeNetError::io("cannot read IDX file", path, e);
-    let (file, len) = crate::io::open_regular(path).map_err(failed)?;
+    let (file, len) = super::sniff::open_regular(path).map_err(failed)?;
     let mut reader = BufReader::new(file);
     let mut start = [0u8; 2];
     let got = read_full(&mut reader, &mut start).map_err(failed)?;
