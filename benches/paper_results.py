@@ -425,9 +425,10 @@ def write_json(
         "summaries": list(summaries),
         "records": [r for f in fits for r in f.records],
     }
-    partial = path.with_name(path.name + ".part")
-    partial.write_text(json.dumps(content, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    partial.replace(path)
+    text = json.dumps(content, indent=1, allow_nan=False) + "\n"
+    from lenet5 import _lenet5
+
+    _lenet5.write_atomic(path, text.encode("utf-8"), "the results")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
