@@ -82,6 +82,24 @@ impl Connections {
     }
 }
 
+/// C1's connection lists (each of its maps reads the one input) as constants.
+const C1_START: [usize; 7] = [0, 1, 2, 3, 4, 5, 6];
+const C1_INPUT: [usize; 6] = [0; 6];
+
+/// The lists of output map starts and input maps the kernels walk. For C1
+/// (`OW` = 28) they are the constants above, whatever `conns` says (it says
+/// the same): with the lists known at compile time the compiler specialises
+/// the connection loop, which makes C1 about 10% faster.
+#[inline(always)]
+fn lists<const OW: usize>(conns: &Connections) -> (&[usize], &[usize]) {
+    if OW == C1_SIDE {
+        debug_assert!(conns.start == C1_START && conns.input == C1_INPUT);
+        (&C1_START, &C1_INPUT)
+    } else {
+        (&conns.start, &conns.input)
+    }
+}
+
 /// Forward pass of a chunk, before the activation (see [`forward_chunk_tiled`]).
 #[inline(always)]
 pub(crate) fn forward_chunk<S: Simd, const IW: usize, const OW: usize>(
@@ -114,7 +132,7 @@ fn forward_chunk_tiled<S: Simd, const IW: usize, const OW: usize, const PX: usiz
     b: &[f32],
     conns: &Connections,
 ) {
-    let (conn_start, conn_in) = (&conns.start, &conns.input);
+    let (conn_start, conn_in) = lists::<OW>(conns);
     let irow = IW * S::W;
     let iplane = IW * irow;
     let orow = OW * S::W;
@@ -253,7 +271,7 @@ fn kernel_grad_chunk_tiled<
     gb: &mut [f32],
     conns: &Connections,
 ) {
-    let (conn_start, conn_in) = (&conns.start, &conns.input);
+    let (conn_start, conn_in) = lists::<OW>(conns);
     let iplane = IW * IW * S::W;
     let oplane = OW * OW * S::W;
     for o in 0..conn_start.len() - 1 {
@@ -330,7 +348,8 @@ pub(crate) fn forward_one<S: Simd, const IW: usize, const OW: usize>(
     b: &[f32],
     conns: &Connections,
 ) {
-    forward_one_lists::<S, IW, OW>(s, inp, out, w, b, &conns.start, &conns.input)
+    let (start, input) = lists::<OW>(conns);
+    forward_one_lists::<S, IW, OW>(s, inp, out, w, b, start, input)
 }
 
 /// [`forward_one`] over connection lists: those of output map `o` are
@@ -457,7 +476,7 @@ fn kernel_grad_one_tiled<
     gb: &mut [f32],
     conns: &Connections,
 ) {
-    let (conn_start, conn_in) = (&conns.start, &conns.input);
+    let (conn_start, conn_in) = lists::<OW>(conns);
     let iplane = IW * IW;
     let oplane = OW * OW;
     let nv = OW.div_ceil(S::W);
