@@ -170,20 +170,10 @@ impl Network {
     /// Class probabilities of `images` (uint8, `side` 28 or 32), `[n][K]`.
     pub fn predict_proba(&self, images: &[u8], side: usize) -> Result<Vec<f32>> {
         let view = view(images, side)?;
-        let mut out = train::try_alloc(
-            train::check_output(view.n, self.layout.cfg.n_classes, 4, "the probabilities")?,
-            "the probabilities",
-        )?;
-        let pool = pool(0)?;
-        let out_ref = InferOut::Proba(&mut out);
-        train::infer(
-            &self.layout,
-            &self.params,
-            &view,
-            Some(&pool),
-            out_ref,
-            &mut || Control::Continue,
-        )?;
+        let k = self.layout.cfg.n_classes;
+        let what = "the probabilities";
+        let mut out = train::try_alloc(train::check_output(view.n, k, 4, what)?, what)?;
+        self.infer(&view, InferOut::Proba(&mut out))?;
         Ok(out)
     }
 
@@ -191,17 +181,22 @@ impl Network {
     pub fn predict(&self, images: &[u8], side: usize) -> Result<Vec<u32>> {
         let view = view(images, side)?;
         let mut out = vec![0i64; view.n];
+        self.infer(&view, InferOut::Argmax(&mut out))?;
+        Ok(out.into_iter().map(|c| c as u32).collect())
+    }
+
+    /// Runs the network on every image of `view` over a pool of one thread per core.
+    fn infer(&self, view: &ImageView<'_, u8>, out: InferOut<'_>) -> Result<()> {
         let pool = pool(0)?;
-        let out_ref = InferOut::Argmax(&mut out);
+        let mut poll = || Control::Continue;
         train::infer(
             &self.layout,
             &self.params,
-            &view,
+            view,
             Some(&pool),
-            out_ref,
-            &mut || Control::Continue,
-        )?;
-        Ok(out.into_iter().map(|c| c as u32).collect())
+            out,
+            &mut poll,
+        )
     }
 
     /// Writes the parameter tensors as a safetensors file (atomically: a
