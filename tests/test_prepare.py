@@ -237,6 +237,52 @@ def test_looks_inverted_counts_the_border_pixels():
             assert looks_inverted(one).tolist() == want
 
 
+def test_the_native_border_count_counts_as_the_definition():
+    from lenet5 import _lenet5
+
+    rng = np.random.default_rng(5)
+
+    def want(images, half):
+        count = 0
+        for image in images:
+            h, w = image.shape
+            ring = [image[i, j] for i in range(h) for j in range(w) if i in (0, h - 1)
+                    or j in (0, w - 1)]  # fmt: skip
+            count += sum(bool(v >= half) for v in ring) * 2 > len(ring)
+        return count
+
+    grey = rng.integers(0, 256, (30, 32, 32)).astype(np.uint8)
+    fraction = rng.random((30, 1, 1))
+    for images, half in (
+        (grey, 128),
+        (grey[:, 2:30, 2:30], 128),  # a strided view
+        ((rng.random((30, 28, 28)) < fraction).astype(np.float32), 0.5),
+        ((rng.random((30, 32, 32)) < fraction).astype(np.float64)[:, ::-1], 0.5),
+        (np.full((4, 28, 28), 0.5, dtype=np.float32), 0.5),  # exactly half is bright
+        (np.full((4, 28, 28), np.nan, dtype=np.float32), 0.5),  # NaN is not bright
+        (rng.integers(0, 256, (6, 1, 5)).astype(np.uint8), 128),
+        (rng.integers(0, 256, (6, 2, 2)).astype(np.uint8), 128),
+    ):
+        assert _lenet5.bright_borders(images) == want(images, half)
+
+
+def test_one_image_takes_the_quick_lane_and_still_checks_its_pixels(fitted_small, mnist):
+    _, (xt, _) = mnist
+    ones = xt[:20].astype(np.float32) / 255
+    expected = fitted_small.predict(list(ones))  # a list: the full checks
+    assert [fitted_small.predict(one)[0] for one in ones] == expected.tolist()
+    assert np.array_equal(
+        fitted_small.predict_proba(ones[:3]), fitted_small.predict_proba(list(ones[:3]))
+    )
+    bad = ones[0].copy()
+    bad[3, 4] = 1.5
+    for call in (fitted_small.predict, fitted_small.predict_proba):
+        with pytest.raises(ValueError, match=r"^x has float pixel values from 0 to 1.5"):
+            call(bad)
+    with pytest.warns(InvertedInputWarning, match="in 1 of 1"):
+        fitted_small.predict(1 - ones[0])
+
+
 def test_inverted_input_warning_is_a_user_warning():
     assert issubclass(InvertedInputWarning, UserWarning)
 

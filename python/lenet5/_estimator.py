@@ -28,6 +28,7 @@ from ._validation import (
     check_sample_weight,
     check_weights,
     comparison_failed,
+    quick_images,
     run_in_chunks,
 )
 
@@ -721,6 +722,9 @@ class LeNet5:
         >>> proba.shape, proba.dtype, bool(np.allclose(proba.sum(axis=1), 1, atol=1e-5))
         ((4, 10), dtype('float32'), True)
         """
+        quick = self._quick(x, "predict_proba")
+        if quick is not None:
+            return quick[0]
         if is_batch_stream(x):
             self._fitted_net()
             return over_batches(x, self.predict_proba)
@@ -802,6 +806,23 @@ class LeNet5:
             return scores[:, 1] - scores[:, 0]
         return scores
 
+    def _quick(self, x: Any, method: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """``net.<method>`` of a small batch that needs no check in Python (see
+        :func:`quick_images`), with the inverted-input warning, and ``classes_`` (read
+        with the network in one step); None for any other input, or when the native
+        layer refused a pixel (the caller's full checks then say what is wrong). A
+        single-image ``predict`` is mostly this call."""
+        x3 = quick_images(x)
+        if x3 is None:
+            return None
+        net, classes = self._fitted_state()
+        try:
+            out = getattr(net, method)(x3, resolve_n_jobs(self.n_jobs))
+        except ValueError:
+            return None
+        warn_if_inverted(x3, "x", stacklevel=4)
+        return out, classes
+
     def _class_scores(self, x: Any) -> np.ndarray:
         net = self._fitted_net()
         if is_batch_stream(x):
@@ -836,6 +857,9 @@ class LeNet5:
         >>> model.predict(x[0]).shape
         (1,)
         """
+        quick = self._quick(x, "predict")
+        if quick is not None:
+            return quick[1][quick[0]]
         if is_batch_stream(x):
             self._fitted_net()
             return over_batches(x, self.predict)

@@ -26,6 +26,7 @@ __all__ = [
     "__version__",
     "_forward_backward",
     "_isa",
+    "bright_borders",
     "check_output_size",
     "distort",
     "idx_header",
@@ -203,6 +204,10 @@ def save_safetensors(
     path: str | PathLike[str], tensors: dict[str, NDArray[np.float32]], metadata: dict[str, str]
 ) -> None:
     """Write float32 tensors and string metadata to a safetensors file, atomically."""
+
+def bright_borders(x: NDArray[Any]) -> int:
+    """How many images of ``x`` (3-D; uint8, float32 or float64) have more than half of
+    their border pixels bright (at least 128, or 0.5 for floats)."""
 
 def write_atomic(path: str | PathLike[str], data: bytes, what: str = "file") -> None:
     """Write ``data`` to ``path`` atomically, as model files are written.

@@ -479,6 +479,8 @@ def _cpu_count() -> int:
 
 def resolve_n_jobs(n_jobs: Any) -> int:
     """The number of threads ``n_jobs`` asks for (None: all cores available)."""
+    if type(n_jobs) is int and 0 < n_jobs <= MAX_N_JOBS:  # the common case, quickly
+        return n_jobs
     if n_jobs is None:
         return _cpu_count()
     if (

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _lenet5
+
 __all__ = [
     "InvertedInputWarning",
     "looks_inverted",
@@ -77,6 +79,9 @@ def _ring_positions(side: int) -> np.ndarray:
     )
 
 
+# The pixel types the native border count reads (native byte order).
+_NATIVE_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32), np.dtype(np.float64))
+
 # The ring of each image size the estimator takes (one image's check is one gather).
 _RINGS = {side: _ring_positions(side) for side in (28, 32)}
 
@@ -123,7 +128,9 @@ def _one_looks_inverted(image: np.ndarray, half: float) -> bool:
 def warn_if_inverted(x3: np.ndarray, name: str = "x", stacklevel: int = 3) -> None:
     """Warn (:class:`InvertedInputWarning`) when most images of ``x3`` look inverted."""
     n = x3.shape[0]
-    if n == 1:
+    if x3.dtype in _NATIVE_DTYPES:
+        count = _lenet5.bright_borders(x3)  # one pass over the borders, no temporaries
+    elif n == 1:
         count = int(_one_looks_inverted(x3[0], _bright_half(x3)))
     else:
         count = int(np.count_nonzero(looks_inverted(x3)))

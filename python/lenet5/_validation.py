@@ -151,6 +151,37 @@ def check_images(
     return arr
 
 
+#: Most images :func:`quick_images` passes on: the lane for small batches only.
+QUICK_IMAGES = 256
+_U8 = np.dtype(np.uint8)
+_F32 = np.dtype(np.float32)
+
+
+def quick_images(x: Any) -> np.ndarray | None:
+    """``x`` as ``(n, side, side)`` when it is one image or a small batch that needs no
+    check in Python: a numpy array of uint8 or native float32 pixels, of shape
+    ``(28, 28)``, ``(32, 32)``, ``(n, 28, 28)`` or ``(n, 32, 32)`` with
+    ``1 <= n <= QUICK_IMAGES``; else None. The native layer still checks that float
+    pixels are finite and in [0, 1] (a ValueError then sends the caller to the full
+    checks of :func:`check_images`, which say what is wrong)."""
+    if type(x) is not np.ndarray:
+        return None
+    dt = x.dtype
+    if dt is not _U8 and dt is not _F32:  # builtin dtypes are singletons
+        return None
+    shape = x.shape
+    if len(shape) == 2:
+        return x[None] if shape[0] == shape[1] and shape[0] in IMAGE_SIDES else None
+    if (
+        len(shape) == 3
+        and 0 < shape[0] <= QUICK_IMAGES
+        and shape[1] == shape[2]
+        and shape[1] in IMAGE_SIDES
+    ):
+        return x
+    return None
+
+
 def native_chunks(arr: np.ndarray, index: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """The images ``arr`` (or ``arr[index]``), checked by :func:`check_images`, in the
     dtype the native layer reads: ``arr`` itself when it has that dtype and no index is

@@ -311,3 +311,44 @@ pub(super) fn native_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("arch", std::env::consts::ARCH)?;
     Ok(d)
 }
+
+/// How many images of `x` (3-D, uint8 0..255 or floats in [0, 1]) have more
+/// than half of their border pixels bright (at least half the full intensity):
+/// the count behind `InvertedInputWarning`, in one pass over the borders.
+#[pyfunction]
+pub(super) fn bright_borders(x: &Bound<'_, PyAny>) -> PyResult<usize> {
+    fn count<T: Copy>(a: ArrayView3<'_, T>, bright: impl Fn(T) -> bool) -> usize {
+        let (h, w) = (a.shape()[1], a.shape()[2]);
+        if h == 0 || w == 0 {
+            return 0;
+        }
+        let ring = if h == 1 || w == 1 {
+            h * w
+        } else {
+            2 * (h + w) - 4
+        };
+        a.outer_iter()
+            .filter(|img| {
+                let mut n = 0;
+                for x in 0..w {
+                    n += bright(img[[0, x]]) as usize;
+                    if h > 1 {
+                        n += bright(img[[h - 1, x]]) as usize;
+                    }
+                }
+                for y in 1..h.saturating_sub(1) {
+                    n += bright(img[[y, 0]]) as usize;
+                    if w > 1 {
+                        n += bright(img[[y, w - 1]]) as usize;
+                    }
+                }
+                n * 2 > ring
+            })
+            .count()
+    }
+    Ok(match ImageArray::extract(x)? {
+        ImageArray::U8(a) => count(a.as_array(), |v| v >= 128),
+        ImageArray::F32(a) => count(a.as_array(), |v| v >= 0.5),
+        ImageArray::F64(a) => count(a.as_array(), |v| v >= 0.5),
+    })
+}

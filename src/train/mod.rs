@@ -620,7 +620,14 @@ pub fn infer<T: Pixel>(
     };
     let wide = wide_lanes();
     if n < wide || pool.is_none() {
-        let mut single = Workspace::new(1, k);
+        // The single-image workspace is kept per thread between calls: allocating
+        // and zeroing its buffers took a fifth of a one-image predict. Every value
+        // a forward pass keeps is written before it is read, so a reused one gives
+        // the same bits as a new one.
+        let mut single = SINGLE
+            .with(|s| s.borrow_mut().take())
+            .filter(|w| w.n_classes == k)
+            .unwrap_or_else(|| Workspace::new(1, k));
         let mut wide_ws = (n >= wide).then(|| Workspace::new(wide, k));
         let mut out = out;
         let mut i = 0;
@@ -651,6 +658,7 @@ pub fn infer<T: Pixel>(
                 }
             }
         }
+        SINGLE.with(|s| *s.borrow_mut() = Some(single));
         return Ok(());
     }
     let pool = pool.expect("checked above");
@@ -695,6 +703,11 @@ pub fn infer<T: Pixel>(
         }
     }
     Ok(())
+}
+
+thread_local! {
+    /// The single-image workspace [`infer`] last used on this thread.
+    static SINGLE: std::cell::RefCell<Option<Workspace>> = const { std::cell::RefCell::new(None) };
 }
 
 /// How many times [`wave_chunks`] chunks one wave of [`infer`] holds.
