@@ -364,10 +364,10 @@ fn forward_one_lists<S: Simd, const IW: usize, const OW: usize>(
     start: &[usize],
     input: &[usize],
 ) {
-    // (vectors per row at 8 lanes, rows computed together)
+    // (vectors per row at 8 lanes, rows computed together; for C3, vectors per tile)
     match OW {
         C1_SIDE => forward_one_tiled::<S, IW, OW, 4, 2>(s, inp, out, w, b, start, input),
-        C3_SIDE => forward_one_tiled::<S, IW, OW, 2, 5>(s, inp, out, w, b, start, input),
+        C3_SIDE => forward_one_flat::<S, IW, OW, 9>(s, inp, out, w, b, start, input),
         S2_SIDE => forward_one_tiled::<S, IW, OW, 2, 2>(s, inp, out, w, b, start, input),
         _ => forward_one_tiled::<S, IW, OW, 4, 1>(s, inp, out, w, b, start, input),
     }
@@ -428,6 +428,65 @@ fn forward_one_tiled<
         }
     }
 }
+
+/// Convolution of one image, before the activation, with the output rows laid
+/// end to end at the input's row stride: flat position `q = y IW + x` holds
+/// output (y, x) for `x < OW` (the other `IW - OW` positions of a row are
+/// computed and dropped), so every tap reads one contiguous run of the input
+/// plane and a vector is never part empty at a row's end. Tiles of `T`
+/// vectors are kept in registers while the taps are walked. For C3 (10x10
+/// outputs of 14x14 inputs) 136 flat positions hold the 100 outputs, 73% of
+/// the lanes, against 63% for 10-pixel rows in 8- or 16-lane vectors. Each
+/// output sums its taps in the order of [`forward_one_tiled`], so both give
+/// the same bits. Reads up to `T W` floats past a plane's flat positions;
+/// buffers carry [`SLACK`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn forward_one_flat<S: Simd, const IW: usize, const OW: usize, const T: usize>(
+    s: S,
+    inp: &[f32],
+    out: &mut [f32],
+    w: &[f32],
+    b: &[f32],
+    conn_start: &[usize],
+    conn_in: &[usize],
+) {
+    let (iplane, oplane) = (IW * IW, OW * OW);
+    let tile = T * S::W;
+    let tiles = ((OW - 1) * IW + OW).div_ceil(tile);
+    let mut flat = [0.0f32; FLAT_MAX];
+    assert!(tiles * tile <= FLAT_MAX, "flat output buffer too small");
+    for o in 0..conn_start.len() - 1 {
+        for t in 0..tiles {
+            let q0 = t * tile;
+            let mut acc = [s.splat(b[o]); T];
+            for k in conn_start[o]..conn_start[o + 1] {
+                let base = conn_in[k] * iplane + q0;
+                let wk = &w[k * KK..(k + 1) * KK];
+                for ky in 0..5 {
+                    for kx in 0..5 {
+                        let wv = s.splat(wk[ky * 5 + kx]);
+                        let at = base + ky * IW + kx;
+                        let run = &inp[at..at + tile];
+                        for (v, a) in acc.iter_mut().enumerate() {
+                            *a = s.fma(wv, s.load(&run[v * S::W..]), *a);
+                        }
+                    }
+                }
+            }
+            for (v, a) in acc.iter().enumerate() {
+                s.store(*a, &mut flat[q0 + v * S::W..]);
+            }
+        }
+        let dst = &mut out[o * oplane..(o + 1) * oplane];
+        for (y, row) in dst.chunks_exact_mut(OW).enumerate() {
+            row.copy_from_slice(&flat[y * IW..y * IW + OW]);
+        }
+    }
+}
+
+/// Floats of [`forward_one_flat`]'s buffer for one output map.
+const FLAT_MAX: usize = 256;
 
 /// `0, 1, 2, ...`: lane numbers, for masks.
 const IOTA: [f32; 16] = [

@@ -146,7 +146,7 @@ fn dense_grad_x_block<S: Simd, const NI: usize, const IB: usize>(
     }
 }
 
-/// Dense layer for one image, vectorised along the inputs (four outputs at a time).
+/// Dense layer for one image, vectorised along the inputs (eight outputs at a time).
 #[inline(always)]
 pub(crate) fn forward_one<S: Math, const NI: usize>(
     s: S,
@@ -161,8 +161,9 @@ pub(crate) fn forward_one<S: Math, const NI: usize>(
     let x = &inp[..NI];
     let mut o = 0;
     while o < no {
-        let ob = (no - o).min(4);
-        let mut acc = [s.splat(0.0); 4];
+        // Eight rows at once: eight independent FMA chains hide the latency.
+        let ob = (no - o).min(8);
+        let mut acc = [s.splat(0.0); 8];
         for i0 in (0..full).step_by(S::W) {
             let xv = s.load(&x[i0..]);
             for (r, a) in acc.iter_mut().enumerate().take(ob) {
