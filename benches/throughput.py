@@ -6,6 +6,7 @@ Run after installing the project (``pip install .``)::
     python benches/throughput.py --vs torch          # lenet5 and PyTorch, same run
     python benches/throughput.py --quick             # fast smoke run
     python benches/throughput.py --vs torch --json results.json
+    python benches/throughput.py --baseline OLD/_lenet5.abi3.so   # this build vs another
 
 See benches/README.md for what each figure means.  This is a script, not a test.
 """
@@ -184,6 +185,34 @@ class Lenet5Adapter:
         return model.predict(x, n_jobs=threads)
 
 
+class BaselineAdapter(Lenet5Adapter):
+    """Another build of lenet5's extension module (a ``_lenet5*.so`` file), measured through
+    its native layer beside this one in the same run: a regression check between commits."""
+
+    name = "baseline"
+
+    def __init__(self, path: str, arch: str) -> None:
+        import importlib.util
+
+        # The file's init function is named after the module, so it loads as "_lenet5" under
+        # a name of its own; its statics (thread pools, kernel choice) are its own.
+        spec = importlib.util.spec_from_file_location("_lenet5", path)
+        if spec is None or spec.loader is None:
+            raise RuntimeError(f"{path} is not an extension module")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        self.lenet5 = module
+        self.native = module
+        self.api = "native"
+        self.arch = arch
+        self.arch_kwargs = {} if arch == "paper" else {"pooling": "avg", "c3": "full"}
+        self.path = path
+
+    def version(self) -> str:
+        version = getattr(self.native, "__version__", "unknown")
+        return f"{version} (native API, {self.arch} architecture, {self.path})"
+
+
 class TorchAdapter:
     name = "torch"
 
@@ -263,6 +292,8 @@ def make_adapter(name: str, args: argparse.Namespace):
         return Lenet5Adapter(args.api, args.lenet5_arch)
     if name == "torch":
         return TorchAdapter()
+    if name == "baseline":
+        return BaselineAdapter(args.baseline, args.lenet5_arch)
     raise ValueError(name)
 
 
@@ -499,8 +530,11 @@ def print_table(
     results: dict, others: dict, frameworks: list[str], thread_counts: list[int]
 ) -> None:
     header = ["figure", "threads", *frameworks]
-    if "torch" in frameworks and "lenet5" in frameworks:
-        header.append("lenet5 advantage")
+    # (column, the framework lenet5 is compared with)
+    versus = [(f"vs {peer}", peer) for peer in ("baseline", "torch") if peer in frameworks]
+    if "lenet5" not in frameworks:
+        versus = []
+    header += [column for column, _ in versus]
     header.append("others' CPU")
     rows = []
     for key, label, unit, _ in FIGURES:
@@ -511,8 +545,10 @@ def print_table(
             row = [full, str(k)]
             per_fw = [results.get(fw, {}).get(key, {}).get(str(k)) for fw in frameworks]
             row += [fmt_cell(key, s) for s in per_fw]
-            if len(header) > len(row) + 1:
-                adv = advantage(key, per_fw[0], per_fw[1])
+            for _, peer in versus:
+                adv = advantage(
+                    key, per_fw[frameworks.index("lenet5")], per_fw[frameworks.index(peer)]
+                )
                 row.append(f"{adv:.2f}x" if adv is not None else "-")
             shares = [
                 share
@@ -552,7 +588,11 @@ def run(args: argparse.Namespace) -> int:
     frameworks = []
     adapters = {}
     errors = {}
-    wanted = ["lenet5"] + (["torch"] if args.vs == "torch" else [])
+    wanted = (
+        ["lenet5"]
+        + (["baseline"] if args.baseline else [])
+        + (["torch"] if args.vs == "torch" else [])
+    )
     for name in wanted:
         try:
             adapters[name] = make_adapter(name, args)
@@ -656,6 +696,8 @@ def run(args: argparse.Namespace) -> int:
         if "rss" in figures:
             for rep in range(args.repeats):
                 for name in frameworks:
+                    if name == "baseline":  # the child process imports this checkout's build
+                        continue
                     try:
                         sample(name, "rss", k, rep, "MiB", rss, name, k)
                     except Exception as exc:  # report it and go on with the others
@@ -708,12 +750,9 @@ def run(args: argparse.Namespace) -> int:
             )
     print()
     print_table(results, others, frameworks, thread_counts)
-    if "torch" in frameworks and "lenet5" in frameworks:
+    if "lenet5" in frameworks and len(frameworks) > 1:
         print()
-        print(
-            "lenet5 advantage: lenet5/torch for img/s, torch/lenet5 for latency and RSS "
-            "(above 1 = lenet5 better)"
-        )
+        print("vs X: lenet5/X for img/s, X/lenet5 for latency and RSS (above 1 = lenet5 better)")
     for name, err in errors.items():
         print(f"note: {name} not measured: {err}")
 
@@ -746,19 +785,26 @@ def run(args: argparse.Namespace) -> int:
             },
             "errors": errors,
         }
-        if "torch" in frameworks and "lenet5" in frameworks:
-            doc["lenet5_advantage"] = {
+
+        def versus(peer: str) -> dict:
+            """lenet5's advantage over ``peer`` per figure and thread count."""
+            return {
                 key: {
                     str(k): advantage(
                         key,
                         results["lenet5"].get(key, {}).get(str(k)),
-                        results["torch"].get(key, {}).get(str(k)),
+                        results[peer].get(key, {}).get(str(k)),
                     )
                     for k in thread_counts
                 }
                 for key, _, _, _ in FIGURES
                 if key != "accuracy"
             }
+
+        # (the JSON key of each comparison)
+        for peer, field in (("baseline", "vs_baseline"), ("torch", "lenet5_advantage")):
+            if peer in frameworks and "lenet5" in frameworks:
+                doc[field] = versus(peer)
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
         log(f"wrote {args.json}")
     return 0
@@ -767,6 +813,12 @@ def run(args: argparse.Namespace) -> int:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--vs", choices=["torch"], help="also measure the PyTorch peer in the same run")
+    p.add_argument(
+        "--baseline",
+        metavar="SO",
+        help="also measure another build of lenet5's extension (a _lenet5*.so file) in the "
+        "same run, both through the native API",
+    )
     p.add_argument("--repeats", type=int, help="repeats per figure (default 3, 1 with --quick)")
     p.add_argument("--quick", action="store_true", help="10,000 training images, 1 repeat")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -807,6 +859,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.repeats = 1 if args.quick else 3
     if args.repeats < 1:
         p.error("--repeats must be at least 1")
+    if args.baseline:
+        if args.api == "estimator":
+            p.error("--baseline compares native layers; use --api native (or auto)")
+        args.api = "native"  # both builds through the same API
     if args.n_train is None:
         args.n_train = N_TRAIN_QUICK if args.quick else N_TRAIN_FULL
     return args
