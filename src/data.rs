@@ -116,11 +116,16 @@ impl<'a, T: Pixel> ImageView<'a, T> {
     pub fn write_lane(&self, i: usize, dst: &mut [f32], lane: usize, lanes: usize) {
         let pad = (IN - self.side) / 2;
         if pad > 0 {
-            for y in 0..IN {
+            // The frame only: whole rows above and below, a few columns beside.
+            let end = pad + self.side;
+            for y in (0..pad).chain(end..IN) {
                 for x in 0..IN {
-                    if y < pad || y >= pad + self.side || x < pad || x >= pad + self.side {
-                        dst[(y * IN + x) * lanes + lane] = BACKGROUND;
-                    }
+                    dst[(y * IN + x) * lanes + lane] = BACKGROUND;
+                }
+            }
+            for y in pad..end {
+                for x in (0..pad).chain(end..IN) {
+                    dst[(y * IN + x) * lanes + lane] = BACKGROUND;
                 }
             }
         }
