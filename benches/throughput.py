@@ -94,7 +94,7 @@ def load_data(args: argparse.Namespace, need_test: bool = True) -> dict:
         if need_test:
             out["x_test"] = np.ascontiguousarray(out["x_test"][:N_INFER])
             out["y_test"] = out["y_test"][:N_INFER].astype(np.int64)
-        out["source"] = f"Fashion-MNIST from {data_dir}"
+        out["source"] = f"the IDX files in {data_dir} (real images)"
         out["real"] = True
         return out
     rng = np.random.default_rng(SEED)
