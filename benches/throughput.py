@@ -140,6 +140,9 @@ class Lenet5Adapter:
         self.api = api
         # "paper": the library defaults (trainable subsampling, Table I C3 map).
         # "peer": the same architecture as the PyTorch peer (average pooling, full C3).
+        self.set_arch(arch)
+
+    def set_arch(self, arch: str) -> None:
         self.arch = arch
         self.arch_kwargs = {} if arch == "paper" else {"pooling": "avg", "c3": "full"}
 
@@ -204,8 +207,7 @@ class BaselineAdapter(Lenet5Adapter):
         self.lenet5 = module
         self.native = module
         self.api = "native"
-        self.arch = arch
-        self.arch_kwargs = {} if arch == "paper" else {"pooling": "avg", "c3": "full"}
+        self.set_arch(arch)
         self.path = path
 
     def version(self) -> str:

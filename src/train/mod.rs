@@ -621,7 +621,7 @@ pub fn infer<T: Pixel>(
     let wide = wide_lanes();
     if n < wide || pool.is_none() {
         // The single-image workspace is kept per thread between calls: allocating
-        // and zeroing its buffers took a fifth of a one-image predict. Every value
+        // and zeroing its buffers took an eighth of a one-image predict. Every value
         // a forward pass keeps is written before it is read, so a reused one gives
         // the same bits as a new one.
         let mut single = SINGLE
