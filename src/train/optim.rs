@@ -383,6 +383,12 @@ impl SimdTask for Update<'_, '_> {
 
 impl Rule {
     /// Writes the range's new values; true if they are all finite.
+    ///
+    /// One pass per range: the summed gradient (read from the one buffer
+    /// directly when there is one chunk, the case of batch size 1; otherwise
+    /// summed on the stack in buffer order), the weight decay, the rule and the
+    /// finiteness of what it stores, each parameter's operations in the same
+    /// order whichever way the gradient is read.
     #[inline(always)]
     fn update(
         &self,
@@ -393,15 +399,20 @@ impl Rule {
         chunks: usize,
     ) -> bool {
         let (lo, len) = (out.lo, out.p.len());
-        let p0 = &old.p[lo..lo + len];
-        let mut g = [0.0f32; RANGE];
-        let g = &mut g[..len];
-        g.copy_from_slice(&grads[lo..lo + len]);
-        for c in 1..chunks {
-            for (gi, x) in g.iter_mut().zip(&grads[c * n + lo..c * n + lo + len]) {
-                *gi += x;
+        let mut sum: [f32; RANGE];
+        let g: &[f32] = if chunks == 1 {
+            &grads[lo..lo + len]
+        } else {
+            sum = [0.0; RANGE];
+            let s = &mut sum[..len];
+            s.copy_from_slice(&grads[lo..lo + len]);
+            for c in 1..chunks {
+                for (gi, x) in s.iter_mut().zip(&grads[c * n + lo..c * n + lo + len]) {
+                    *gi += x;
+                }
             }
-        }
+            s
+        };
         let decoupled = matches!(
             self.kind,
             OptimKind::Adam {
@@ -409,22 +420,61 @@ impl Rule {
                 ..
             }
         );
-        if self.wd != 0.0 && !decoupled {
-            for (gi, p) in g.iter_mut().zip(p0) {
-                *gi += self.wd * p;
+        let finite = if self.wd != 0.0 && !decoupled {
+            self.apply::<true>(out, old, g)
+        } else {
+            self.apply::<false>(out, old, g)
+        };
+        // Entries that never train keep their values (and their state).
+        let (a, b) = (self.frozen.start.max(lo), self.frozen.end.min(lo + len));
+        if a < b {
+            let r = a - lo..b - lo;
+            out.p[r.clone()].copy_from_slice(&old.p[a..b]);
+            if !out.m.is_empty() {
+                out.m[r.clone()].copy_from_slice(&old.m[a..b]);
+            }
+            if !out.v.is_empty() {
+                out.v[r].copy_from_slice(&old.v[a..b]);
+            }
+            if !finite {
+                // A non-finite value may have been computed for a frozen
+                // entry only, and replaced: look at what is stored.
+                return [&*out.p, &*out.m, &*out.v].iter().fold(true, |ok, s| {
+                    ok & s.iter().fold(true, |a, x| a & x.is_finite())
+                });
             }
         }
+        finite
+    }
+
+    /// The rule over one range, with `g` the summed gradient and, with
+    /// `DECAY`, `wd * p` added to it first; true if every value it stores is
+    /// finite. Finiteness is folded as the largest magnitude's bits (an
+    /// integer maximum per vector: a fold of booleans would pack lanes on
+    /// every iteration), finite when below the bits of infinity.
+    #[inline(always)]
+    fn apply<const DECAY: bool>(&self, out: &mut Range<'_>, old: &State<'_>, g: &[f32]) -> bool {
+        let (lo, len) = (out.lo, out.p.len());
+        let p0 = &old.p[lo..lo + len];
+        let g = &g[..len];
+        let wd = self.wd;
+        let grad = |j: usize| if DECAY { g[j] + wd * p0[j] } else { g[j] };
         let f = self.floors;
-        let (lr, pn) = (self.lr, &mut *out.p);
+        let (lr, pn) = (self.lr, &mut out.p[..len]);
+        let mut worst = 0u32;
+        let mag = |x: f32| x.to_bits() & 0x7fff_ffff;
         match self.kind {
             OptimKind::Sgd { momentum, nesterov } => {
-                let (m0, mn) = (&old.m[lo..lo + len], &mut *out.m);
+                let (m0, mn) = (&old.m[lo..lo + len], &mut out.m[..len]);
                 for j in 0..len {
-                    let g = zero_below(g[j], f.g);
+                    let g = zero_below(grad(j), f.g);
                     let m = momentum * m0[j] + g;
                     let d = if nesterov { g + momentum * m } else { m };
-                    pn[j] = zero_below(p0[j] - lr * d, f.p);
-                    mn[j] = zero_below(m, f.m);
+                    let p = zero_below(p0[j] - lr * d, f.p);
+                    let m = zero_below(m, f.m);
+                    worst = worst.max(mag(p)).max(mag(m));
+                    pn[j] = p;
+                    mn[j] = m;
                 }
             }
             OptimKind::Adam {
@@ -437,42 +487,31 @@ impl Rule {
                 let c1 = 1.0 - beta1.powi(ti.min(settled(beta1)));
                 let c2 = 1.0 - beta2.powi(ti.min(settled(beta2)));
                 let decay = if decoupled { lr * self.wd } else { 0.0 };
-                let (m0, mn) = (&old.m[lo..lo + len], &mut *out.m);
-                let (v0, vn) = (&old.v[lo..lo + len], &mut *out.v);
+                let (m0, mn) = (&old.m[lo..lo + len], &mut out.m[..len]);
+                let (v0, vn) = (&old.v[lo..lo + len], &mut out.v[..len]);
                 for j in 0..len {
-                    let g = zero_below(g[j], f.g);
+                    let g = zero_below(grad(j), f.g);
                     let m = beta1 * m0[j] + (1.0 - beta1) * g;
                     let v = beta2 * v0[j] + (1.0 - beta2) * g * g;
                     let p = p0[j] - decay * p0[j] - lr * (m / c1) / ((v / c2).sqrt() + epsilon);
-                    pn[j] = zero_below(p, f.p);
-                    mn[j] = zero_below(m, f.m);
-                    vn[j] = zero_below(v, f.v);
+                    let (p, m, v) = (zero_below(p, f.p), zero_below(m, f.m), zero_below(v, f.v));
+                    worst = worst.max(mag(p)).max(mag(m)).max(mag(v));
+                    pn[j] = p;
+                    mn[j] = m;
+                    vn[j] = v;
                 }
             }
             OptimKind::Sdlm { mu } => {
                 let h = &old.h[lo..lo + len];
                 for j in 0..len {
-                    let g = zero_below(g[j], f.g);
-                    pn[j] = zero_below(p0[j] - lr / (mu + h[j]) * g, f.p);
+                    let g = zero_below(grad(j), f.g);
+                    let p = zero_below(p0[j] - lr / (mu + h[j]) * g, f.p);
+                    worst = worst.max(mag(p));
+                    pn[j] = p;
                 }
             }
         }
-        // Entries that never train keep their values (and their state).
-        let (a, b) = (self.frozen.start.max(lo), self.frozen.end.min(lo + len));
-        if a < b {
-            let r = a - lo..b - lo;
-            pn[r.clone()].copy_from_slice(&p0[r.clone()]);
-            if !out.m.is_empty() {
-                out.m[r.clone()].copy_from_slice(&old.m[a..b]);
-            }
-            if !out.v.is_empty() {
-                out.v[r].copy_from_slice(&old.v[a..b]);
-            }
-        }
-        // Without short-circuits, so the check vectorises.
-        [&*out.p, &*out.m, &*out.v].iter().fold(true, |ok, s| {
-            ok & s.iter().fold(true, |a, x| a & x.is_finite())
-        })
+        worst < f32::INFINITY.to_bits()
     }
 }
 
