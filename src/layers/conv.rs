@@ -366,18 +366,21 @@ fn forward_one_lists<S: Simd, const IW: usize, const OW: usize>(
 ) {
     // (vectors per row at 8 lanes, rows computed together; for C3, vectors per tile)
     match OW {
-        C1_SIDE => forward_one_tiled::<S, IW, OW, 4, 2>(s, inp, out, w, b, start, input),
+        C1_SIDE => forward_one_tiled::<S, IW, OW, 4, 2, 0>(s, inp, out, w, b, start, input),
         C3_SIDE => forward_one_flat::<S, IW, OW, 9>(s, inp, out, w, b, start, input),
-        S2_SIDE => forward_one_tiled::<S, IW, OW, 2, 2>(s, inp, out, w, b, start, input),
-        _ => forward_one_tiled::<S, IW, OW, 4, 1>(s, inp, out, w, b, start, input),
+        S2_SIDE => forward_one_tiled::<S, IW, OW, 2, 2, 0>(s, inp, out, w, b, start, input),
+        _ => forward_one_tiled::<S, IW, OW, 4, 1, 0>(s, inp, out, w, b, start, input),
     }
 }
 
 /// Convolution of one image, vectorised along rows, before the activation
 /// (rows of at most 32 pixels).
 /// `ceil(OW / W)` vectors cover a row (at most `NV`); `RB` rows are computed
-/// together and must divide `OW`. Reads and writes past the end of a row;
-/// buffers carry [`SLACK`].
+/// together and must divide `OW` (`RB NV` independent multiply-add chains).
+/// The first and last `Z` rows of every input plane are known to be zero (the
+/// padding of an input gradient): the taps that read them are skipped, which
+/// adds only zero products, so the bits are those of the full sum. Reads and
+/// writes past the end of a row; buffers carry [`SLACK`].
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn forward_one_tiled<
@@ -386,6 +389,7 @@ fn forward_one_tiled<
     const OW: usize,
     const NV: usize,
     const RB: usize,
+    const Z: usize,
 >(
     s: S,
     inp: &[f32],
@@ -407,7 +411,11 @@ fn forward_one_tiled<
                 let wk = &w[k * KK..(k + 1) * KK];
                 for ky in 0..5 {
                     for (r, acc_r) in acc.iter_mut().enumerate() {
-                        let at = c * iplane + (y0 + r + ky) * IW;
+                        let iy = y0 + r + ky;
+                        if Z > 0 && (iy < Z || iy >= IW - Z) {
+                            continue;
+                        }
+                        let at = c * iplane + iy * IW;
                         let row = &inp[at..at + 4 + nv * S::W];
                         for kx in 0..5 {
                             let wv = s.splat(wk[ky * 5 + kx]);
@@ -641,7 +649,14 @@ pub(crate) fn input_grad_one<S: Simd, const IW: usize, const OW: usize, const PA
     }
     let zero = [0.0f32; 64];
     let bias = &zero[..conns.of_input.len()];
-    forward_one_lists::<S, PAD, IW>(s, pad, gin, flipped, bias, &conns.t_start, &conns.t_out);
+    let (start, out) = (&conns.t_start, &conns.t_out);
+    match IW {
+        // C3's: 14 rows in 7 pairs of vectors (14 chains, against 4 for the
+        // forward's blocks: a row's 25 taps are a chain of dependent FMAs), and
+        // none of the taps on the 4 zero rows above and below the gradient.
+        S2_SIDE => forward_one_tiled::<S, PAD, IW, 2, 7, 4>(s, pad, gin, flipped, bias, start, out),
+        _ => forward_one_lists::<S, PAD, IW>(s, pad, gin, flipped, bias, start, out),
+    }
 }
 
 #[cfg(test)]
