@@ -244,6 +244,17 @@ pub(crate) fn backward_one<const OS: usize, const SQ: bool>(
     gbias: &mut [f32],
     act: Activation,
 ) {
+    if pooling == Pooling::Subsample {
+        match act {
+            Activation::ScaledTanh => {
+                subsample_backward_one::<OS, SQ, true>(inp, out, gout, gpre, coef, gcoef, gbias)
+            }
+            Activation::Relu => {
+                subsample_backward_one::<OS, SQ, false>(inp, out, gout, gpre, coef, gcoef, gbias)
+            }
+        }
+        return;
+    }
     const L: usize = 1;
     let is = 2 * OS;
     let irow = is * L;
@@ -328,6 +339,69 @@ pub(crate) fn backward_one<const OS: usize, const SQ: bool>(
             gcoef[c] += lane_sum(&cacc);
             gbias[c] += lane_sum(&bacc);
         }
+    }
+}
+
+/// [`backward_one`] for trainable subsampling, the activation chosen outside
+/// the loops (`TANH`: scaled tanh, else ReLU): per output row, the block
+/// gradients and the coefficient's and bias's sums first (in block order, as
+/// [`backward_one`] adds them), then the two input rows' gradients in one loop
+/// over 2 `OS` contiguous pixels, which vectorises. The same operations on
+/// each value as [`backward_one`], so the same bits.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn subsample_backward_one<const OS: usize, const SQ: bool, const TANH: bool>(
+    inp: &[f32],
+    out: &[f32],
+    gout: &[f32],
+    gpre: &mut [f32],
+    coef: &[f32],
+    gcoef: &mut [f32],
+    gbias: &mut [f32],
+) {
+    let act = if TANH {
+        Activation::ScaledTanh
+    } else {
+        Activation::Relu
+    };
+    const { assert!(2 * OS <= 64) };
+    let is = 2 * OS;
+    let channels = out.len() / (OS * OS);
+    for c in 0..channels {
+        let (mut cacc, mut bacc) = (0.0f32, 0.0f32);
+        let cf = coef[c];
+        for y in 0..OS {
+            let base = (c * is + 2 * y) * is;
+            let r0: &[f32] = &inp[base..base + is];
+            let r1: &[f32] = &inp[base + is..base + 2 * is];
+            let orow = &out[(c * OS + y) * OS..][..OS];
+            let grow = &gout[(c * OS + y) * OS..][..OS];
+            // Each block's value, twice: the gradient of both its columns.
+            let mut v2 = [0.0f32; 64];
+            let v2 = &mut v2[..is];
+            for x in 0..OS {
+                let dp = grow[x] * slope::<SQ>(act, orow[x]);
+                let (a, b, cc, d) = (r0[2 * x], r0[2 * x + 1], r1[2 * x], r1[2 * x + 1]);
+                let sum = if SQ {
+                    (a * a + b * b) + (cc * cc + d * d)
+                } else {
+                    (a + b) + (cc + d)
+                };
+                cacc += dp * sum;
+                bacc += dp;
+                let v = dp * cf;
+                v2[2 * x] = v;
+                v2[2 * x + 1] = v;
+            }
+            let (g0, g1) = gpre[base..base + 2 * is].split_at_mut(is);
+            for i in 0..is {
+                g0[i] = v2[i] * slope::<SQ>(act, r0[i]);
+                g1[i] = v2[i] * slope::<SQ>(act, r1[i]);
+            }
+        }
+        // (`0.0 +` as `lane_sum` adds them: a zero sum counts as +0.)
+        gcoef[c] += 0.0 + cacc;
+        gbias[c] += 0.0 + bacc;
     }
 }
 
