@@ -460,6 +460,61 @@ mod tests {
     /// central differences (in f64) of the loss `sum g_out * pooled + the
     /// activation below` — the gradient wrt the pre-activation below, and
     /// the coefficient and bias gradients.
+    /// The single-image subsampling backward for both activations, plain and
+    /// squared (the curvature pass), against the rule written from the
+    /// equations in f64: `dp = g f'(y)` (squared: `g f'(y)^2`), `dE/dw_c = sum
+    /// dp (a + b + c + d)` (squared: `sum dp (a^2 + b^2 + c^2 + d^2)`), `dE/db_c
+    /// = sum dp`, `dE/da = dp w_c f_in'(a)` (squared: `dp w_c^2 f_in'(a)^2`).
+    #[test]
+    fn single_image_subsampling_backward_matches_its_rule() {
+        let mut rng = Rng::new(5);
+        let fd = |act: Activation, y: f64| match act {
+            Activation::ScaledTanh => 1.7159 * (2.0 / 3.0) - (2.0 / 3.0 / 1.7159) * y * y,
+            Activation::Relu => f64::from(u8::from(y > 0.0)),
+        };
+        for act in [Activation::ScaledTanh, Activation::Relu] {
+            for sq in [false, true] {
+                let inp = values(&mut rng, N_IN);
+                let out = values(&mut rng, N_OUT);
+                let gout = values(&mut rng, N_OUT);
+                let coef = values(&mut rng, C);
+                let cf: Vec<f32> = coef.iter().map(|c| if sq { c * c } else { *c }).collect();
+                let mut gpre = vec![0.0f32; N_IN];
+                let (mut gc, mut gb) = (vec![0.0f32; C], vec![0.0f32; C]);
+                let run = if sq {
+                    backward_one::<OS, true>
+                } else {
+                    backward_one::<OS, false>
+                };
+                let pooling = Pooling::Subsample;
+                let (inp, out, gout) = (&inp[..N_IN], &out[..N_OUT], &gout[..N_OUT]);
+                run(
+                    inp, out, gout, &mut gpre, pooling, &cf, &mut gc, &mut gb, act,
+                );
+                let p = |x: f64| if sq { x * x } else { x };
+                let mut want_in = vec![0.0f64; N_IN];
+                let (mut want_c, mut want_b) = (vec![0.0f64; C], vec![0.0f64; C]);
+                for c in 0..C {
+                    for y in 0..OS {
+                        for x in 0..OS {
+                            let o = (c * OS + y) * OS + x;
+                            let dp = gout[o] as f64 * p(fd(act, out[o] as f64));
+                            let ids = block(c, y, x);
+                            want_c[c] += dp * ids.iter().map(|&i| p(inp[i] as f64)).sum::<f64>();
+                            want_b[c] += dp;
+                            for i in ids {
+                                want_in[i] = dp * cf[c] as f64 * p(fd(act, inp[i] as f64));
+                            }
+                        }
+                    }
+                }
+                close(&f64s(&gpre), &want_in, 1e-5, "input gradient");
+                close(&f64s(&gc), &want_c, 1e-5, "coefficient gradient");
+                close(&f64s(&gb), &want_b, 1e-5, "bias gradient");
+            }
+        }
+    }
+
     #[test]
     fn forward_and_backward_match_the_definitions() {
         let s = Plain::new();

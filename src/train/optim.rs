@@ -561,6 +561,60 @@ mod tests {
         assert!((p[1] - (1.0 - 0.001 / 0.02)).abs() < 1e-7);
     }
 
+    /// Every rule, one chunk or two, with and without weight decay: a step
+    /// whose new weight or state would overflow (or read a NaN gradient)
+    /// changes nothing, and the same values in a frozen entry only do not stop
+    /// the step (what is stored there is the old value).
+    #[test]
+    fn non_finite_results_are_refused_except_in_frozen_entries() {
+        let kinds = [
+            OptimKind::Sgd {
+                momentum: 0.9,
+                nesterov: true,
+            },
+            OptimKind::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-8,
+                decoupled: false,
+            },
+            OptimKind::Sdlm { mu: 0.02 },
+        ];
+        // 5,000 parameters: two ranges, the bad entry in the second.
+        let n = 5000;
+        let bad = 4500;
+        for kind in kinds {
+            for wd in [0.0, 1e-4] {
+                for chunks in [1, 2] {
+                    for value in [f32::MAX, f32::NAN, f32::INFINITY] {
+                        let mut g = vec![0.25f32; n * chunks];
+                        g[(chunks - 1) * n + bad] = value;
+                        let mut o = Optimizer::new(kind, 10.0, wd, n).unwrap();
+                        if let OptimKind::Sdlm { .. } = kind {
+                            o.h = vec![0.0; n];
+                        }
+                        let p0: Vec<f32> = (0..n).map(|i| 1.0 + i as f32 * 1e-3).collect();
+                        let mut p = p0.clone();
+                        // Adam normalises the step: its overflow comes from a
+                        // squared gradient, which f32::MAX gives too.
+                        assert!(
+                            !o.step(&mut p, &g, n, None),
+                            "{kind:?} {wd} {chunks} {value}"
+                        );
+                        assert_eq!(p, p0);
+                        assert_eq!(o.t, 0);
+                        assert!(o.m.iter().chain(&o.v).all(|&x| x == 0.0));
+                        o.frozen = bad..bad + 1;
+                        assert!(o.step(&mut p, &g, n, None), "frozen {kind:?} {value}");
+                        assert_eq!(p[bad], p0[bad]);
+                        assert!(p.iter().all(|x| x.is_finite()));
+                        assert_ne!(p[0], p0[0]);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn frozen_entries_do_not_move() {
         let kind = OptimKind::Sgd {
