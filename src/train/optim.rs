@@ -561,13 +561,14 @@ mod tests {
         assert!((p[1] - (1.0 - 0.001 / 0.02)).abs() < 1e-7);
     }
 
-    /// Every rule, one chunk or two, with and without weight decay: a step
-    /// whose new weight or state would overflow (or read a NaN gradient)
-    /// changes nothing, and the same values in a frozen entry only do not stop
-    /// the step (what is stored there is the old value).
-    #[test]
-    fn non_finite_results_are_refused_except_in_frozen_entries() {
-        let kinds = [
+    /// Each update rule with usual hyperparameters: SGD plain and Nesterov,
+    /// Adam and AdamW, SDLM.
+    fn every_rule() -> [OptimKind; 5] {
+        [
+            OptimKind::Sgd {
+                momentum: 0.9,
+                nesterov: false,
+            },
             OptimKind::Sgd {
                 momentum: 0.9,
                 nesterov: true,
@@ -578,8 +579,23 @@ mod tests {
                 epsilon: 1e-8,
                 decoupled: false,
             },
+            OptimKind::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-8,
+                decoupled: true,
+            },
             OptimKind::Sdlm { mu: 0.02 },
-        ];
+        ]
+    }
+
+    /// Every rule, one chunk or two, with and without weight decay: a step
+    /// whose new weight or state would overflow (or read a NaN gradient)
+    /// changes nothing, and the same values in a frozen entry only do not stop
+    /// the step (what is stored there is the old value).
+    #[test]
+    fn non_finite_results_are_refused_except_in_frozen_entries() {
+        let kinds = every_rule();
         // 5,000 parameters: two ranges, the bad entry in the second.
         let n = 5000;
         let bad = 4500;
@@ -646,29 +662,7 @@ mod tests {
 
     #[test]
     fn no_step_computes_or_stores_a_subnormal() {
-        let kinds = [
-            OptimKind::Sgd {
-                momentum: 0.9,
-                nesterov: false,
-            },
-            OptimKind::Sgd {
-                momentum: 0.9,
-                nesterov: true,
-            },
-            OptimKind::Adam {
-                beta1: 0.9,
-                beta2: 0.999,
-                epsilon: 1e-8,
-                decoupled: false,
-            },
-            OptimKind::Adam {
-                beta1: 0.9,
-                beta2: 0.999,
-                epsilon: 1e-8,
-                decoupled: true,
-            },
-            OptimKind::Sdlm { mu: 0.02 },
-        ];
+        let kinds = every_rule();
         let subnormal = |v: &[f32]| {
             v.iter()
                 .filter(|x| **x != 0.0 && x.abs() < f32::MIN_POSITIVE)
