@@ -17,7 +17,7 @@
 //! rule: a sum of the squared inputs, not the square of their sum.
 
 use super::activation::{activate, apply_slope, slope, slope_v};
-use super::{arr, lane_sum};
+use super::arr;
 use crate::model::{Activation, Pooling};
 use crate::simd::Simd;
 
@@ -244,100 +244,49 @@ pub(crate) fn backward_one<const OS: usize, const SQ: bool>(
     gbias: &mut [f32],
     act: Activation,
 ) {
-    if pooling == Pooling::Subsample {
-        match act {
-            Activation::ScaledTanh => {
-                subsample_backward_one::<OS, SQ, true>(inp, out, gout, gpre, coef, gcoef, gbias)
-            }
-            Activation::Relu => {
-                subsample_backward_one::<OS, SQ, false>(inp, out, gout, gpre, coef, gcoef, gbias)
-            }
+    let tanh = act == Activation::ScaledTanh;
+    match pooling {
+        Pooling::Subsample if tanh => {
+            return subsample_backward_one::<OS, SQ, true>(inp, out, gout, gpre, coef, gcoef, gbias)
         }
-        return;
+        Pooling::Subsample => {
+            return subsample_backward_one::<OS, SQ, false>(
+                inp, out, gout, gpre, coef, gcoef, gbias,
+            )
+        }
+        Pooling::Average | Pooling::Max => {}
     }
-    const L: usize = 1;
+    // Average and max pooling: no parameters.
+    let average = pooling == Pooling::Average;
     let is = 2 * OS;
-    let irow = is * L;
-    let channels = out.len() / (OS * OS * L);
+    let channels = out.len() / (OS * OS);
     for c in 0..channels {
-        let mut cacc = [0.0f32; L];
-        let mut bacc = [0.0f32; L];
-        let cf = if pooling == Pooling::Subsample {
-            coef[c]
-        } else {
-            0.0
-        };
         for y in 0..OS {
-            let base = (c * is + 2 * y) * irow;
-            let orow = &out[(c * OS + y) * OS * L..][..OS * L];
-            let grow = &gout[(c * OS + y) * OS * L..][..OS * L];
+            let base = (c * is + 2 * y) * is;
+            let orow = &out[(c * OS + y) * OS..][..OS];
+            let grow = &gout[(c * OS + y) * OS..][..OS];
             for x in 0..OS {
                 let at = [
-                    base + 2 * x * L,
-                    base + (2 * x + 1) * L,
-                    base + irow + 2 * x * L,
-                    base + irow + (2 * x + 1) * L,
+                    base + 2 * x,
+                    base + 2 * x + 1,
+                    base + is + 2 * x,
+                    base + is + 2 * x + 1,
                 ];
-                let a: &[f32; L] = arr(&inp[at[0]..]);
-                let b: &[f32; L] = arr(&inp[at[1]..]);
-                let cc: &[f32; L] = arr(&inp[at[2]..]);
-                let d: &[f32; L] = arr(&inp[at[3]..]);
-                let o: &[f32; L] = arr(&orow[x * L..]);
-                let g: &[f32; L] = arr(&grow[x * L..]);
-                let mut to = [[0.0f32; L]; 4];
-                for l in 0..L {
-                    match pooling {
-                        Pooling::Subsample => {
-                            let dp = g[l] * slope::<SQ>(act, o[l]);
-                            // Curvature: the paper's per-connection rule, one term
-                            // per connection that shares the coefficient (squared
-                            // inputs, not the squared block sum).
-                            let sum = if SQ {
-                                (a[l] * a[l] + b[l] * b[l]) + (cc[l] * cc[l] + d[l] * d[l])
-                            } else {
-                                (a[l] + b[l]) + (cc[l] + d[l])
-                            };
-                            cacc[l] += dp * sum;
-                            bacc[l] += dp;
-                            let v = dp * cf; // `coef` is already squared in squared mode
-                            to[0][l] = v;
-                            to[1][l] = v;
-                            to[2][l] = v;
-                            to[3][l] = v;
-                        }
-                        Pooling::Average => {
-                            let v = g[l] * if SQ { 0.0625 } else { 0.25 };
-                            to[0][l] = v;
-                            to[1][l] = v;
-                            to[2][l] = v;
-                            to[3][l] = v;
-                        }
-                        Pooling::Max => {
-                            // The first maximum in the block's row-major order takes the gradient.
-                            let m = o[l];
-                            let ia = a[l] == m;
-                            let ib = !ia && b[l] == m;
-                            let ic = !ia && !ib && cc[l] == m;
-                            let id = !ia && !ib && !ic;
-                            to[0][l] = if ia { g[l] } else { 0.0 };
-                            to[1][l] = if ib { g[l] } else { 0.0 };
-                            to[2][l] = if ic { g[l] } else { 0.0 };
-                            to[3][l] = if id { g[l] } else { 0.0 };
-                        }
-                    }
-                }
-                let src = [a, b, cc, d];
+                let src = at.map(|i| inp[i]);
+                let (o, g) = (orow[x], grow[x]);
+                let to = if average {
+                    [g * if SQ { 0.0625 } else { 0.25 }; 4]
+                } else {
+                    // The first maximum in the block's row-major order takes the gradient.
+                    let first = src.iter().position(|&v| v == o).unwrap_or(3);
+                    let mut t = [0.0f32; 4];
+                    t[first] = g;
+                    t
+                };
                 for q in 0..4 {
-                    let dst = &mut gpre[at[q]..at[q] + L];
-                    for l in 0..L {
-                        dst[l] = to[q][l] * slope::<SQ>(act, src[q][l]);
-                    }
+                    gpre[at[q]] = to[q] * slope::<SQ>(act, src[q]);
                 }
             }
-        }
-        if pooling == Pooling::Subsample {
-            gcoef[c] += lane_sum(&cacc);
-            gbias[c] += lane_sum(&bacc);
         }
     }
 }
@@ -399,7 +348,7 @@ fn subsample_backward_one<const OS: usize, const SQ: bool, const TANH: bool>(
                 g1[i] = v2[i] * slope::<SQ>(act, r1[i]);
             }
         }
-        // (`0.0 +` as `lane_sum` adds them: a zero sum counts as +0.)
+        // (`0.0 +`: a zero sum is stored as +0, as an earlier sum over lanes did.)
         gcoef[c] += 0.0 + cacc;
         gbias[c] += 0.0 + bacc;
     }
