@@ -457,6 +457,14 @@ FIGURES = [
 AMD_FAMILIES = {"23": "Zen/Zen 2", "25": "Zen 3/Zen 4", "26": "Zen 5"}
 
 
+def amd_generation(family: str, flags: list[str]) -> str:
+    """Zen generation of an AMD family; family 25 holds Zen 3 and Zen 4, told apart by
+    AVX-512, which Zen 4 has and Zen 3 lacks."""
+    if family == "25":
+        return "Zen 4" if "avx512f" in flags else "Zen 3"
+    return AMD_FAMILIES[family]
+
+
 def machine_info() -> dict:
     info = {"cpu": platform.processor() or platform.machine()}
     try:
@@ -467,13 +475,13 @@ def machine_info() -> dict:
             if key and key not in fields:
                 fields[key] = value
         info["cpu"] = fields.get("model name", info["cpu"])
+        flags = fields.get("flags", "").split()
         if "cpu family" in fields:
             family = fields["cpu family"]
             info["cpu"] += f" (family {family}, model {fields.get('model', '?')}"
             if fields.get("vendor_id") == "AuthenticAMD" and family in AMD_FAMILIES:
-                info["cpu"] += f", {AMD_FAMILIES[family]}"
+                info["cpu"] += f", {amd_generation(family, flags)}"
             info["cpu"] += ")"
-        flags = fields.get("flags", "").split()
         info["simd"] = " ".join(f for f in ("avx2", "fma", "avx512f", "amx_tile") if f in flags)
     except OSError:
         pass
