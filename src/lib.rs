@@ -16,7 +16,8 @@
 //! - [`train`]: mini-batch training, curvature estimates and batched inference
 //!   over a thread pool, and the optimizers;
 //! - [`io`]: model files (safetensors), IDX data files, atomic writes;
-//! - [`simd`]: the instruction-set dispatch and vector types (the only unsafe);
+//! - [`simd`]: the instruction-set dispatch and vector types (unsafe, as is
+//!   `train::team`, the epoch's team of threads, and nothing else);
 //! - `python` (feature `python`): the binding, the only code that knows Python.
 
 // Without the binding, the parts that only Python reaches are unused.

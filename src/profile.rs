@@ -211,3 +211,48 @@ pub fn fma_peak() -> f64 {
     }
     best
 }
+
+/// What handing a short parallel loop to other threads costs: a loop of four
+/// tasks of `work` us each on 2 threads, then `gap` us of work on the calling
+/// thread alone (as between two loops of a batch), run back to back, through
+/// `rayon::ThreadPool::install` and through the epoch's [`crate::train::team::Team`].
+/// Prints the time per round above the ideal (two tasks' work plus the gap).
+pub fn handover_split() -> String {
+    use crate::train::team::Team;
+    use rayon::prelude::*;
+    use std::fmt::Write;
+    fn busy(us: u64) {
+        let t = Instant::now();
+        while t.elapsed().as_micros() < u128::from(us) {
+            std::hint::spin_loop();
+        }
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .expect("two threads");
+    let rounds = 1000;
+    let mut out =
+        String::from("task us  gap us   rayon install (us over ideal)   team (us over ideal)\n");
+    for work in [0u64, 50, 350] {
+        for gap in [0u64, 20, 200] {
+            let ideal = (2 * work + gap) as f64;
+            let t = Instant::now();
+            for _ in 0..rounds {
+                pool.install(|| (0..4).into_par_iter().for_each(|_| busy(work)));
+                busy(gap);
+            }
+            let rayon_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(rounds) - ideal;
+            let team = Team::new(&pool, 1);
+            let t = Instant::now();
+            for _ in 0..rounds {
+                team.run(4, &|_| busy(work));
+                busy(gap);
+            }
+            let team_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(rounds) - ideal;
+            drop(team);
+            let _ = writeln!(out, "{work:7} {gap:7} {rayon_us:25.1} {team_us:24.1}");
+        }
+    }
+    out
+}

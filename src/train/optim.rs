@@ -14,7 +14,7 @@
 //!
 //! A step takes the per-chunk gradient buffers, sums them in chunk order
 //! (deterministic) and updates each parameter, range by range over fixed ranges:
-//! in parallel on a pool, or on the calling thread (the same bits either way).
+//! in parallel on a [`Team`], or on the calling thread (the same bits either way).
 //!
 //! Floors: no step computes or stores a subnormal number (they are slow on x86,
 //! see [`crate::simd`]; flush-to-zero would hide them, but Rust code may not
@@ -27,9 +27,10 @@
 //! gradient of 1e-30 counts as none. The floors depend only on the
 //! hyperparameters: the same on every thread.
 
-use rayon::prelude::*;
-
 use crate::error::{LeNetError, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::team::Team;
 use crate::simd::{dispatch, zero_below, Math, SimdTask, NORMAL};
 
 /// Which update rule.
@@ -247,17 +248,16 @@ impl Optimizer {
     /// The new values are written to spare buffers (only the state the rule
     /// keeps: SDLM none, SGD the momentum, Adam both moments), range by range
     /// with the update rule chosen outside each range's loop so the loop
-    /// vectorises, and swapped in only if all are finite. With `pool`, the
-    /// ranges run in parallel on it; without, on the calling thread (cheaper for
-    /// one thread: no hand-over per step, which matters at batch size 1). Each
-    /// parameter's update depends only on its own entries, so both give the same
-    /// bits.
+    /// vectorises, and swapped in only if all are finite. With `team`, the
+    /// ranges are shared out among its threads; without, they run on the
+    /// calling thread. Each parameter's update depends only on its own entries,
+    /// so both give the same bits.
     pub fn step(
         &mut self,
         params: &mut Vec<f32>,
         grads: &[f32],
         n: usize,
-        pool: Option<&rayon::ThreadPool>,
+        team: Option<&Team>,
     ) -> bool {
         let chunks = grads.len() / n;
         let t = self.t + 1;
@@ -306,14 +306,17 @@ impl Optimizer {
                 chunks,
             })
         };
-        let finite = match pool {
-            Some(pool) => pool.install(|| {
-                ranges
-                    .par_iter_mut()
-                    .map(run)
-                    .reduce(|| true, |a, b| a && b)
-            }),
-            None => ranges.iter_mut().all(run),
+        let finite = match team {
+            Some(team) if ranges.len() > 1 => {
+                let finite = AtomicBool::new(true);
+                team.for_each_mut(&mut ranges, &|_, r| {
+                    if !run(r) {
+                        finite.store(false, Ordering::Relaxed);
+                    }
+                });
+                finite.into_inner()
+            }
+            _ => ranges.iter_mut().all(run),
         };
         if !finite {
             return false;
