@@ -203,6 +203,21 @@ pub(crate) fn backward_one<M: Math, const NI: usize, const SQ: bool>(
     gin: Option<(&mut [f32], Option<Activation>)>,
     xt: &mut [f32],
 ) {
+    weight_grad_one::<M, NI, SQ>(inp, dpre, gw, gb, xt);
+    if let Some((gin, in_act)) = gin {
+        input_grad_one::<M, NI, SQ>(inp, &dpre[..gb.len()], w, gin, in_act);
+    }
+}
+
+/// The parameter gradients of [`backward_one`] alone.
+#[inline(always)]
+pub(crate) fn weight_grad_one<M: Math, const NI: usize, const SQ: bool>(
+    inp: &[f32],
+    dpre: &[f32],
+    gw: &mut [f32],
+    gb: &mut [f32],
+    xt: &mut [f32],
+) {
     const L: usize = 1;
     let no = gb.len();
     // xt[lane][i] = inp[i][lane] (squared when SQ): rows of one sample.
@@ -223,12 +238,23 @@ pub(crate) fn backward_one<M: Math, const NI: usize, const SQ: bool>(
             }
         }
     }
-    let Some((gin, in_act)) = gin else { return };
+}
+
+/// The input gradient of [`backward_one`] alone, over the `dpre.len()`
+/// outputs.
+#[inline(always)]
+pub(crate) fn input_grad_one<M: Math, const NI: usize, const SQ: bool>(
+    inp: &[f32],
+    dpre: &[f32],
+    w: &[f32],
+    gin: &mut [f32],
+    in_act: Option<Activation>,
+) {
+    const L: usize = 1;
     let g: &mut [f32; NI] = (&mut gin[..NI]).try_into().unwrap();
     *g = [0.0; NI];
-    for o in 0..no {
+    for (o, &dv) in dpre.iter().enumerate() {
         let wr: &[f32; NI] = arr(&w[o * NI..]);
-        let dv = dpre[o];
         for i in 0..NI {
             g[i] = M::fma1(wr[i], dv, g[i]);
         }

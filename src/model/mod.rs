@@ -14,4 +14,7 @@ pub use config::{
     TABLE_I,
 };
 pub use layout::{Layout, TensorSpec};
-pub(crate) use pass::{wide_lanes, CurvatureChunk, Forward, TrainChunk, Workspace};
+pub(crate) use pass::{
+    wide_lanes, CurvatureChunk, Forward, LowerBackward, LowerForward, TrainChunk, UpperTrain,
+    UpperWeights, Workspace,
+};

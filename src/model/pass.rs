@@ -13,7 +13,7 @@
 
 use super::config::*;
 use super::layout::Layout;
-use crate::layers::dense::softmax_loss;
+use crate::layers::dense::{self, softmax_loss};
 use crate::layers::{rbf, Chunk, One, Width, SLACK};
 use crate::profile;
 use crate::simd::{dispatch, Math, SimdTask};
@@ -101,6 +101,14 @@ impl Workspace {
 /// Forward pass of the chunk in `ws.x`: every layer's outputs into `ws`.
 #[inline(always)]
 fn forward<W: Width>(w: W, lay: &Layout, p: &[f32], ws: &mut Workspace) {
+    forward_lower(w, lay, p, ws);
+    forward_upper(w, lay, &p[lay.c5_w..], ws);
+}
+
+/// The forward pass from `ws.x` to S4's outputs (`ws.a4`): the layers whose
+/// parameters come before C5's in the flat vector.
+#[inline(always)]
+fn forward_lower<W: Width>(w: W, lay: &Layout, p: &[f32], ws: &mut Workspace) {
     profile::start();
     let cfg = &lay.cfg;
     let act = cfg.activation;
@@ -126,13 +134,32 @@ fn forward<W: Width>(w: W, lay: &Layout, p: &[f32], ws: &mut Workspace) {
     let (s4w, s4b) = (&p[lay.s4_w..lay.s4_b], &p[lay.s4_b..lay.c5_w]);
     w.pool_forward::<S4_SIDE>(&ws.a3, &mut ws.a4[..n4], cfg.pooling, s4w, s4b, act);
     profile::lap(5);
-    let (c5w, c5b) = (&p[lay.c5_w..lay.c5_b], &p[lay.c5_b..lay.f6_w]);
+}
+
+/// The forward pass from S4's outputs (`ws.a4`) to the last layer's
+/// (`ws.z`); `p` is the parameter vector from C5's weights on.
+#[inline(always)]
+fn forward_upper<W: Width>(w: W, lay: &Layout, p: &[f32], ws: &mut Workspace) {
+    let cfg = &lay.cfg;
+    let act = cfg.activation;
+    let l = w.lanes();
+    let at = |i: usize| i - lay.c5_w;
+    let (c5w, c5b) = (
+        &p[at(lay.c5_w)..at(lay.c5_b)],
+        &p[at(lay.c5_b)..at(lay.f6_w)],
+    );
     w.dense_forward::<C5_IN>(&ws.a4, &mut ws.a5, c5w, c5b, Some(act));
     profile::lap(6);
-    let (f6w, f6b) = (&p[lay.f6_w..lay.f6_b], &p[lay.f6_b..lay.out_w]);
+    let (f6w, f6b) = (
+        &p[at(lay.f6_w)..at(lay.f6_b)],
+        &p[at(lay.f6_b)..at(lay.out_w)],
+    );
     w.dense_forward::<C5_UNITS>(&ws.a5, &mut ws.a6, f6w, f6b, Some(act));
     profile::lap(7);
-    let (ow, ob) = (&p[lay.out_w..lay.out_b], &p[lay.out_b..lay.total]);
+    let (ow, ob) = (
+        &p[at(lay.out_w)..at(lay.out_b)],
+        &p[at(lay.out_b)..at(lay.total)],
+    );
     if lay.is_rbf() {
         rbf::forward(&ws.a6, &mut ws.z, ow, cfg.n_classes, l);
     } else {
@@ -154,18 +181,30 @@ fn backward<W: Width, const SQ: bool>(
     ws: &mut Workspace,
     grad: &mut [f32],
 ) {
+    let (lower, upper) = grad.split_at_mut(lay.c5_w);
+    backward_upper::<W, SQ>(w, lay, &wv[lay.c5_w..], ws, upper);
+    backward_lower::<W, SQ>(w, lay, wv, ws, lower);
+}
+
+/// The backward pass of the output and F6, to C5's output gradient
+/// (`ws.g5`); `wv` and `grad` as in [`backward_upper`].
+#[inline(always)]
+fn backward_top<W: Width, const SQ: bool>(
+    w: W,
+    lay: &Layout,
+    wv: &[f32],
+    ws: &mut Workspace,
+    grad: &mut [f32],
+) {
     let cfg = &lay.cfg;
     let act = cfg.activation;
     let k = cfg.n_classes;
     let l = w.lanes();
-    let (n1, n3) = (
-        C1_MAPS * C1_SIDE * C1_SIDE * l,
-        C3_MAPS * C3_SIDE * C3_SIDE * l,
-    );
-    let (n2, n4, n6) = (C1_MAPS * S2_SIDE * S2_SIDE * l, C5_IN * l, F6_UNITS * l);
+    let n6 = F6_UNITS * l;
+    let at = |i: usize| i - lay.c5_w;
     // Output -> F6's pre-activation (ws.g6).
-    let (out_w, rest) = grad[lay.out_w..].split_at_mut(k * F6_UNITS);
-    let ow = &wv[lay.out_w..lay.out_b];
+    let (out_w, rest) = grad[at(lay.out_w)..].split_at_mut(k * F6_UNITS);
+    let ow = &wv[at(lay.out_w)..at(lay.out_b)];
     if lay.is_rbf() {
         if !SQ {
             let gw = cfg.rbf_trainable.then_some(out_w);
@@ -178,17 +217,53 @@ fn backward<W: Width, const SQ: bool>(
         w.dense_backward::<F6_UNITS, SQ>(a6, gz, ow, out_w, ob, g6, &mut ws.xt);
     }
     profile::lap(10);
-    let (gw, rest) = grad[lay.f6_w..].split_at_mut(F6_UNITS * C5_UNITS);
-    let (f6w, gb) = (&wv[lay.f6_w..lay.f6_b], &mut rest[..F6_UNITS]);
+    let (gw, rest) = grad[at(lay.f6_w)..].split_at_mut(F6_UNITS * C5_UNITS);
+    let (f6w, gb) = (&wv[at(lay.f6_w)..at(lay.f6_b)], &mut rest[..F6_UNITS]);
     let g5 = Some((&mut ws.g5[..], Some(act)));
     w.dense_backward::<C5_UNITS, SQ>(&ws.a5, &ws.g6, f6w, gw, gb, g5, &mut ws.xt);
     profile::lap(11);
+}
+
+/// The backward pass from the last layer down to C5's input gradient
+/// (`ws.g4`); `wv` and `grad` are the parameters and gradients from C5's
+/// weights on.
+#[inline(always)]
+fn backward_upper<W: Width, const SQ: bool>(
+    w: W,
+    lay: &Layout,
+    wv: &[f32],
+    ws: &mut Workspace,
+    grad: &mut [f32],
+) {
+    backward_top::<W, SQ>(w, lay, wv, ws, grad);
+    let at = |i: usize| i - lay.c5_w;
     // C5's input is S4's output, whose slope S4's backward applies.
-    let (gw, rest) = grad[lay.c5_w..].split_at_mut(C5_UNITS * C5_IN);
-    let (c5w, gb) = (&wv[lay.c5_w..lay.c5_b], &mut rest[..C5_UNITS]);
+    let (gw, rest) = grad[at(lay.c5_w)..].split_at_mut(C5_UNITS * C5_IN);
+    let (c5w, gb) = (&wv[at(lay.c5_w)..at(lay.c5_b)], &mut rest[..C5_UNITS]);
     let g4 = Some((&mut ws.g4[..], None));
     w.dense_backward::<C5_IN, SQ>(&ws.a4, &ws.g5, c5w, gw, gb, g4, &mut ws.xt);
     profile::lap(12);
+}
+
+/// The backward pass from C5's input gradient (`ws.g4`) down to C1: the
+/// gradients of the parameters before C5's (`wv` and `grad` from the start of
+/// the flat vector, at least to C5's weights).
+#[inline(always)]
+fn backward_lower<W: Width, const SQ: bool>(
+    w: W,
+    lay: &Layout,
+    wv: &[f32],
+    ws: &mut Workspace,
+    grad: &mut [f32],
+) {
+    let cfg = &lay.cfg;
+    let act = cfg.activation;
+    let l = w.lanes();
+    let (n1, n3) = (
+        C1_MAPS * C1_SIDE * C1_SIDE * l,
+        C3_MAPS * C3_SIDE * C3_SIDE * l,
+    );
+    let (n2, n4) = (C1_MAPS * S2_SIDE * S2_SIDE * l, C5_IN * l);
     let (gs4, gb4) = grad[lay.s4_w..lay.c5_w].split_at_mut(lay.s4_b - lay.s4_w);
     let (s4w, a3, a4, g3) = (
         &wv[lay.s4_w..lay.s4_b],
@@ -304,6 +379,122 @@ impl SimdTask for TrainChunk<'_> {
             self.run_width(One(m))
         } else {
             self.run_width(Chunk(m))
+        }
+    }
+}
+
+/// Task (training one image on two threads, see `train::pipeline`): the
+/// forward pass of `ws.x` to S4's outputs; `p` holds the parameters before
+/// C5's (the start of the flat vector).
+pub struct LowerForward<'a> {
+    pub lay: &'a Layout,
+    pub p: &'a [f32],
+    pub ws: &'a mut Workspace,
+}
+
+impl SimdTask for LowerForward<'_> {
+    fn narrow(&self) -> bool {
+        self.ws.lanes == 1
+    }
+    type Output = ();
+    #[inline(always)]
+    fn run<M: Math>(self, m: M) {
+        if self.ws.lanes == 1 {
+            forward_lower(One(m), self.lay, self.p, self.ws)
+        } else {
+            forward_lower(Chunk(m), self.lay, self.p, self.ws)
+        }
+    }
+}
+
+/// Task (the other half of [`LowerForward`] and [`LowerBackward`]): from
+/// S4's outputs in `ws.a4`, the forward pass of C5 and up, the loss, and the
+/// backward pass down to C5's input gradient in `ws.g4` (single images; C5's
+/// own gradients are left to [`UpperWeights`]); `p` and `grad` are the
+/// parameters and gradients from C5's weights on. Returns what [`TrainChunk`]
+/// returns.
+pub struct UpperTrain<'a> {
+    pub lay: &'a Layout,
+    pub p: &'a [f32],
+    pub ws: &'a mut Workspace,
+    pub labels: &'a [u32],
+    pub weights: Option<&'a [f32]>,
+    pub scale: f32,
+    pub grad: &'a mut [f32],
+}
+
+impl SimdTask for UpperTrain<'_> {
+    fn narrow(&self) -> bool {
+        true
+    }
+    type Output = (f64, usize);
+    #[inline(always)]
+    fn run<M: Math>(self, m: M) -> (f64, usize) {
+        let UpperTrain {
+            lay,
+            p,
+            ws,
+            labels,
+            weights,
+            scale,
+            grad,
+        } = self;
+        assert_eq!(ws.lanes, 1, "UpperTrain takes single images");
+        let w = One(m);
+        forward_upper(w, lay, p, ws);
+        let r = loss_grad::<false>(lay, ws, labels, weights, scale);
+        profile::lap(9);
+        backward_top::<_, false>(w, lay, p, ws, grad);
+        let at = |i: usize| i - lay.c5_w;
+        let c5w = &p[at(lay.c5_w)..at(lay.c5_b)];
+        dense::input_grad_one::<M, C5_IN, false>(&ws.a4, &ws.g5[..C5_UNITS], c5w, &mut ws.g4, None);
+        r
+    }
+}
+
+/// Task: the C5 parameter gradients that [`UpperTrain`] leaves out, from the
+/// same workspace, into the same `grad`.
+pub struct UpperWeights<'a> {
+    pub lay: &'a Layout,
+    pub ws: &'a mut Workspace,
+    pub grad: &'a mut [f32],
+}
+
+impl SimdTask for UpperWeights<'_> {
+    fn narrow(&self) -> bool {
+        true
+    }
+    type Output = ();
+    #[inline(always)]
+    fn run<M: Math>(self, _: M) {
+        let UpperWeights { lay, ws, grad } = self;
+        let at = |i: usize| i - lay.c5_w;
+        let (gw, rest) = grad[at(lay.c5_w)..].split_at_mut(C5_UNITS * C5_IN);
+        let gb = &mut rest[..C5_UNITS];
+        dense::weight_grad_one::<M, C5_IN, false>(&ws.a4, &ws.g5, gw, gb, &mut ws.xt);
+    }
+}
+
+/// Task: the backward pass from C5's input gradient in `ws.g4` down to C1,
+/// after [`LowerForward`] on the same workspace; `p` and `grad` as there.
+pub struct LowerBackward<'a> {
+    pub lay: &'a Layout,
+    pub p: &'a [f32],
+    pub ws: &'a mut Workspace,
+    pub grad: &'a mut [f32],
+}
+
+impl SimdTask for LowerBackward<'_> {
+    fn narrow(&self) -> bool {
+        self.ws.lanes == 1
+    }
+    type Output = ();
+    #[inline(always)]
+    fn run<M: Math>(self, m: M) {
+        if self.ws.lanes == 1 {
+            backward_lower::<_, false>(One(m), self.lay, self.p, self.ws, self.grad)
+        } else {
+            backward_lower::<_, false>(Chunk(m), self.lay, self.p, self.ws, self.grad)
         }
     }
 }

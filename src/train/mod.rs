@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 pub(crate) mod optim;
+mod pipeline;
 pub(crate) mod probe;
 pub(crate) mod team;
 
@@ -209,6 +210,42 @@ fn accumulate(acc: &mut [f32], grads: &[f32], chunks: usize, first: bool, team: 
 /// Parameters per task when waves are summed in parallel.
 const ACC_RANGE: usize = 4096;
 
+/// Writes the images `part` of the data set into the chunk input `x`
+/// (`lanes` wide), distorted by `augment` if given; `first` is the position in
+/// the epoch of the first of them (it seeds each image's distortion).
+fn fill_images(
+    x: &mut [f32],
+    lanes: usize,
+    part: &[usize],
+    data: &Dataset,
+    augment: Option<&Distortion>,
+    distort_seed: u64,
+    first: usize,
+) {
+    let mut tmp = [0.0f32; IN * IN];
+    fill_chunk(x, lanes, part, |i, dst, lane| match augment {
+        None => data.images.write_lane(i, dst, lane, lanes),
+        Some(d) => {
+            data.images.write_lane(i, &mut tmp, 0, 1);
+            let pos = (first + lane) as u64;
+            d.draw(&mut image_rng(distort_seed, pos))
+                .apply(&tmp, dst, lane, lanes);
+        }
+    });
+}
+
+fn diverged_loss(b: usize, loss: f64) -> String {
+    format!(
+        "training diverged at batch {b} of this epoch: the loss is {loss}; the weights are kept from the last finite batch (try a smaller learning_rate)"
+    )
+}
+
+fn diverged_step(b: usize) -> String {
+    format!(
+        "training diverged at batch {b} of this epoch: a gradient or weight is not finite; the weights are kept from the last finite batch (try a smaller learning_rate)"
+    )
+}
+
 /// Runs one epoch of mini-batch training.
 ///
 /// `observer(samples_done, mean_loss_so_far, params)` is called at most every
@@ -270,6 +307,26 @@ pub fn train_epoch(
         Order::Data => {}
     }
     let distort_seed = rng.next_u64();
+    if bs == 1 && threads > 1 && n > 1 {
+        // One image a batch: the layers shared between two threads instead.
+        let done = pipeline::epoch(
+            lay,
+            params,
+            opt,
+            data,
+            &visit,
+            pool,
+            augment,
+            distort_seed,
+            smoothing,
+            interval,
+            observer,
+            poll,
+        )?;
+        if let Some(stats) = done {
+            return Ok(stats);
+        }
+    }
     // The pool's other threads, for this epoch's loops (see `team`).
     let team = (threads > 1).then(|| Team::new(pool, threads - 1));
     let team = team.as_ref();
@@ -296,16 +353,7 @@ pub fn train_epoch(
                 let first = b * bs + ci * lanes;
                 *st = wss.with(|ws| {
                     ws.smoothing = smoothing;
-                    let mut tmp = [0.0f32; IN * IN];
-                    fill_chunk(&mut ws.x, lanes, part, |i, dst, lane| match augment {
-                        None => data.images.write_lane(i, dst, lane, lanes),
-                        Some(d) => {
-                            data.images.write_lane(i, &mut tmp, 0, 1);
-                            let pos = (first + lane) as u64;
-                            d.draw(&mut image_rng(distort_seed, pos))
-                                .apply(&tmp, dst, lane, lanes);
-                        }
-                    });
+                    fill_images(&mut ws.x, lanes, part, data, augment, distort_seed, first);
                     dispatch(TrainChunk {
                         lay,
                         p,
@@ -346,9 +394,7 @@ pub fn train_epoch(
             }
         }
         if !batch_loss.is_finite() {
-            return Err(LeNetError::Diverged(format!(
-                "training diverged at batch {b} of this epoch: the loss is {batch_loss}; the weights are kept from the last finite batch (try a smaller learning_rate)"
-            )));
+            return Err(LeNetError::Diverged(diverged_loss(b, batch_loss)));
         }
         let summed: &[f32] = if nch > wave { &acc } else { &grads[..nch * np] };
         // One chunk's gradient (batch size 1): the step stays on this thread.
@@ -357,9 +403,7 @@ pub fn train_epoch(
         // against 77 us on one).
         let ok = opt.step(params, summed, np, team.filter(|_| nch > 1));
         if !ok {
-            return Err(LeNetError::Diverged(format!(
-                "training diverged at batch {b} of this epoch: a gradient or weight is not finite; the weights are kept from the last finite batch (try a smaller learning_rate)"
-            )));
+            return Err(LeNetError::Diverged(diverged_step(b)));
         }
         out.loss_sum += batch_loss;
         out.correct += batch_correct;
@@ -731,7 +775,7 @@ pub const POLL_IMAGES: usize = 256;
 mod tests {
     use super::optim::OptimKind;
     use super::*;
-    use crate::model::{Config as ArchConfig, Init};
+    use crate::model::{Config as ArchConfig, Init, Loss, Output};
 
     fn data(n: usize) -> Dataset {
         let mut rng = Rng::new(7);
@@ -812,6 +856,113 @@ mod tests {
         assert!(s.stopped);
         assert_eq!(s.batches, 0);
         assert_eq!(p, initial);
+    }
+
+    /// Batch size 1 on two threads (the layers shared between them, see
+    /// `pipeline`) against one thread: the same parameters, optimizer state and
+    /// figures, bit for bit, for a softmax network with momentum and for an RBF
+    /// network (frozen prototypes after C5's split) with SDLM, sample weights
+    /// and distortions; stopped by the poll, by the observer, and diverged.
+    #[test]
+    fn batch_size_one_on_two_threads_keeps_the_bits_of_one() {
+        let mut d = data(96);
+        let rbf = ArchConfig {
+            output: Output::Rbf,
+            loss: Loss::Map { j: 0.1 },
+            ..ArchConfig::default()
+        };
+        let sgd = OptimKind::Sgd {
+            momentum: 0.9,
+            nesterov: true,
+        };
+        let sdlm = OptimKind::Sdlm { mu: 0.02 };
+        let distort = Distortion::default();
+        // (config, rule, rate, weights, distortion, poll stop, observer stop)
+        type Case<'a> = (
+            ArchConfig,
+            OptimKind,
+            f32,
+            bool,
+            Option<&'a Distortion>,
+            Option<usize>,
+            Option<usize>,
+        );
+        let cases: [Case<'_>; 6] = [
+            (ArchConfig::default(), sgd, 0.01, false, None, None, None),
+            (rbf, sdlm, 0.0005, true, Some(&distort), None, None),
+            (
+                ArchConfig::default(),
+                sgd,
+                0.01,
+                false,
+                None,
+                Some(40),
+                None,
+            ),
+            (rbf, sdlm, 0.0005, false, None, None, Some(3)),
+            // Steps too big: the weights overflow and training stops diverged.
+            (ArchConfig::default(), sgd, 1e30, false, None, None, None),
+            (rbf, sdlm, 1e30, true, None, None, None),
+        ];
+        for (ci, (cfg, kind, lr, weighted, augment, stop_poll, stop_obs)) in
+            cases.into_iter().enumerate()
+        {
+            d.weights = weighted.then(|| (0..96).map(|i| (i % 3) as f32 * 0.5).collect());
+            let run = |threads: usize| {
+                let lay = cfg.layout();
+                let mut params = lay.init_params(Init::LeCun, &mut Rng::new(1));
+                let mut opt = Optimizer::new(kind, lr, 0.0, lay.n_params_total()).unwrap();
+                opt.frozen = lay.frozen();
+                if let OptimKind::Sdlm { .. } = kind {
+                    opt.h = (0..params.len()).map(|i| (i % 7) as f32 * 0.01).collect();
+                }
+                let (mut polls, mut seen) = (0, Vec::new());
+                let r = train_epoch(
+                    &lay,
+                    &mut params,
+                    &mut opt,
+                    &mut Rng::new(2),
+                    &d,
+                    1,
+                    &pool(threads),
+                    augment,
+                    0.0,
+                    Order::Shuffled,
+                    Duration::ZERO,
+                    &mut |n, loss, p| {
+                        seen.push((
+                            n,
+                            loss.to_bits(),
+                            p.iter().map(|v| v.to_bits()).sum::<u32>(),
+                        ));
+                        match stop_obs {
+                            Some(s) if seen.len() >= s => Control::Stop,
+                            _ => Control::Continue,
+                        }
+                    },
+                    &mut || {
+                        polls += 1;
+                        match stop_poll {
+                            Some(s) if polls > s => Control::Stop,
+                            _ => Control::Continue,
+                        }
+                    },
+                );
+                let r = r.map_err(|e| e.to_string());
+                (r, params, opt.m.clone(), opt.t, seen)
+            };
+            let (one, two) = (run(1), run(2));
+            assert_eq!(one.0, two.0, "case {ci}");
+            assert_eq!(one.1, two.1, "case {ci}");
+            assert_eq!((&one.2, one.3), (&two.2, two.3), "case {ci}");
+            assert_eq!(one.4, two.4, "case {ci}");
+            match ci {
+                0 | 1 => assert_eq!(one.0.as_ref().unwrap().samples, 96),
+                2 => assert!(one.0.as_ref().unwrap().stopped),
+                3 => assert_eq!(one.0.as_ref().unwrap().samples, 3),
+                _ => assert!(one.0.as_ref().unwrap_err().contains("diverged")),
+            }
+        }
     }
 
     #[test]

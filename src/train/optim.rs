@@ -228,6 +228,52 @@ impl Optimizer {
         })
     }
 
+    /// The optimizer of parameters `..k` and that of `k..`, each with its
+    /// part of the state (and of the frozen entries), as if each had been
+    /// made for its part alone: the update of every parameter depends on its
+    /// own entries only, so the two step to the same bits as the whole.
+    pub fn split_at(mut self, k: usize) -> (Optimizer, Optimizer) {
+        let cut = |v: &mut Vec<f32>| {
+            if v.is_empty() {
+                Vec::new()
+            } else {
+                v.split_off(k)
+            }
+        };
+        let (m, v, h) = (cut(&mut self.m), cut(&mut self.v), cut(&mut self.h));
+        let f = self.frozen.clone();
+        let upper = Optimizer {
+            m,
+            v,
+            h,
+            frozen: f.start.max(k) - k..f.end.max(k) - k,
+            spare_p: Vec::new(),
+            spare_m: Vec::new(),
+            spare_v: Vec::new(),
+            ..self.clone()
+        };
+        self.frozen = f.start.min(k)..f.end.min(k);
+        (self, upper)
+    }
+
+    /// Undoes [`Optimizer::split_at`]`(k)`.
+    pub fn join(mut lower: Optimizer, mut upper: Optimizer, k: usize) -> Optimizer {
+        for (a, b) in [
+            (&mut lower.m, &mut upper.m),
+            (&mut lower.v, &mut upper.v),
+            (&mut lower.h, &mut upper.h),
+        ] {
+            a.append(b);
+        }
+        let (lf, uf) = (lower.frozen.clone(), upper.frozen.clone());
+        lower.frozen = match (lf.is_empty(), uf.is_empty()) {
+            (_, true) => lf,
+            (true, false) => uf.start + k..uf.end + k,
+            (false, false) => lf.start..uf.end + k,
+        };
+        lower
+    }
+
     /// The per-parameter step sizes `lr / (mu + h)` of SDLM (empty otherwise).
     pub fn step_sizes(&self) -> Vec<f32> {
         match self.kind {
@@ -259,13 +305,26 @@ impl Optimizer {
         n: usize,
         team: Option<&Team>,
     ) -> bool {
+        let finite = self.prepare(params, grads, n, team);
+        if finite {
+            self.commit(params);
+        }
+        finite
+    }
+
+    /// The first half of [`Optimizer::step`]: computes the new values into the
+    /// spare buffers and says whether they are all finite, changing nothing
+    /// else; [`Optimizer::commit`] then installs them.
+    pub fn prepare(
+        &mut self,
+        params: &[f32],
+        grads: &[f32],
+        n: usize,
+        team: Option<&Team>,
+    ) -> bool {
         let chunks = grads.len() / n;
         let t = self.t + 1;
-        let (keeps_m, keeps_v) = match self.kind {
-            OptimKind::Sgd { .. } => (true, false),
-            OptimKind::Adam { .. } => (true, true),
-            OptimKind::Sdlm { .. } => (false, false),
-        };
+        let (keeps_m, keeps_v) = self.keeps();
         self.spare_p.resize(n, 0.0);
         self.spare_m.resize(if keeps_m { n } else { 0 }, 0.0);
         self.spare_v.resize(if keeps_v { n } else { 0 }, 0.0);
@@ -306,7 +365,7 @@ impl Optimizer {
                 chunks,
             })
         };
-        let finite = match team {
+        match team {
             Some(team) if ranges.len() > 1 => {
                 let finite = AtomicBool::new(true);
                 team.for_each_mut(&mut ranges, &|_, r| {
@@ -317,10 +376,13 @@ impl Optimizer {
                 finite.into_inner()
             }
             _ => ranges.iter_mut().all(run),
-        };
-        if !finite {
-            return false;
         }
+    }
+
+    /// Installs the values [`Optimizer::prepare`] computed (call it only after
+    /// a `prepare` that returned true, with the same `params`).
+    pub fn commit(&mut self, params: &mut Vec<f32>) {
+        let (keeps_m, keeps_v) = self.keeps();
         std::mem::swap(params, &mut self.spare_p);
         if keeps_m {
             std::mem::swap(&mut self.m, &mut self.spare_m);
@@ -328,8 +390,16 @@ impl Optimizer {
         if keeps_v {
             std::mem::swap(&mut self.v, &mut self.spare_v);
         }
-        self.t = t;
-        true
+        self.t += 1;
+    }
+
+    /// Whether the rule keeps a first and a second moment.
+    fn keeps(&self) -> (bool, bool) {
+        match self.kind {
+            OptimKind::Sgd { .. } => (true, false),
+            OptimKind::Adam { .. } => (true, true),
+            OptimKind::Sdlm { .. } => (false, false),
+        }
     }
 }
 
