@@ -313,6 +313,27 @@ fn loss_grad<const SQ: bool>(
     }
 }
 
+/// Implements [`SimdTask`] for a pass over a workspace by its `run_width`:
+/// single images when the workspace is one lane wide, chunks otherwise.
+macro_rules! width_task {
+    ($task:ident, $out:ty) => {
+        impl SimdTask for $task<'_> {
+            fn narrow(&self) -> bool {
+                self.ws.lanes == 1
+            }
+            type Output = $out;
+            #[inline(always)]
+            fn run<M: Math>(self, m: M) -> $out {
+                if self.ws.lanes == 1 {
+                    self.run_width(One(m))
+                } else {
+                    self.run_width(Chunk(m))
+                }
+            }
+        }
+    };
+}
+
 /// Task: forward pass of the chunk in `ws.x`.
 pub struct Forward<'a> {
     pub lay: &'a Layout,
@@ -320,20 +341,14 @@ pub struct Forward<'a> {
     pub ws: &'a mut Workspace,
 }
 
-impl SimdTask for Forward<'_> {
-    fn narrow(&self) -> bool {
-        self.ws.lanes == 1
-    }
-    type Output = ();
+impl Forward<'_> {
     #[inline(always)]
-    fn run<M: Math>(self, m: M) {
-        if self.ws.lanes == 1 {
-            forward(One(m), self.lay, self.p, self.ws)
-        } else {
-            forward(Chunk(m), self.lay, self.p, self.ws)
-        }
+    fn run_width<W: Width>(self, w: W) {
+        forward(w, self.lay, self.p, self.ws)
     }
 }
+
+width_task!(Forward, ());
 
 /// Task: forward, loss and backward of one chunk, gradients (of the loss
 /// times `scale`) accumulated into `grad`. `weights` (one per label, None
@@ -368,20 +383,7 @@ impl TrainChunk<'_> {
     }
 }
 
-impl SimdTask for TrainChunk<'_> {
-    fn narrow(&self) -> bool {
-        self.ws.lanes == 1
-    }
-    type Output = (f64, usize);
-    #[inline(always)]
-    fn run<M: Math>(self, m: M) -> (f64, usize) {
-        if self.ws.lanes == 1 {
-            self.run_width(One(m))
-        } else {
-            self.run_width(Chunk(m))
-        }
-    }
-}
+width_task!(TrainChunk, (f64, usize));
 
 /// Task (training one image on two threads, see `train::pipeline`): the
 /// forward pass of `ws.x` to S4's outputs; `p` holds the parameters before
@@ -392,20 +394,14 @@ pub struct LowerForward<'a> {
     pub ws: &'a mut Workspace,
 }
 
-impl SimdTask for LowerForward<'_> {
-    fn narrow(&self) -> bool {
-        self.ws.lanes == 1
-    }
-    type Output = ();
+impl LowerForward<'_> {
     #[inline(always)]
-    fn run<M: Math>(self, m: M) {
-        if self.ws.lanes == 1 {
-            forward_lower(One(m), self.lay, self.p, self.ws)
-        } else {
-            forward_lower(Chunk(m), self.lay, self.p, self.ws)
-        }
+    fn run_width<W: Width>(self, w: W) {
+        forward_lower(w, self.lay, self.p, self.ws)
     }
 }
+
+width_task!(LowerForward, ());
 
 /// Task (the other half of [`LowerForward`] and [`LowerBackward`]): from
 /// S4's outputs in `ws.a4`, the forward pass of C5 and up, the loss, and the
@@ -484,20 +480,14 @@ pub struct LowerBackward<'a> {
     pub grad: &'a mut [f32],
 }
 
-impl SimdTask for LowerBackward<'_> {
-    fn narrow(&self) -> bool {
-        self.ws.lanes == 1
-    }
-    type Output = ();
+impl LowerBackward<'_> {
     #[inline(always)]
-    fn run<M: Math>(self, m: M) {
-        if self.ws.lanes == 1 {
-            backward_lower::<_, false>(One(m), self.lay, self.p, self.ws, self.grad)
-        } else {
-            backward_lower::<_, false>(Chunk(m), self.lay, self.p, self.ws, self.grad)
-        }
+    fn run_width<W: Width>(self, w: W) {
+        backward_lower::<W, false>(w, self.lay, self.p, self.ws, self.grad)
     }
 }
+
+width_task!(LowerBackward, ());
 
 /// Task: the diagonal Gauss-Newton estimate of one chunk (`p2` holds the
 /// squared parameters), accumulated into `grad`.
@@ -535,20 +525,7 @@ impl CurvatureChunk<'_> {
     }
 }
 
-impl SimdTask for CurvatureChunk<'_> {
-    fn narrow(&self) -> bool {
-        self.ws.lanes == 1
-    }
-    type Output = ();
-    #[inline(always)]
-    fn run<M: Math>(self, m: M) {
-        if self.ws.lanes == 1 {
-            self.run_width(One(m))
-        } else {
-            self.run_width(Chunk(m))
-        }
-    }
-}
+width_task!(CurvatureChunk, ());
 
 /// Runs the forward pass of the chunk in `ws.x`.
 pub fn run_forward(lay: &Layout, p: &[f32], ws: &mut Workspace) {
