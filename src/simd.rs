@@ -454,8 +454,9 @@ pub struct Choice {
 // The rule: the widest path the CPU has. The 16-image AVX-512 kernels were
 // measured faster than the 8-image AVX2 ones on every machine with AVX-512 this
 // project has run on, Intel and AMD alike (training 35-50% and inference 40% on
-// an Intel Xeon of family 6 model 207; about twice on an AMD EPYC Zen 5, whose
-// 512-bit FMAs run at full width); earlier releases kept AVX2 on Intel because a
+// an Intel Xeon of family 6 model 207; 48-60% and 48% on one of model 167;
+// 3-37% and 38% on an AMD EPYC Zen 4; about twice on a Zen 5, whose 512-bit
+// FMAs run at full width; docs/performance.md); earlier releases kept AVX2 on Intel because a
 // bare FMA loop said so, and that was wrong for these kernels (more independent
 // accumulators hide the latency at either width, and the 16-image chunks halve
 // the loop overhead). A fixed rule rather than a timing at start-up keeps the
