@@ -933,7 +933,7 @@ mod tests {
                         seen.push((
                             n,
                             loss.to_bits(),
-                            p.iter().map(|v| v.to_bits()).sum::<u32>(),
+                            p.iter().fold(0u32, |a, v| a.wrapping_add(v.to_bits())),
                         ));
                         match stop_obs {
                             Some(s) if seen.len() >= s => Control::Stop,
