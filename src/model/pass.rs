@@ -408,16 +408,8 @@ width_task!(LowerForward, ());
 /// backward pass down to C5's input gradient in `ws.g4` (single images; C5's
 /// own gradients are left to [`UpperWeights`]); `p` and `grad` are the
 /// parameters and gradients from C5's weights on. Returns what [`TrainChunk`]
-/// returns.
-pub struct UpperTrain<'a> {
-    pub lay: &'a Layout,
-    pub p: &'a [f32],
-    pub ws: &'a mut Workspace,
-    pub labels: &'a [u32],
-    pub weights: Option<&'a [f32]>,
-    pub scale: f32,
-    pub grad: &'a mut [f32],
-}
+/// returns, whose fields it takes.
+pub struct UpperTrain<'a>(pub TrainChunk<'a>);
 
 impl SimdTask for UpperTrain<'_> {
     fn narrow(&self) -> bool {
@@ -426,7 +418,7 @@ impl SimdTask for UpperTrain<'_> {
     type Output = (f64, usize);
     #[inline(always)]
     fn run<M: Math>(self, m: M) -> (f64, usize) {
-        let UpperTrain {
+        let TrainChunk {
             lay,
             p,
             ws,
@@ -434,7 +426,7 @@ impl SimdTask for UpperTrain<'_> {
             weights,
             scale,
             grad,
-        } = self;
+        } = self.0;
         assert_eq!(ws.lanes, 1, "UpperTrain takes single images");
         let w = One(m);
         forward_upper(w, lay, p, ws);

@@ -291,15 +291,6 @@ pub fn train_epoch(
     let threads = pool.current_num_threads();
     let max_chunks = bs.div_ceil(lanes);
     let wave = wave_chunks(threads).min(max_chunks);
-    let mut grads = try_alloc(buffer_len(wave, np)?, "gradient buffers")?;
-    // The running sum of a batch that takes more than one wave.
-    let mut acc = if max_chunks > wave {
-        try_alloc(np, "the gradient sum")?
-    } else {
-        Vec::new()
-    };
-    let mut stats = vec![(0.0f64, 0usize); wave];
-    let wss = Workspaces::new(threads, lanes, lay.cfg.n_classes);
     let mut visit: Vec<usize> = (0..n).collect();
     match order {
         Order::Shuffled => rng.shuffle(&mut visit),
@@ -327,6 +318,15 @@ pub fn train_epoch(
             return Ok(stats);
         }
     }
+    let mut grads = try_alloc(buffer_len(wave, np)?, "gradient buffers")?;
+    // The running sum of a batch that takes more than one wave.
+    let mut acc = if max_chunks > wave {
+        try_alloc(np, "the gradient sum")?
+    } else {
+        Vec::new()
+    };
+    let mut stats = vec![(0.0f64, 0usize); wave];
+    let wss = Workspaces::new(threads, lanes, lay.cfg.n_classes);
     // The pool's other threads, for this epoch's loops (see `team`).
     let team = (threads > 1).then(|| Team::new(pool, threads - 1));
     let team = team.as_ref();

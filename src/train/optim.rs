@@ -27,10 +27,10 @@
 //! gradient of 1e-30 counts as none. The floors depend only on the
 //! hyperparameters: the same on every thread.
 
-use crate::error::{LeNetError, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::team::Team;
+use crate::error::{LeNetError, Result};
 use crate::simd::{dispatch, zero_below, Math, SimdTask, NORMAL};
 
 /// Which update rule.
@@ -228,35 +228,39 @@ impl Optimizer {
         })
     }
 
-    /// The optimizer of parameters `..k` and that of `k..`, each with its
+    /// The optimizer of parameters `..k` and that of `k..n`, each with its
     /// part of the state (and of the frozen entries), as if each had been
     /// made for its part alone: the update of every parameter depends on its
     /// own entries only, so the two step to the same bits as the whole.
-    pub fn split_at(mut self, k: usize) -> (Optimizer, Optimizer) {
-        let cut = |v: &mut Vec<f32>| {
-            if v.is_empty() {
-                Vec::new()
-            } else {
-                v.split_off(k)
+    pub fn split_at(&self, k: usize, n: usize) -> (Optimizer, Optimizer) {
+        let part = |r: std::ops::Range<usize>| {
+            let cut = |v: &[f32]| {
+                if v.is_empty() {
+                    Vec::new()
+                } else {
+                    v[r.clone()].to_vec()
+                }
+            };
+            let f = &self.frozen;
+            Optimizer {
+                kind: self.kind,
+                learning_rate: self.learning_rate,
+                weight_decay: self.weight_decay,
+                m: cut(&self.m),
+                v: cut(&self.v),
+                t: self.t,
+                h: cut(&self.h),
+                frozen: f.start.clamp(r.start, r.end) - r.start
+                    ..f.end.clamp(r.start, r.end) - r.start,
+                spare_p: Vec::new(),
+                spare_m: Vec::new(),
+                spare_v: Vec::new(),
             }
         };
-        let (m, v, h) = (cut(&mut self.m), cut(&mut self.v), cut(&mut self.h));
-        let f = self.frozen.clone();
-        let upper = Optimizer {
-            m,
-            v,
-            h,
-            frozen: f.start.max(k) - k..f.end.max(k) - k,
-            spare_p: Vec::new(),
-            spare_m: Vec::new(),
-            spare_v: Vec::new(),
-            ..self.clone()
-        };
-        self.frozen = f.start.min(k)..f.end.min(k);
-        (self, upper)
+        (part(0..k), part(k..n))
     }
 
-    /// Undoes [`Optimizer::split_at`]`(k)`.
+    /// Undoes [`Optimizer::split_at`]`(k, n)`.
     pub fn join(mut lower: Optimizer, mut upper: Optimizer, k: usize) -> Optimizer {
         for (a, b) in [
             (&mut lower.m, &mut upper.m),

@@ -34,7 +34,7 @@ use super::{fill_images, Control, Dataset, EpochStats};
 use crate::distort::Distortion;
 use crate::error::{LeNetError, Result};
 use crate::model::{
-    Layout, LowerBackward, LowerForward, UpperTrain, UpperWeights, Workspace, C5_IN,
+    Layout, LowerBackward, LowerForward, TrainChunk, UpperTrain, UpperWeights, Workspace, C5_IN,
 };
 use crate::simd::dispatch;
 
@@ -183,7 +183,7 @@ fn helper(sh: &Shared) {
             } => {
                 up.ws.a4[..C5_IN].copy_from_slice(&a4);
                 let weights = weight.map(|w| [w]);
-                let (loss, correct) = dispatch(UpperTrain {
+                let (loss, correct) = dispatch(UpperTrain(TrainChunk {
                     lay: &up.lay,
                     p: &up.params,
                     ws: &mut up.ws,
@@ -191,7 +191,7 @@ fn helper(sh: &Shared) {
                     weights: weights.as_ref().map(|w| &w[..]),
                     scale: 1.0,
                     grad: &mut up.grad,
-                });
+                }));
                 let mut g4 = [0.0; C5_IN];
                 g4.copy_from_slice(&up.ws.g4[..C5_IN]);
                 sh.reply.put(Reply::Upper { g4, loss, correct });
@@ -246,7 +246,7 @@ pub(super) fn epoch(
 ) -> Result<Option<EpochStats>> {
     let k = lay.c5_w;
     let np = params.len();
-    let (mut lower_opt, upper_opt) = opt.clone().split_at(k);
+    let (mut lower_opt, upper_opt) = opt.split_at(k, np);
     let mut ws_up = Workspace::new(1, lay.cfg.n_classes);
     ws_up.smoothing = smoothing;
     let sh = Arc::new(Shared {
