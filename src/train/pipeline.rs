@@ -29,7 +29,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::optim::Optimizer;
-use super::team::SPIN;
+use super::team::spin_until;
 use super::{fill_images, Control, Dataset, EpochStats};
 use crate::distort::Distortion;
 use crate::error::{LeNetError, Result};
@@ -43,7 +43,7 @@ use crate::simd::dispatch;
 const START: Duration = Duration::from_millis(50);
 
 /// A hand-over of one value at a time between two threads: the taker spins
-/// for up to [`SPIN`], then sleeps until the value comes or the other side
+/// (see [`spin_until`]), then sleeps until the value comes or the other side
 /// has gone.
 struct Slot<T> {
     /// The value, and whether the taker sleeps (only then is it woken: a
@@ -77,18 +77,7 @@ impl<T> Slot<T> {
 
     /// The value, or None once `gone` is set with nothing to take.
     fn take(&self, gone: &AtomicBool) -> Option<T> {
-        let start = Instant::now();
-        let mut spins = 0u32;
-        while !self.full.load(Ordering::Acquire) {
-            if gone.load(Ordering::Acquire) {
-                break;
-            }
-            spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(256) && start.elapsed() > SPIN {
-                break;
-            }
-            std::hint::spin_loop();
-        }
+        spin_until(|| self.full.load(Ordering::Acquire) || gone.load(Ordering::Acquire));
         let mut slot = self.lock();
         while slot.0.is_none() && !gone.load(Ordering::Acquire) {
             slot.1 = true;

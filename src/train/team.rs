@@ -18,7 +18,8 @@
 //! thread runs it (every chunk has its own buffers, summed in chunk order
 //! afterwards), so the bits are those of a loop on one thread.
 //!
-//! A helper spins for at most [`SPIN`] after a loop, then sleeps on a condition
+//! A helper spins for at most [`SPIN`] after a loop (giving its core away
+//! between checks after the first 50 us, see [`spin_until`]), then sleeps on a condition
 //! variable until the next one, so a team costs nothing while the caller is busy
 //! elsewhere (a progress callback in Python, say). Helpers that never got a
 //! worker (the pool's threads busy with another call) are simply not waited
@@ -35,6 +36,41 @@ use std::time::{Duration, Instant};
 
 /// How long a helper spins for the next loop before it sleeps.
 pub const SPIN: Duration = Duration::from_millis(2);
+
+/// How long a waiting thread spins before it starts to give its core away
+/// between checks.
+const PURE_SPIN: Duration = Duration::from_micros(50);
+
+/// Waits up to [`SPIN`] for `done()`, without sleeping: for [`PURE_SPIN`] by
+/// spinning alone, then yielding the core to any other runnable thread between
+/// checks. The yield matters when the machine runs more threads than it has
+/// cores (another process, two fits at once): a thread that only spun would
+/// hold the core that the thread it waits for needs, and each hand-over would
+/// cost a time slice (training at batch size 1 ran 8x slower so, beside a test
+/// run on both cores). True if `done()` became true.
+pub(super) fn spin_until(mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    let mut spins = 0u32;
+    let mut yielding = false;
+    loop {
+        if done() {
+            return true;
+        }
+        if yielding {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+        spins = spins.wrapping_add(1);
+        if yielding || spins.is_multiple_of(64) {
+            let t = start.elapsed();
+            if t > SPIN {
+                return false;
+            }
+            yielding = t > PURE_SPIN;
+        }
+    }
+}
 
 /// A loop's body with its lifetime erased (see [`Team::run`] for why that is sound).
 #[derive(Clone, Copy)]
@@ -92,22 +128,15 @@ impl Shared {
             self.generation.load(Ordering::Acquire)
         };
         loop {
-            let start = Instant::now();
-            let mut spins = 0u32;
-            while self.generation.load(Ordering::Acquire) == seen
-                && !self.quit.load(Ordering::Acquire)
-            {
-                spins = spins.wrapping_add(1);
-                if spins.is_multiple_of(256) && start.elapsed() > SPIN {
-                    let mut st = self.lock();
-                    while self.generation.load(Ordering::Acquire) == seen
-                        && !self.quit.load(Ordering::Acquire)
-                    {
-                        st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
-                    }
-                    break;
+            let waiting = || {
+                self.generation.load(Ordering::Acquire) == seen
+                    && !self.quit.load(Ordering::Acquire)
+            };
+            if !spin_until(|| !waiting()) {
+                let mut st = self.lock();
+                while waiting() {
+                    st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
                 }
-                std::hint::spin_loop();
             }
             if self.quit.load(Ordering::Acquire) {
                 return;
@@ -191,14 +220,10 @@ impl Team {
             }
         }
         let mine = s.work(body);
-        let start = Instant::now();
-        let mut spins = 0u32;
-        while s.busy.load(Ordering::Acquire) != 0 {
-            spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(256) && start.elapsed() > SPIN {
+        let done = || s.busy.load(Ordering::Acquire) == 0;
+        if !spin_until(done) {
+            while !done() {
                 std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
             }
         }
         let theirs = {
