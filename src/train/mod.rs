@@ -222,15 +222,16 @@ fn fill_images(
     distort_seed: u64,
     first: usize,
 ) {
+    let Some(d) = augment else {
+        data.images.write_chunk(part, x, lanes);
+        return;
+    };
     let mut tmp = [0.0f32; IN * IN];
-    fill_chunk(x, lanes, part, |i, dst, lane| match augment {
-        None => data.images.write_lane(i, dst, lane, lanes),
-        Some(d) => {
-            data.images.write_lane(i, &mut tmp, 0, 1);
-            let pos = (first + lane) as u64;
-            d.draw(&mut image_rng(distort_seed, pos))
-                .apply(&tmp, dst, lane, lanes);
-        }
+    fill_chunk(x, lanes, part, |i, dst, lane| {
+        data.images.write_lane(i, &mut tmp, 0, 1);
+        let pos = (first + lane) as u64;
+        d.draw(&mut image_rng(distort_seed, pos))
+            .apply(&tmp, dst, lane, lanes);
     });
 }
 
@@ -480,9 +481,7 @@ pub fn estimate_curvature(
             let labels = &lab[..nl];
             g.fill(0.0);
             wss.with(|ws| {
-                fill_chunk(&mut ws.x, lanes, part, |i, dst, lane| {
-                    data.images.write_lane(i, dst, lane, lanes)
-                });
+                data.images.write_chunk(part, &mut ws.x, lanes);
                 dispatch(CurvatureChunk {
                     lay,
                     p: params,
@@ -645,9 +644,7 @@ pub fn infer<T: Pixel>(
             *slot = start + lane;
         }
         let lanes = ws.lanes;
-        fill_chunk(&mut ws.x, lanes, &idx[..live], |i, dst, lane| {
-            view.write_lane(i, dst, lane, lanes)
-        });
+        view.write_chunk(&idx[..live], &mut ws.x, lanes);
         dispatch(Forward { lay, p: params, ws });
         let rbf = lay.is_rbf();
         if let Some(pr) = proba {
