@@ -38,6 +38,13 @@ for output in ("softmax", "rbf"):
     }
 imgs = np.random.default_rng(1).integers(0, 256, (40, 28, 28), dtype=np.uint8)
 labels = np.arange(40) % 10
+# one image at a time through predict_proba: the single-image forward kernels
+net = N.Network(10, seed=3)
+out["single"] = {
+    "weights": {k: v.tolist() for k, v in net.get_weights().items()},
+    "proba": [net.predict_proba(imgs[i : i + 1])[0].tolist() for i in range(3)],
+    "layers": {k: v.tolist() for k, v in net.activations(imgs[:3]).items()},
+}
 same = True
 # batch 40: several wide chunks (and a partial one); batch 4: several single images; batch
 # 16: one chunk, run on the calling thread; each optimizer
@@ -107,6 +114,25 @@ def test_each_instruction_set_matches_the_reference(isa):
             scale = max(np.abs(g).max(), 1e-12)
             err = np.abs(np.asarray(case["grads"][name]) - g).max() / scale
             assert err < 1e-4, (isa, output, name, err)
+
+
+@pytest.mark.parametrize("isa", _available())
+def test_single_image_predictions_match_the_reference(isa):
+    got = _run(isa)["single"]
+    w = {k: np.asarray(v, np.float64) for k, v in got["weights"].items()}
+    imgs = np.random.default_rng(1).integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    # the paper's mapping: background -0.1, full ink 1.175, centred on 32x32
+    x = np.full((3, 32, 32), -0.1)
+    x[:, 2:30, 2:30] = -0.1 + 1.275 * imgs / 255.0
+    want = R.forward(w, x, np.zeros(3, dtype=int))["proba"]
+    np.testing.assert_allclose(got["proba"], want, rtol=0, atol=1e-5)
+    # every layer's outputs (a fresh network's probabilities hardly depend on the image)
+    outs = R.run_forward(R.build_stages(), w, x[:, None])[0]
+    for name in R.LAYERS:
+        have = np.asarray(got["layers"][name]).reshape(3, -1)
+        ref = outs[name].reshape(3, -1)
+        scale = np.abs(ref).max()
+        assert np.abs(have - ref).max() <= 1e-5 * scale, (isa, name)
 
 
 @pytest.mark.parametrize("isa", _available())

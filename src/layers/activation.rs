@@ -136,8 +136,28 @@ pub(crate) fn activate<S: Simd>(s: S, act: Activation, v: &mut [f32]) {
             }
         }
     }
-    activate_scalar(act, tail);
+    if tail.is_empty() {
+        return;
+    }
+    if act == Activation::ScaledTanh && S::W <= TAIL_MAX {
+        // The tail through the vector code too, so that a value's bits do not
+        // depend on where the vectors end (that is, on the width).
+        let mut buf = [0.0f32; TAIL_MAX];
+        buf[..tail.len()].copy_from_slice(tail);
+        let c = &mut buf[..S::W];
+        let x = s.load(c);
+        s.store(
+            s.mul(s.splat(TANH_A), tanh_v(s, s.mul(s.splat(TANH_S), x))),
+            c,
+        );
+        tail.copy_from_slice(&buf[..tail.len()]);
+    } else {
+        activate_scalar(act, tail);
+    }
 }
+
+/// Widest vector whose tail [`activate`] runs as a vector.
+const TAIL_MAX: usize = 16;
 
 /// `g *= f'(y)` (squared when `SQ`) where `y` are the activation's outputs.
 #[inline(always)]
