@@ -14,7 +14,8 @@
 //!
 //! Chunk kernels keep a block of output pixels (vectors of `S::W` images) in
 //! registers while they walk the taps; single-image kernels run along rows, a
-//! few rows at a time, and the input gradient is the valid convolution of the
+//! few rows at a time, or (16-wide forward) over the output maps laid flat,
+//! several maps fed from each loaded input vector, and the input gradient is the valid convolution of the
 //! zero-padded gradient with the flipped kernels (so the forward kernel runs
 //! it). The block sizes are chosen per layer shape below (`match OW`), tuned
 //! for C1 (28x28 outputs) and C3 (10x10), with a slower fallback that is
@@ -372,10 +373,10 @@ fn forward_one_lists<S: Simd, const IW: usize, const OW: usize>(
         // against 7.6.)
         C1_SIDE
             if S::W >= 16
-                && forward_one_maps::<S, IW, OW, 3, 4, 0>(s, inp, out, w, b, start, input) => {}
+                && forward_one_maps::<S, IW, OW, 3, 4>(s, inp, out, w, b, start, input) => {}
         C3_SIDE
             if S::W >= 16
-                && forward_one_maps::<S, IW, OW, 4, 3, 0>(s, inp, out, w, b, start, input) => {}
+                && forward_one_maps::<S, IW, OW, 4, 3>(s, inp, out, w, b, start, input) => {}
         C1_SIDE => forward_one_tiled::<S, IW, OW, 4, 2, 0>(s, inp, out, w, b, start, input),
         C3_SIDE => forward_one_flat::<S, IW, OW, 9>(s, inp, out, w, b, start, input),
         S2_SIDE => forward_one_tiled::<S, IW, OW, 2, 2, 0>(s, inp, out, w, b, start, input),
@@ -521,23 +522,14 @@ const MAPS_FLAT: usize = 1024;
 /// set (`MASK`), so no product of an absent connection is computed. Every
 /// output sums the bias, then its connections in the order of the lists
 /// (increasing input map), then the taps in order, as the other kernels do,
-/// so the bits are theirs. The first and last `Z` rows of every input plane
-/// are zero (a padded gradient): a tap row that reads only those rows for
-/// all of a tile is skipped (zero products, so the same bits). Returns false,
+/// so the bits are theirs. Returns false,
 /// doing nothing, if the lists are not ordered by input map or the shape is
 /// beyond the buffers (the caller then runs another kernel). Reads up to
 /// `T W + 4 IW + 4` floats past a plane's flat positions; buffers carry
 /// [`SLACK`].
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn forward_one_maps<
-    S: Simd,
-    const IW: usize,
-    const OW: usize,
-    const M: usize,
-    const T: usize,
-    const Z: usize,
->(
+fn forward_one_maps<S: Simd, const IW: usize, const OW: usize, const M: usize, const T: usize>(
     s: S,
     inp: &[f32],
     out: &mut [f32],
@@ -587,9 +579,6 @@ fn forward_one_maps<
             for (m, a) in acc.iter_mut().enumerate().take(live) {
                 *a = [s.splat(b[o0 + m]); T];
             }
-            // Tap rows that read only the zero rows for every position of the tile.
-            let (r0, r1) = (q0 / IW, (q0 + tile - 1) / IW);
-            let dead = |ky: usize| Z > 0 && (r1 + ky < Z || r0 + ky >= IW - Z);
             for c in 0..n_in {
                 let base = c * iplane + q0;
                 let k = &ks[c];
@@ -597,7 +586,7 @@ fn forward_one_maps<
                     ($($mask:literal)*) => {
                         match masks[c] {
                             0 => {}
-                            $($mask => taps_maps::<S, IW, M, T, $mask>(s, inp, base, w, k, &mut acc, dead),)*
+                            $($mask => taps_maps::<S, IW, M, T, $mask>(s, inp, base, w, k, &mut acc),)*
                             _ => unreachable!("masks have at most four bits"),
                         }
                     };
@@ -631,7 +620,6 @@ fn taps_maps<S: Simd, const IW: usize, const M: usize, const T: usize, const MAS
     w: &[f32],
     k: &[usize; M],
     acc: &mut [[S::V; T]; M],
-    dead: impl Fn(usize) -> bool,
 ) {
     let wk: [&[f32]; M] = std::array::from_fn(|m| {
         if MASK >> m & 1 == 1 {
@@ -641,9 +629,6 @@ fn taps_maps<S: Simd, const IW: usize, const M: usize, const T: usize, const MAS
         }
     });
     for ky in 0..5 {
-        if dead(ky) {
-            continue;
-        }
         for kx in 0..5 {
             let at = base + ky * IW + kx;
             let run = &inp[at..at + T * S::W];
