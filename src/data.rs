@@ -169,7 +169,7 @@ impl<T: Pixel> ImageView<'_, T> {
     /// inference.
     pub fn write_chunk(&self, idx: &[usize], dst: &mut [f32], lanes: usize) {
         let live = idx.len();
-        debug_assert!(live <= lanes && lanes <= MAX_LANES && dst.len() == IN * IN * lanes);
+        debug_assert!(live <= lanes && lanes <= MAX_LANES && dst.len() >= IN * IN * lanes);
         let mut rows: [&[T]; MAX_LANES] = [&[]; MAX_LANES];
         let side = self.side;
         let mut contiguous = lanes > 1 && live <= MAX_LANES;
@@ -191,6 +191,8 @@ impl<T: Pixel> ImageView<'_, T> {
             return;
         }
         let rows = &rows[..live];
+        // (Workspaces carry slack past the chunk.)
+        let dst = &mut dst[..IN * IN * lanes];
         if live < lanes {
             dst.fill(0.0);
         }
@@ -388,6 +390,34 @@ mod tests {
         assert!((dst[2 * 32 + 2] - 1.175).abs() < 1e-6);
         assert!((dst[29 * 32 + 29] - 1.175).abs() < 1e-6);
         assert!((dst[30 * 32 + 30] - BACKGROUND).abs() < 1e-7);
+    }
+
+    #[test]
+    fn a_chunk_written_across_the_lanes_equals_one_lane_at_a_time() {
+        let bytes: Vec<u8> = (0..5 * 28 * 28).map(|i| (i * 37 % 256) as u8).collect();
+        let floats: Vec<f32> = (0..5 * 32 * 32).map(|i| (i % 97) as f32 / 96.0).collect();
+        let u8s = ImageView::contiguous(&bytes, 5, 28).unwrap();
+        let f32s = ImageView::contiguous(&floats, 5, 32).unwrap();
+        for lanes in [8, 16] {
+            for idx in [&[4usize, 0, 2][..], &[1, 3, 0, 2, 4, 1, 0, 3][..]] {
+                let n = IN * IN * lanes;
+                let mut want = vec![7.0; n];
+                let mut got = vec![7.0; n + 32];
+                fill_chunk(&mut want, lanes, idx, |i, d, l| u8s.write_lane(i, d, l, lanes));
+                u8s.write_chunk(idx, &mut got, lanes);
+                assert_eq!(&got[..n], &want[..], "uint8, {lanes} lanes");
+                fill_chunk(&mut want, lanes, idx, |i, d, l| f32s.write_lane(i, d, l, lanes));
+                f32s.write_chunk(idx, &mut got, lanes);
+                assert_eq!(&got[..n], &want[..], "float32, {lanes} lanes");
+            }
+        }
+        // The pixel of image 4 at (row 3, column 5), 28x28 centred: lane 0, position (5, 7).
+        let mut got = vec![0.0; IN * IN * 16];
+        u8s.write_chunk(&[4], &mut got, 16);
+        let v = bytes[4 * 784 + 3 * 28 + 5];
+        assert_eq!(got[(5 * IN + 7) * 16], BACKGROUND + v as f32 * (INK_RANGE / 255.0));
+        assert_eq!(got[(5 * IN + 7) * 16 + 1], 0.0);
+        assert_eq!(got[0], BACKGROUND);
     }
 
     #[test]
