@@ -403,10 +403,14 @@ mod tests {
                 let n = IN * IN * lanes;
                 let mut want = vec![7.0; n];
                 let mut got = vec![7.0; n + 32];
-                fill_chunk(&mut want, lanes, idx, |i, d, l| u8s.write_lane(i, d, l, lanes));
+                fill_chunk(&mut want, lanes, idx, |i, d, l| {
+                    u8s.write_lane(i, d, l, lanes)
+                });
                 u8s.write_chunk(idx, &mut got, lanes);
                 assert_eq!(&got[..n], &want[..], "uint8, {lanes} lanes");
-                fill_chunk(&mut want, lanes, idx, |i, d, l| f32s.write_lane(i, d, l, lanes));
+                fill_chunk(&mut want, lanes, idx, |i, d, l| {
+                    f32s.write_lane(i, d, l, lanes)
+                });
                 f32s.write_chunk(idx, &mut got, lanes);
                 assert_eq!(&got[..n], &want[..], "float32, {lanes} lanes");
             }
@@ -415,7 +419,10 @@ mod tests {
         let mut got = vec![0.0; IN * IN * 16];
         u8s.write_chunk(&[4], &mut got, 16);
         let v = bytes[4 * 784 + 3 * 28 + 5];
-        assert_eq!(got[(5 * IN + 7) * 16], BACKGROUND + v as f32 * (INK_RANGE / 255.0));
+        assert_eq!(
+            got[(5 * IN + 7) * 16],
+            BACKGROUND + v as f32 * (INK_RANGE / 255.0)
+        );
         assert_eq!(got[(5 * IN + 7) * 16 + 1], 0.0);
         assert_eq!(got[0], BACKGROUND);
     }
