@@ -320,8 +320,10 @@ fn loss_grad<const SQ: bool>(
 /// several maps from each input vector, which 16-wide vectors run faster (one
 /// image's forward pass 20.2 -> 15.3 us on Intel family 6 model 167), while
 /// the backward kernels walk 10- and 28-pixel rows, which fill 8-wide vectors
-/// better. (Width changes no bits: every kernel of one image sums in the same
-/// order at any width.)
+/// better. The lower layers' single-image kernels (convolutions, pooling, the
+/// activation) sum in the same order at any width, so batch size 1 on two
+/// threads, whose lower forward pass runs 16-wide, keeps the bits of one thread,
+/// which runs it 8-wide.
 macro_rules! width_task {
     ($task:ident, $out:ty) => {
         width_task!($task, $out, true);
