@@ -116,6 +116,12 @@ pub(crate) fn tanh_v<S: Simd>(s: S, u: S::V) -> S::V {
     s.copysign(y, u)
 }
 
+/// The paper's squashing function on a vector (see [`scaled_tanh`]).
+#[inline(always)]
+fn scaled_tanh_v<S: Simd>(s: S, x: S::V) -> S::V {
+    s.mul(s.splat(TANH_A), tanh_v(s, s.mul(s.splat(TANH_S), x)))
+}
+
 /// Applies the activation in place to `v` (any length; the tail runs scalar).
 #[inline(always)]
 pub(crate) fn activate<S: Simd>(s: S, act: Activation, v: &mut [f32]) {
@@ -123,10 +129,8 @@ pub(crate) fn activate<S: Simd>(s: S, act: Activation, v: &mut [f32]) {
     let (body, tail) = v.split_at_mut(full);
     match act {
         Activation::ScaledTanh => {
-            let (ka, ks) = (s.splat(TANH_A), s.splat(TANH_S));
             for c in body.chunks_exact_mut(S::W) {
-                let x = s.load(c);
-                s.store(s.mul(ka, tanh_v(s, s.mul(ks, x))), c);
+                s.store(scaled_tanh_v(s, s.load(c)), c);
             }
         }
         Activation::Relu => {
@@ -145,11 +149,7 @@ pub(crate) fn activate<S: Simd>(s: S, act: Activation, v: &mut [f32]) {
         let mut buf = [0.0f32; TAIL_MAX];
         buf[..tail.len()].copy_from_slice(tail);
         let c = &mut buf[..S::W];
-        let x = s.load(c);
-        s.store(
-            s.mul(s.splat(TANH_A), tanh_v(s, s.mul(s.splat(TANH_S), x))),
-            c,
-        );
+        s.store(scaled_tanh_v(s, s.load(c)), c);
         tail.copy_from_slice(&buf[..tail.len()]);
     } else {
         activate_scalar(act, tail);

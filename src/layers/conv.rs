@@ -507,9 +507,8 @@ fn forward_one_flat<S: Simd, const IW: usize, const OW: usize, const T: usize>(
 /// Floats of [`forward_one_flat`]'s buffer for one output map.
 const FLAT_MAX: usize = 256;
 
-/// Most input maps and output maps [`forward_one_maps`] handles.
+/// Most input maps [`forward_one_maps`] handles.
 const MAPS_IN: usize = 16;
-const MAPS_OUT: usize = 16;
 /// Floats of [`forward_one_maps`]'s buffer for one output map.
 const MAPS_FLAT: usize = 1024;
 
@@ -522,11 +521,10 @@ const MAPS_FLAT: usize = 1024;
 /// set (`MASK`), so no product of an absent connection is computed. Every
 /// output sums the bias, then its connections in the order of the lists
 /// (increasing input map), then the taps in order, as the other kernels do,
-/// so the bits are theirs. Returns false,
-/// doing nothing, if the lists are not ordered by input map or the shape is
-/// beyond the buffers (the caller then runs another kernel). Reads up to
-/// `T W + 4 IW + 4` floats past a plane's flat positions; buffers carry
-/// [`SLACK`].
+/// so the bits are theirs. Returns false, doing nothing, if the lists are not
+/// ordered by input map or the shape is beyond the buffers (the caller then
+/// runs another kernel). Reads up to `T W + 4 IW + 4` floats past a plane's
+/// flat positions; buffers carry [`SLACK`].
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn forward_one_maps<S: Simd, const IW: usize, const OW: usize, const M: usize, const T: usize>(
@@ -538,39 +536,30 @@ fn forward_one_maps<S: Simd, const IW: usize, const OW: usize, const M: usize, c
     conn_start: &[usize],
     conn_in: &[usize],
 ) -> bool {
-    const NONE: usize = usize::MAX;
+    const { assert!(M <= 4, "a group's mask has at most four bits") };
     let n_out = conn_start.len() - 1;
     let n_in = conn_in.iter().map(|&c| c + 1).max().unwrap_or(0);
     let (iplane, oplane) = (IW * IW, OW * OW);
     let tile = T * S::W;
-    let npos = (OW - 1) * IW + OW;
-    let tiles = npos.div_ceil(tile);
-    if M > 4 || n_out > MAPS_OUT || n_in > MAPS_IN || tiles * tile > MAPS_FLAT {
+    let tiles = ((OW - 1) * IW + OW).div_ceil(tile);
+    let ordered = (0..n_out).all(|o| {
+        conn_in[conn_start[o]..conn_start[o + 1]]
+            .windows(2)
+            .all(|p| p[0] < p[1])
+    });
+    if !ordered || n_in > MAPS_IN || tiles * tile > MAPS_FLAT {
         return false;
-    }
-    // table[o][c]: the connection from input map c to output map o.
-    let mut table = [[NONE; MAPS_IN]; MAPS_OUT];
-    for o in 0..n_out {
-        let ks = conn_start[o]..conn_start[o + 1];
-        if conn_in[ks.clone()].windows(2).any(|p| p[0] >= p[1]) {
-            return false;
-        }
-        for k in ks {
-            table[o][conn_in[k]] = k;
-        }
     }
     let mut flat = [[0.0f32; MAPS_FLAT]; M];
     for o0 in (0..n_out).step_by(M) {
         let live = M.min(n_out - o0);
+        // masks[c]: the maps of the group that read input map c, by connection ks[c].
         let mut masks = [0u32; MAPS_IN];
         let mut ks = [[0usize; M]; MAPS_IN];
-        for c in 0..n_in {
-            for m in 0..live {
-                let k = table[o0 + m][c];
-                if k != NONE {
-                    masks[c] |= 1 << m;
-                    ks[c][m] = k;
-                }
+        for m in 0..live {
+            for k in conn_start[o0 + m]..conn_start[o0 + m + 1] {
+                masks[conn_in[k]] |= 1 << m;
+                ks[conn_in[k]][m] = k;
             }
         }
         for t in 0..tiles {
