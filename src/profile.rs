@@ -148,11 +148,18 @@ pub fn layer_split(lanes: Option<usize>) -> String {
             fwd * 1e6,
             1.0 / fwd
         ).unwrap();
-        enable(true);
-        take();
-        train_reps(&mut ws, &mut grad);
-        enable(false);
-        let times = take();
+        // Each stage's best of five timed passes (a shared machine's noise only
+        // ever adds time).
+        let mut times = [f64::INFINITY; STAGES.len()];
+        for _ in 0..5 {
+            enable(true);
+            take();
+            train_reps(&mut ws, &mut grad);
+            enable(false);
+            for (t, u) in times.iter_mut().zip(take()) {
+                *t = t.min(u);
+            }
+        }
         let total: f64 = times.iter().sum();
         writeln!(
             text,

@@ -91,18 +91,18 @@ pub(crate) fn backward_chunk<S: Math, const NI: usize, const SQ: bool>(
             xt[l * NI + i] = if SQ { v * v } else { v };
         }
     }
-    let full = NI / S::W * S::W;
+    for (o, g) in gb.iter_mut().enumerate() {
+        *g += s.hsum(s.load(&dpre[o * S::W..]));
+    }
+    // Both gradients are rank updates in register tiles ([`Rank`]); every
+    // element keeps its order of summation (lanes 0..W for the weights,
+    // starting from `gw`; outputs 0..no for the inputs, from zero).
+    let w_ = S::W;
+    let full = NI / w_ * w_;
+    rank_update::<S, true>(s, (dpre, w_, 1), (xt, w_), NI, full, no, gw);
     for o in 0..no {
-        let d = &dpre[o * S::W..(o + 1) * S::W];
-        gb[o] += s.hsum(s.load(d));
+        let d = &dpre[o * w_..(o + 1) * w_];
         let gwr = &mut gw[o * NI..(o + 1) * NI];
-        for i0 in (0..full).step_by(S::W) {
-            let mut acc = s.load(&gwr[i0..]);
-            for (l, dl) in d.iter().enumerate() {
-                acc = s.fma(s.splat(*dl), s.load(&xt[l * NI + i0..]), acc);
-            }
-            s.store(acc, &mut gwr[i0..]);
-        }
         for i in full..NI {
             for (l, dl) in d.iter().enumerate() {
                 gwr[i] = S::fma1(*dl, xt[l * NI + i], gwr[i]);
@@ -110,39 +110,157 @@ pub(crate) fn backward_chunk<S: Math, const NI: usize, const SQ: bool>(
         }
     }
     let Some((gin, in_act)) = gin else { return };
-    let mut i0 = 0;
-    while i0 + 8 <= NI {
-        dense_grad_x_block::<S, NI, 8>(s, dpre, w, gin, i0, no);
-        i0 += 8;
+    // The input gradient, image by image in `xt` (`[W][NI]`, its inputs no
+    // longer needed), then written back lane-interleaved.
+    rank_update::<S, false>(s, (dpre, 1, w_), (w, no), NI, full, w_, xt);
+    for i in 0..full {
+        for l in 0..w_ {
+            gin[i * w_ + l] = xt[l * NI + i];
+        }
     }
-    while i0 < NI {
-        dense_grad_x_block::<S, NI, 1>(s, dpre, w, gin, i0, no);
-        i0 += 1;
+    // The last `NI - full` inputs lane-interleaved straight away, up to eight
+    // at a time.
+    for i0 in (full..NI).step_by(8) {
+        grad_x_cols::<S, NI>(s, dpre, w, gin, i0, (NI - i0).min(8), no);
     }
     if let Some(act) = in_act {
-        apply_slope::<S, SQ>(s, act, &mut gin[..NI * S::W], &inp[..NI * S::W]);
+        apply_slope::<S, SQ>(s, act, &mut gin[..NI * w_], &inp[..NI * w_]);
     }
 }
 
+/// `gin[i] = sum_o w[o][i] dpre[o]` for the `n <= 8` inputs from `i0`, lane
+/// vectors, outputs summed in order from zero.
 #[inline(always)]
-fn dense_grad_x_block<S: Simd, const NI: usize, const IB: usize>(
+fn grad_x_cols<S: Simd, const NI: usize>(
     s: S,
     dpre: &[f32],
     w: &[f32],
     gin: &mut [f32],
     i0: usize,
+    n: usize,
     no: usize,
 ) {
-    let mut acc = [s.splat(0.0); IB];
+    let mut acc = [s.splat(0.0); 8];
     for o in 0..no {
         let d = s.load(&dpre[o * S::W..]);
-        let wr = &w[o * NI + i0..o * NI + i0 + IB];
-        for (a, wv) in acc.iter_mut().zip(wr) {
-            *a = s.fma(s.splat(*wv), d, *a);
+        for (a, wv) in acc.iter_mut().zip(&w[o * NI + i0..o * NI + i0 + n]) {
+            *a = s.fma(d, s.splat(*wv), *a);
         }
     }
-    for (r, a) in acc.iter().enumerate() {
+    for (r, a) in acc.iter().enumerate().take(n) {
         s.store(*a, &mut gin[(i0 + r) * S::W..]);
+    }
+}
+
+/// [`Rank`] over `rows` rows of `dst`, `a` given as (values, row stride, k
+/// stride) and `b` as (values, number of k).
+#[inline(always)]
+fn rank_update<S: Simd, const ACC: bool>(
+    s: S,
+    (a, a_r, a_k): (&[f32], usize, usize),
+    (b, k_n): (&[f32], usize),
+    n: usize,
+    full: usize,
+    rows: usize,
+    dst: &mut [f32],
+) {
+    Rank {
+        a,
+        a_r,
+        a_k,
+        b,
+        k_n,
+        n,
+        full,
+    }
+    .run::<S, ACC>(s, rows, dst);
+}
+
+/// A rank-`k_n` update, the shape shared by both gradients of a dense chunk:
+/// `dst[r n + c] (+)= sum_k a[r a_r + k a_k] b[k n + c]` for every row `r`
+/// and the first `full` columns `c`, the sum taken in order k = 0, 1, ... and
+/// started from `dst` when accumulating, from zero otherwise.
+struct Rank<'a> {
+    a: &'a [f32],
+    a_r: usize,
+    a_k: usize,
+    b: &'a [f32],
+    k_n: usize,
+    n: usize,
+    full: usize,
+}
+
+impl Rank<'_> {
+    /// All `rows` rows: four at a time, then one.
+    #[inline(always)]
+    fn run<S: Simd, const ACC: bool>(&self, s: S, rows: usize, dst: &mut [f32]) {
+        let mut r = 0;
+        while r + 4 <= rows {
+            self.rows::<S, 4, ACC>(s, r, dst);
+            r += 4;
+        }
+        while r < rows {
+            self.rows::<S, 1, ACC>(s, r, dst);
+            r += 1;
+        }
+    }
+
+    /// Rows `r0..r0 + OB` across the columns: four vectors at a time, then
+    /// two, then one.
+    #[inline(always)]
+    fn rows<S: Simd, const OB: usize, const ACC: bool>(&self, s: S, r0: usize, dst: &mut [f32]) {
+        let mut c = 0;
+        while c + 4 * S::W <= self.full {
+            self.tile::<S, OB, 4, ACC>(s, r0, c, dst);
+            c += 4 * S::W;
+        }
+        while c + 2 * S::W <= self.full {
+            self.tile::<S, OB, 2, ACC>(s, r0, c, dst);
+            c += 2 * S::W;
+        }
+        while c < self.full {
+            self.tile::<S, OB, 1, ACC>(s, r0, c, dst);
+            c += S::W;
+        }
+    }
+
+    /// One tile of `OB` rows by `VB` vectors: each loaded vector feeds `OB`
+    /// independent accumulators and each broadcast value `VB`, so the
+    /// multiply-adds do not wait on one another.
+    #[inline(always)]
+    fn tile<S: Simd, const OB: usize, const VB: usize, const ACC: bool>(
+        &self,
+        s: S,
+        r0: usize,
+        c: usize,
+        dst: &mut [f32],
+    ) {
+        let at = |r: usize, v: usize| (r0 + r) * self.n + c + v * S::W;
+        let mut acc = [[s.splat(0.0); VB]; OB];
+        if ACC {
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                for (v, a) in acc_r.iter_mut().enumerate() {
+                    *a = s.load(&dst[at(r, v)..]);
+                }
+            }
+        }
+        let mut x = [s.splat(0.0); VB];
+        for k in 0..self.k_n {
+            for (v, xv) in x.iter_mut().enumerate() {
+                *xv = s.load(&self.b[k * self.n + c + v * S::W..]);
+            }
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let d = s.splat(self.a[(r0 + r) * self.a_r + k * self.a_k]);
+                for (a, xv) in acc_r.iter_mut().zip(&x) {
+                    *a = s.fma(d, *xv, *a);
+                }
+            }
+        }
+        for (r, acc_r) in acc.iter().enumerate() {
+            for (v, a) in acc_r.iter().enumerate() {
+                s.store(*a, &mut dst[at(r, v)..]);
+            }
+        }
     }
 }
 
