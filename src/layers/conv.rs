@@ -210,7 +210,10 @@ fn kernel_grad_chunk_rows<
     for y in (0..OW).filter(|_| XB > 1) {
         let drow = &dpre_o[y * orow..(y + 1) * orow];
         for x0 in (0..OW).step_by(XB) {
-            let d: [S::V; XB] = std::array::from_fn(|j| s.load(&drow[(x0 + j) * S::W..]));
+            let mut d = [s.splat(0.0); XB];
+            for (j, dj) in d.iter_mut().enumerate() {
+                *dj = s.load(&drow[(x0 + j) * S::W..]);
+            }
             for (r, acc_r) in acc.iter_mut().enumerate() {
                 let at = (y + ky0 + r) * irow + x0 * S::W;
                 let irw = &inp_c[at..at + (XB + 4) * S::W];
@@ -621,7 +624,10 @@ fn taps_maps<S: Simd, const IW: usize, const M: usize, const T: usize, const MAS
         for kx in 0..5 {
             let at = base + ky * IW + kx;
             let run = &inp[at..at + T * S::W];
-            let x: [S::V; T] = std::array::from_fn(|v| s.load(&run[v * S::W..]));
+            let mut x = [s.splat(0.0); T];
+            for (v, xv) in x.iter_mut().enumerate() {
+                *xv = s.load(&run[v * S::W..]);
+            }
             for (m, a) in acc.iter_mut().enumerate() {
                 if MASK >> m & 1 == 1 {
                     let wv = s.splat(wk[m][ky * 5 + kx]);

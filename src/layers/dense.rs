@@ -31,11 +31,13 @@ fn dense_forward_block<S: Simd, const NI: usize, const OB: usize>(
     for (r, a) in acc.iter_mut().enumerate() {
         *a = s.splat(b[o0 + r]);
     }
-    let rows: [&[f32]; OB] = std::array::from_fn(|r| &w[(o0 + r) * NI..(o0 + r + 1) * NI]);
+    // (Explicit loops rather than `array::from_fn`, which the compiler does not
+    // always inline, leaving the arrays in memory.)
+    let rows = &w[o0 * NI..(o0 + OB) * NI];
     for i in 0..NI {
         let x = s.load(&inp[i * S::W..]);
-        for (a, row) in acc.iter_mut().zip(&rows) {
-            *a = s.fma(s.splat(row[i]), x, *a);
+        for (r, a) in acc.iter_mut().enumerate() {
+            *a = s.fma(s.splat(rows[r * NI + i]), x, *a);
         }
     }
     for (r, a) in acc.iter().enumerate() {

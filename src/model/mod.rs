@@ -3,6 +3,7 @@
 //! ([`init`]), and the forward / backward / curvature pass written once over
 //! the layers ([`pass`]).
 
+pub(crate) mod aligned;
 pub(crate) mod config;
 mod init;
 pub(crate) mod layout;

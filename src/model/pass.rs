@@ -11,6 +11,7 @@
 //! read, so any number of chunks can run at once, each on its own workspace,
 //! writing its gradients into its own buffer.
 
+use super::aligned::Aligned;
 use super::config::*;
 use super::layout::Layout;
 use crate::layers::dense::{self, softmax_loss};
@@ -33,27 +34,27 @@ pub struct Workspace {
     pub lanes: usize,
     pub n_classes: usize,
     /// Network input `[32][32][L]`.
-    pub x: Vec<f32>,
-    pub a1: Vec<f32>,
-    pub a2: Vec<f32>,
-    pub a3: Vec<f32>,
-    pub a4: Vec<f32>,
-    pub a5: Vec<f32>,
-    pub a6: Vec<f32>,
+    pub x: Aligned,
+    pub a1: Aligned,
+    pub a2: Aligned,
+    pub a3: Aligned,
+    pub a4: Aligned,
+    pub a5: Aligned,
+    pub a6: Aligned,
     /// Outputs of the last layer (logits) `[K][L]`.
-    pub z: Vec<f32>,
-    pub(crate) g1: Vec<f32>,
-    pub(crate) g2: Vec<f32>,
-    pub(crate) g3: Vec<f32>,
-    pub(crate) g4: Vec<f32>,
-    pub(crate) g5: Vec<f32>,
-    pub(crate) g6: Vec<f32>,
-    pub(crate) gz: Vec<f32>,
-    pub(crate) xt: Vec<f32>,
+    pub z: Aligned,
+    pub(crate) g1: Aligned,
+    pub(crate) g2: Aligned,
+    pub(crate) g3: Aligned,
+    pub(crate) g4: Aligned,
+    pub(crate) g5: Aligned,
+    pub(crate) g6: Aligned,
+    pub(crate) gz: Aligned,
+    pub(crate) xt: Aligned,
     /// Single images: the C3 gradient zero-padded by 4 on every side, and the
     /// flipped C3 kernels in S2-map order, for the C3 input gradient.
-    pub(crate) gpad: Vec<f32>,
-    pub(crate) wflip: Vec<f32>,
+    pub(crate) gpad: Aligned,
+    pub(crate) wflip: Aligned,
     /// Label smoothing of the cross-entropy loss: the target of the true class is
     /// `1 - smoothing + smoothing / K`, of every other `smoothing / K` (0: one-hot).
     pub smoothing: f32,
@@ -63,7 +64,7 @@ impl Workspace {
     /// A workspace for chunks of `lanes` images (1 or [`wide_lanes`]).
     pub fn new(lanes: usize, n_classes: usize) -> Self {
         assert!(lanes == 1 || lanes == 8 || lanes == 16);
-        let v = |n: usize| vec![0.0f32; n * lanes + SLACK];
+        let v = |n: usize| Aligned::zeroed(n * lanes + SLACK);
         Workspace {
             lanes,
             n_classes,
@@ -84,14 +85,14 @@ impl Workspace {
             gz: v(n_classes),
             xt: v(C5_IN),
             gpad: if lanes == 1 {
-                vec![0.0; C3_MAPS * C3_PAD * C3_PAD + SLACK]
+                Aligned::zeroed(C3_MAPS * C3_PAD * C3_PAD + SLACK)
             } else {
-                Vec::new()
+                Aligned::zeroed(0)
             },
             wflip: if lanes == 1 {
-                vec![0.0; C3_MAPS * C1_MAPS * KK]
+                Aligned::zeroed(C3_MAPS * C1_MAPS * KK)
             } else {
-                Vec::new()
+                Aligned::zeroed(0)
             },
             smoothing: 0.0,
         }
