@@ -277,31 +277,46 @@ pub(crate) fn forward_one<S: Math, const NI: usize>(
     act: Option<Activation>,
 ) {
     let no = b.len();
-    let full = NI / S::W * S::W;
-    let x = &inp[..NI];
     let mut o = 0;
+    while o + 8 <= no {
+        dense_one_rows::<S, NI, 8>(s, &inp[..NI], &w[o * NI..], &b[o..], &mut out[o..]);
+        o += 8;
+    }
     while o < no {
-        // Eight rows at once: eight independent FMA chains hide the latency.
-        let ob = (no - o).min(8);
-        let mut acc = [s.splat(0.0); 8];
-        for i0 in (0..full).step_by(S::W) {
-            let xv = s.load(&x[i0..]);
-            for (r, a) in acc.iter_mut().enumerate().take(ob) {
-                *a = s.fma(s.load(&w[(o + r) * NI + i0..]), xv, *a);
-            }
-        }
-        for (r, a) in acc.iter().enumerate().take(ob) {
-            let row = &w[(o + r) * NI..(o + r + 1) * NI];
-            let mut t = s.hsum(*a);
-            for i in full..NI {
-                t = S::fma1(row[i], x[i], t);
-            }
-            out[o + r] = t + b[o + r];
-        }
-        o += ob;
+        dense_one_rows::<S, NI, 1>(s, &inp[..NI], &w[o * NI..], &b[o..], &mut out[o..]);
+        o += 1;
     }
     if let Some(act) = act {
         activate(s, act, &mut out[..no]);
+    }
+}
+
+/// The first `OB` outputs of [`forward_one`] from the rows of `w` in `rows`: `OB` independent multiply-add
+/// chains along the inputs (a compile-time count, so the accumulators stay in
+/// registers), each reduced across its lanes and finished with the tail.
+#[inline(always)]
+fn dense_one_rows<S: Math, const NI: usize, const OB: usize>(
+    s: S,
+    x: &[f32],
+    rows: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+) {
+    let full = NI / S::W * S::W;
+    let mut acc = [s.splat(0.0); OB];
+    for i0 in (0..full).step_by(S::W) {
+        let xv = s.load(&x[i0..]);
+        for (r, a) in acc.iter_mut().enumerate() {
+            *a = s.fma(s.load(&rows[r * NI + i0..]), xv, *a);
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        let row = &rows[r * NI..(r + 1) * NI];
+        let mut t = s.hsum(*a);
+        for i in full..NI {
+            t = S::fma1(row[i], x[i], t);
+        }
+        out[r] = t + b[r];
     }
 }
 
