@@ -150,21 +150,37 @@ pub fn layer_split(lanes: Option<usize>) -> String {
         ).unwrap();
         // Each stage's best of five timed passes (a shared machine's noise only
         // ever adds time).
+        // The forward pass is timed on its own too: one image runs it in wider
+        // vectors than the training pass's forward half.
         let mut times = [f64::INFINITY; STAGES.len()];
+        let mut fwd_times = [f64::INFINITY; STAGES.len()];
         for _ in 0..5 {
             enable(true);
             take();
             train_reps(&mut ws, &mut grad);
+            let split = take();
+            for _ in 0..reps {
+                dispatch(Forward {
+                    lay: &lay,
+                    p: &p,
+                    ws: &mut ws,
+                });
+            }
             enable(false);
-            for (t, u) in times.iter_mut().zip(take()) {
-                *t = t.min(u);
+            for ((t, f), (u, v)) in times
+                .iter_mut()
+                .zip(&mut fwd_times)
+                .zip(split.iter().zip(take()))
+            {
+                *t = t.min(*u);
+                *f = f.min(v);
             }
         }
         let total: f64 = times.iter().sum();
         writeln!(
             text,
-            "{:<16} {:>9} {:>7} {:>10} {:>9}",
-            "stage", "us/img", "share", "MAC/img", "GFLOP/s"
+            "{:<16} {:>9} {:>7} {:>10} {:>9} {:>12}",
+            "stage", "us/img", "share", "MAC/img", "GFLOP/s", "forward only"
         )
         .unwrap();
         for (i, name) in STAGES.iter().enumerate() {
@@ -176,11 +192,15 @@ pub fn layer_split(lanes: Option<usize>) -> String {
             };
             writeln!(
                 text,
-                "{name:<16} {:>9.3} {:>6.1}% {:>10.0} {:>9}",
+                "{name:<16} {:>9.3} {:>6.1}% {:>10.0} {:>9} {:>12}",
                 per * 1e6,
                 100.0 * times[i] / total,
                 MACS[i],
-                gf
+                gf,
+                match fwd_times[i] {
+                    f if f > 0.0 => format!("{:.3}", f / (reps * lanes) as f64 * 1e6),
+                    _ => String::new(),
+                }
             )
             .unwrap();
         }
