@@ -193,6 +193,7 @@ impl Network {
             &self.layout,
             &self.params,
             view,
+            None,
             Some(&pool),
             out,
             &mut poll,

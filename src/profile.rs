@@ -107,6 +107,9 @@ pub fn layer_split(lanes: Option<usize>) -> String {
         }
         let labels: Vec<u32> = (0..lanes as u32).map(|i| i % 10).collect();
         let mut grad = vec![0.0f32; lay.n_params_total()];
+        // One image's forward pass as `predict` runs it, from the transposed
+        // upper weights.
+        let upper_t = (lanes == 1).then(|| crate::model::upper_transposed(&lay, &p));
         let reps = 8000 / lanes;
         let train_reps = |ws: &mut Workspace, grad: &mut [f32]| {
             for _ in 0..reps {
@@ -133,6 +136,7 @@ pub fn layer_split(lanes: Option<usize>) -> String {
                     lay: &lay,
                     p: &p,
                     ws: &mut ws,
+                    upper_t: upper_t.as_deref(),
                 });
             }
             fwd = fwd.min(t.elapsed().as_secs_f64() / (reps * lanes) as f64);
@@ -164,6 +168,7 @@ pub fn layer_split(lanes: Option<usize>) -> String {
                     lay: &lay,
                     p: &p,
                     ws: &mut ws,
+                    upper_t: upper_t.as_deref(),
                 });
             }
             enable(false);

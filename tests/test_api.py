@@ -461,3 +461,29 @@ def test_readme_python_example_runs(capsys):
         exec(compile(block, str(README), "exec"), {})
     out = capsys.readouterr().out.splitlines()
     assert float(out[0]) >= 0.9  # the accuracy line
+
+
+def test_one_image_predictions_follow_every_weight_change():
+    # A batch of fewer than one chunk runs image by image from a transposed copy of
+    # C5's and F6's weights, kept per parameter snapshot. After training and after
+    # set_weights, one image must get what a batch gives it (the batch path never
+    # uses that copy), not what the old weights gave.
+    (x, y), _ = lenet5.datasets.load_mnist()
+    model = lenet5.LeNet5(epochs=1, random_state=0, verbose=0).fit(x[:300], y[:300])
+
+    def check() -> np.ndarray:
+        one = model.predict_proba(x[:1])[0]
+        np.testing.assert_allclose(one, model.predict_proba(x[:64])[0], rtol=0, atol=2e-5)
+        return one
+
+    first = check()
+    model.partial_fit(x[300:600], y[300:600])
+    second = check()
+    assert np.abs(second - first).max() > 1e-4
+    w = model.get_weights()
+    w["c5.weight"] = w["c5.weight"] * 0.5
+    w["f6.bias"] = w["f6.bias"] + 0.25
+    model.set_weights(w)
+    third = check()
+    assert np.abs(third - second).max() > 1e-4
+    assert (model.predict(x[:1]) == model.predict(x[:64])[:1]).all()

@@ -291,9 +291,10 @@ pub(crate) fn forward_one<S: Math, const NI: usize>(
     }
 }
 
-/// The first `OB` outputs of [`forward_one`] from the rows of `w` in `rows`: `OB` independent multiply-add
-/// chains along the inputs (a compile-time count, so the accumulators stay in
-/// registers), each reduced across its lanes and finished with the tail.
+/// The first `OB` outputs of [`forward_one`] from the rows of `w` in `rows`:
+/// `OB` independent multiply-add chains along the inputs (a compile-time
+/// count, so the accumulators stay in registers), each reduced across its
+/// lanes and finished with the tail.
 #[inline(always)]
 fn dense_one_rows<S: Math, const NI: usize, const OB: usize>(
     s: S,
@@ -317,6 +318,89 @@ fn dense_one_rows<S: Math, const NI: usize, const OB: usize>(
             t = S::fma1(row[i], x[i], t);
         }
         out[r] = t + b[r];
+    }
+}
+
+/// Floats per row of [`transpose`]'s layout for `no` outputs: `no` rounded
+/// up to 16, so that any vector width tiles it.
+pub(crate) const fn padded(no: usize) -> usize {
+    no.div_ceil(16) * 16
+}
+
+/// The dense layer `w` (`[NO][ni]`), `b` (`[NO]`) laid out for
+/// [`forward_one_t`]: `[1 + ni][padded(NO)]`, the biases in row 0 and input
+/// `i`'s weights in row `1 + i`, zeros past `NO`.
+pub(crate) fn transpose(w: &[f32], b: &[f32], ni: usize, dst: &mut [f32]) {
+    let (no, np) = (b.len(), padded(b.len()));
+    dst[..(1 + ni) * np].fill(0.0);
+    dst[..no].copy_from_slice(b);
+    for (o, row) in w[..no * ni].chunks_exact(ni).enumerate() {
+        for (i, v) in row.iter().enumerate() {
+            dst[(1 + i) * np + o] = *v;
+        }
+    }
+}
+
+/// Output vectors `v0..v0 + VB` of [`forward_one_t`]; returns `VB`.
+#[inline(always)]
+fn dense_t_block<S: Simd, const NI: usize, const VB: usize>(
+    s: S,
+    (t, v0): (&[f32], usize),
+    inp: &[f32],
+    (out, no): (&mut [f32], usize),
+) -> usize {
+    let np = padded(no);
+    let c0 = v0 * S::W;
+    let mut acc = [s.splat(0.0); VB];
+    for (v, a) in acc.iter_mut().enumerate() {
+        *a = s.load(&t[c0 + v * S::W..]);
+    }
+    for (i, x) in inp[..NI].iter().enumerate() {
+        let xv = s.splat(*x);
+        let row = &t[(1 + i) * np + c0..];
+        for (v, a) in acc.iter_mut().enumerate() {
+            *a = s.fma(xv, s.load(&row[v * S::W..]), *a);
+        }
+    }
+    for (v, a) in acc.iter().enumerate() {
+        let c = c0 + v * S::W;
+        if c + S::W <= no {
+            s.store(*a, &mut out[c..]);
+        } else if c < no {
+            let mut tmp = [0.0f32; 16];
+            s.store(*a, &mut tmp);
+            out[c..no].copy_from_slice(&tmp[..no - c]);
+        }
+    }
+    VB
+}
+
+/// Dense layer for one image from [`transpose`]'s layout `t`, vectorised along
+/// the outputs: `out[o] = f(b[o] + sum_i w[o][i] inp[i])`, each output summed
+/// from its bias in input order, as [`forward_chunk`] sums each lane (so one
+/// image gets the bits it gets in a chunk), with no reduction across lanes.
+#[inline(always)]
+pub(crate) fn forward_one_t<S: Math, const NI: usize>(
+    s: S,
+    inp: &[f32],
+    out: &mut [f32],
+    t: &[f32],
+    no: usize,
+    act: Option<Activation>,
+) {
+    let nv = padded(no) / S::W;
+    let mut v = 0;
+    // Blocks of eight vectors, then four, two, one: enough independent chains.
+    while v < nv {
+        v += match nv - v {
+            8.. => dense_t_block::<S, NI, 8>(s, (t, v), inp, (out, no)),
+            4..=7 => dense_t_block::<S, NI, 4>(s, (t, v), inp, (out, no)),
+            2 | 3 => dense_t_block::<S, NI, 2>(s, (t, v), inp, (out, no)),
+            _ => dense_t_block::<S, NI, 1>(s, (t, v), inp, (out, no)),
+        };
+    }
+    if let Some(act) = act {
+        activate(s, act, &mut out[..no]);
     }
 }
 
@@ -494,29 +578,37 @@ mod tests {
     const NI: usize = 20;
     const NO: usize = 13;
 
+    /// `1.7159 tanh(2/3 (b_o + sum_i w_oi x_i))` in f64, straight from the equations.
+    fn scaled_tanh_layer(w: &[f32], b: &[f32], x: &[f32]) -> Vec<f64> {
+        (0..NO)
+            .map(|o| {
+                let a = b[o] as f64
+                    + (0..NI)
+                        .map(|i| w[o * NI + i] as f64 * x[i] as f64)
+                        .sum::<f64>();
+                1.7159 * (2.0 / 3.0 * a).tanh()
+            })
+            .collect()
+    }
+
+    /// Random weights, biases and `W` images' inputs, and the generator after them.
+    fn random_layer(seed: u64) -> (Vec<f32>, Vec<f32>, Vec<Vec<f32>>, Rng) {
+        let mut rng = Rng::new(seed);
+        let (w, b) = (values(&mut rng, NO * NI), values(&mut rng, NO));
+        let xs = (0..W).map(|_| values(&mut rng, NI)).collect();
+        (w, b, xs, rng)
+    }
+
     /// Forward and backward of a dense layer with tanh inputs, chunk and single
     /// image, against the equations in f64 (plain and squared mode).
     #[test]
     fn forward_and_backward_match_the_equations() {
-        let s = Plain::new();
-        let mut rng = Rng::new(5);
-        let act = Activation::ScaledTanh;
-        let (w, b) = (values(&mut rng, NO * NI), values(&mut rng, NO));
+        let (s, act) = (Plain::new(), Activation::ScaledTanh);
+        let (w, b, xs, mut rng) = random_layer(5);
         let b = &b[..NO];
-        let xs: Vec<Vec<f32>> = (0..W).map(|_| values(&mut rng, NI)).collect();
         let ds: Vec<Vec<f32>> = (0..W).map(|_| values(&mut rng, NO)).collect();
         let slope = |y: f64| 1.7159 * 2.0 / 3.0 - (2.0 / 3.0 / 1.7159) * y * y;
-        let fwd = |x: &[f32]| -> Vec<f64> {
-            (0..NO)
-                .map(|o| {
-                    let a = b[o] as f64
-                        + (0..NI)
-                            .map(|i| w[o * NI + i] as f64 * x[i] as f64)
-                            .sum::<f64>();
-                    1.7159 * (2.0 / 3.0 * a).tanh()
-                })
-                .collect()
-        };
+        let fwd = |x: &[f32]| scaled_tanh_layer(&w, b, x);
         for sq in [false, true] {
             let p = |v: f64| if sq { v * v } else { v };
             let wv: Vec<f32> = w.iter().map(|&v| if sq { v * v } else { v }).collect();
@@ -600,6 +692,37 @@ mod tests {
             }
             close(&f64s(&gw), &want_w, 1e-5, "weight gradient, chunk");
             close(&f64s(&gb), &want_b, 1e-5, "bias gradient, chunk");
+        }
+    }
+
+    /// One image from the transposed layout: the equations in f64, and the very
+    /// bits a chunk gives each of its images (13 outputs: a partial last vector).
+    #[test]
+    fn one_image_from_transposed_weights_matches_the_equations_and_the_chunk() {
+        let (s, act) = (Plain::new(), Activation::ScaledTanh);
+        let (w, b, xs, _) = random_layer(6);
+        let b = &b[..NO];
+        let mut t = vec![f32::NAN; (1 + NI) * padded(NO)];
+        transpose(&w, b, NI, &mut t);
+        assert_eq!(
+            t[2 * padded(NO) + 3],
+            w[3 * NI + 1],
+            "row 1 + i holds input i's weights"
+        );
+        let mut chunk = vec![0.0; NO * W];
+        forward_chunk::<_, NI>(s, &to_chunk(&xs, NI), &mut chunk, &w, b, Some(act));
+        for (l, x) in xs.iter().enumerate() {
+            let mut out = vec![f32::NAN; NO + SLACK];
+            forward_one_t::<_, NI>(s, x, &mut out, &t, NO, Some(act));
+            assert!(
+                out[NO..].iter().all(|v| v.is_nan()),
+                "wrote past the outputs"
+            );
+            let want = scaled_tanh_layer(&w, b, x);
+            close(&f64s(&out[..NO]), &want, 1e-5, "forward, transposed");
+            let lane_bits: Vec<u32> = (0..NO).map(|o| chunk[o * W + l].to_bits()).collect();
+            let bits: Vec<u32> = out[..NO].iter().map(|v| v.to_bits()).collect();
+            assert_eq!(bits, lane_bits, "image {l}: not the chunk's bits");
         }
     }
 

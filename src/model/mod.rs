@@ -15,6 +15,7 @@ pub use config::{
     TABLE_I,
 };
 pub use layout::{Layout, TensorSpec};
+pub(crate) use pass::upper_transposed;
 pub(crate) use pass::{
     wide_lanes, CurvatureChunk, Forward, LowerBackward, LowerForward, TrainChunk, UpperTrain,
     UpperWeights, Workspace,

@@ -141,9 +141,7 @@ fn forward_lower<W: Width>(w: W, lay: &Layout, p: &[f32], ws: &mut Workspace) {
 /// (`ws.z`); `p` is the parameter vector from C5's weights on.
 #[inline(always)]
 fn forward_upper<W: Width>(w: W, lay: &Layout, p: &[f32], ws: &mut Workspace) {
-    let cfg = &lay.cfg;
-    let act = cfg.activation;
-    let l = w.lanes();
+    let act = lay.cfg.activation;
     let at = |i: usize| i - lay.c5_w;
     let (c5w, c5b) = (
         &p[at(lay.c5_w)..at(lay.c5_b)],
@@ -157,16 +155,49 @@ fn forward_upper<W: Width>(w: W, lay: &Layout, p: &[f32], ws: &mut Workspace) {
     );
     w.dense_forward::<C5_UNITS>(&ws.a5, &mut ws.a6, f6w, f6b, Some(act));
     profile::lap(7);
+    forward_output(w, lay, &p[at(lay.out_w)..], ws);
+}
+
+/// The output layer's forward pass from F6's outputs (`ws.a6`) to `ws.z`; `p`
+/// is the parameter vector from the output layer's weights on.
+#[inline(always)]
+fn forward_output<W: Width>(w: W, lay: &Layout, p: &[f32], ws: &mut Workspace) {
+    let at = |i: usize| i - lay.out_w;
     let (ow, ob) = (
         &p[at(lay.out_w)..at(lay.out_b)],
         &p[at(lay.out_b)..at(lay.total)],
     );
     if lay.is_rbf() {
-        rbf::forward(&ws.a6, &mut ws.z, ow, cfg.n_classes, l);
+        rbf::forward(&ws.a6, &mut ws.z, ow, lay.cfg.n_classes, w.lanes());
     } else {
         w.dense_forward::<F6_UNITS>(&ws.a6, &mut ws.z, ow, ob, None);
     }
     profile::lap(8);
+}
+
+/// C5's and F6's weights and biases in [`dense::transpose`]'s layout, one
+/// after the other, for [`Forward::upper_t`].
+pub fn upper_transposed(lay: &Layout, p: &[f32]) -> Vec<f32> {
+    let c5 = (1 + C5_IN) * dense::padded(C5_UNITS);
+    let mut t = vec![0.0; c5 + (1 + C5_UNITS) * dense::padded(F6_UNITS)];
+    let (c5w, c5b) = (&p[lay.c5_w..lay.c5_b], &p[lay.c5_b..lay.f6_w]);
+    dense::transpose(c5w, c5b, C5_IN, &mut t[..c5]);
+    let (f6w, f6b) = (&p[lay.f6_w..lay.f6_b], &p[lay.f6_b..lay.out_w]);
+    dense::transpose(f6w, f6b, C5_UNITS, &mut t[c5..]);
+    t
+}
+
+/// [`forward_upper`] for one image from [`upper_transposed`]'s `t`: C5 and F6
+/// vectorised along their outputs, with the bits a chunk gives them.
+#[inline(always)]
+fn forward_upper_t<M: Math>(m: M, lay: &Layout, p: &[f32], t: &[f32], ws: &mut Workspace) {
+    let act = Some(lay.cfg.activation);
+    let c5 = (1 + C5_IN) * dense::padded(C5_UNITS);
+    dense::forward_one_t::<M, C5_IN>(m, &ws.a4, &mut ws.a5, &t[..c5], C5_UNITS, act);
+    profile::lap(6);
+    dense::forward_one_t::<M, C5_UNITS>(m, &ws.a5, &mut ws.a6, &t[c5..], F6_UNITS, act);
+    profile::lap(7);
+    forward_output(One(m), lay, &p[lay.out_w..], ws);
 }
 
 /// Backward pass after [`forward`] and the loss: `ws.gz` holds the gradient
@@ -355,16 +386,32 @@ pub struct Forward<'a> {
     pub lay: &'a Layout,
     pub p: &'a [f32],
     pub ws: &'a mut Workspace,
+    /// [`upper_transposed`] of `p`, if the caller keeps it: a single image then
+    /// runs C5 and F6 along their outputs (no sum across lanes, no scalar tail).
+    pub upper_t: Option<&'a [f32]>,
 }
 
-impl Forward<'_> {
+// One image runs 16-wide where the CPU has it (see `width_task`).
+impl SimdTask for Forward<'_> {
+    type Output = ();
     #[inline(always)]
-    fn run_width<W: Width>(self, w: W) {
-        forward(w, self.lay, self.p, self.ws)
+    fn run<M: Math>(self, m: M) {
+        let Forward {
+            lay,
+            p,
+            ws,
+            upper_t,
+        } = self;
+        match (ws.lanes, upper_t) {
+            (1, Some(t)) => {
+                forward_lower(One(m), lay, p, ws);
+                forward_upper_t(m, lay, p, t, ws);
+            }
+            (1, None) => forward(One(m), lay, p, ws),
+            _ => forward(Chunk(m), lay, p, ws),
+        }
     }
 }
-
-width_task!(Forward, (), wide);
 
 /// Task: forward, loss and backward of one chunk, gradients (of the loss
 /// times `scale`) accumulated into `grad`. `weights` (one per label, None
@@ -537,7 +584,12 @@ width_task!(CurvatureChunk, ());
 
 /// Runs the forward pass of the chunk in `ws.x`.
 pub fn run_forward(lay: &Layout, p: &[f32], ws: &mut Workspace) {
-    dispatch(Forward { lay, p, ws });
+    dispatch(Forward {
+        lay,
+        p,
+        ws,
+        upper_t: None,
+    });
 }
 
 #[cfg(test)]

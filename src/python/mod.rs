@@ -19,7 +19,7 @@ use crate::distort::{image_rng, Distortion};
 use crate::error::LeNetError;
 use crate::io::idx::{self, IdxData};
 use crate::model::{self as arch, Config as ArchConfig, Layout};
-use crate::model::{wide_lanes, Workspace};
+use crate::model::{upper_transposed, wide_lanes, Workspace};
 use crate::rng::Rng;
 use crate::simd::{flush_all, isa};
 use crate::train::optim::{OptimKind, Optimizer};

@@ -66,11 +66,30 @@ pub(super) struct PyNetwork {
     pub(super) train: Mutex<TrainState>,
     /// Shared with the copies made by `copy`, so that they reuse its threads.
     pub(super) pools: Arc<Mutex<PoolCache>>,
+    /// The parameter snapshot last used for a small batch, and its upper layers'
+    /// weights transposed for one-image inference ([`upper_transposed`]). The
+    /// snapshot is held, so `Arc::ptr_eq` cannot match a newer one by address.
+    pub(super) upper_t: UpperCache,
 }
+
+type UpperCache = Mutex<Option<(Arc<Vec<f32>>, Arc<Vec<f32>>)>>;
 
 impl PyNetwork {
     pub(super) fn snapshot(&self) -> PyResult<Arc<Vec<f32>>> {
         Ok(self.params.read().map_err(lock_err)?.clone())
+    }
+
+    /// [`upper_transposed`] of the snapshot `p`, made once per snapshot.
+    pub(super) fn upper_t(&self, p: &Arc<Vec<f32>>) -> PyResult<Arc<Vec<f32>>> {
+        let mut cache = self.upper_t.lock().map_err(lock_err)?;
+        if let Some((key, t)) = cache.as_ref() {
+            if Arc::ptr_eq(key, p) {
+                return Ok(t.clone());
+            }
+        }
+        let t = Arc::new(upper_transposed(&self.layout, p));
+        *cache = Some((p.clone(), t.clone()));
+        Ok(t)
     }
 
     pub(super) fn publish(&self, p: Vec<f32>) {
@@ -174,6 +193,7 @@ impl PyNetwork {
                 rng: Rng::new(seed ^ 0x005E_ED0F_5A4D_u64),
             }),
             pools: Arc::new(Mutex::new(PoolCache::default())),
+            upper_t: UpperCache::default(),
         })
     }
 
@@ -189,6 +209,7 @@ impl PyNetwork {
             params: RwLock::new(Arc::new(self.snapshot()?.as_ref().clone())),
             train: Mutex::new(train),
             pools: self.pools.clone(),
+            upper_t: UpperCache::default(),
         })
     }
 
@@ -800,15 +821,22 @@ impl PyNetwork {
             None
         };
         let lay = &self.layout;
+        // Fewer than one chunk runs image by image, from transposed upper weights.
+        let upper_t = if n < wide {
+            Some(self.upper_t(&p)?)
+        } else {
+            None
+        };
+        let t = upper_t.as_deref().map(Vec::as_slice);
         // Fewer than one chunk never polls: no need to look at the thread.
         let signals = (n >= wide).then(Signals::new);
         let run = || -> crate::Result<()> {
             let pool = pool.as_deref();
             let poll = &mut || signals.as_ref().map_or(Control::Continue, Signals::poll);
             match imgs {
-                Images::U8(v) => train::infer(lay, &p, v, pool, out, poll),
-                Images::F32(v) => train::infer(lay, &p, v, pool, out, poll),
-                Images::F64(v) => train::infer(lay, &p, v, pool, out, poll),
+                Images::U8(v) => train::infer(lay, &p, v, t, pool, out, poll),
+                Images::F32(v) => train::infer(lay, &p, v, t, pool, out, poll),
+                Images::F64(v) => train::infer(lay, &p, v, t, pool, out, poll),
             }
         };
         match &signals {

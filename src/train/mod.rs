@@ -613,7 +613,9 @@ pub enum InferOut<'a> {
 /// Runs the network on every image of `view` (validated first), writing into `out`.
 /// Work is split into chunks of [`wide_lanes`] images over the pool, handed out
 /// [`INFER_WAVE_FACTOR`] x [`wave_chunks`] at a time; `poll()` is called on the calling thread between
-/// two such waves. Fewer than two chunks run on the calling thread.
+/// two such waves. Fewer than two chunks run on the calling thread. `upper_t`,
+/// [`crate::model::upper_transposed`] of `params` if the caller keeps it, serves
+/// batches of fewer than [`wide_lanes`] images, which run one image at a time.
 ///
 /// # Errors
 ///
@@ -623,6 +625,7 @@ pub fn infer<T: Pixel>(
     lay: &Layout,
     params: &[f32],
     view: &ImageView<'_, T>,
+    upper_t: Option<&[f32]>,
     pool: Option<&rayon::ThreadPool>,
     out: InferOut<'_>,
     poll: &mut dyn FnMut() -> Control,
@@ -645,7 +648,12 @@ pub fn infer<T: Pixel>(
         }
         let lanes = ws.lanes;
         view.write_chunk(&idx[..live], &mut ws.x, lanes);
-        dispatch(Forward { lay, p: params, ws });
+        dispatch(Forward {
+            lay,
+            p: params,
+            ws,
+            upper_t,
+        });
         let rbf = lay.is_rbf();
         if let Some(pr) = proba {
             softmax_rows(ws, rbf, live, pr);
