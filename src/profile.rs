@@ -124,6 +124,16 @@ pub fn layer_split(lanes: Option<usize>) -> String {
                 });
             }
         };
+        let fwd_reps = |ws: &mut Workspace| {
+            for _ in 0..reps {
+                dispatch(Forward {
+                    lay: &lay,
+                    p: &p,
+                    ws,
+                    upper_t: upper_t.as_deref(),
+                });
+            }
+        };
         let mut train = f64::MAX;
         let mut fwd = f64::MAX;
         for _ in 0..5 {
@@ -131,14 +141,7 @@ pub fn layer_split(lanes: Option<usize>) -> String {
             train_reps(&mut ws, &mut grad);
             train = train.min(t.elapsed().as_secs_f64() / (reps * lanes) as f64);
             let t = Instant::now();
-            for _ in 0..reps {
-                dispatch(Forward {
-                    lay: &lay,
-                    p: &p,
-                    ws: &mut ws,
-                    upper_t: upper_t.as_deref(),
-                });
-            }
+            fwd_reps(&mut ws);
             fwd = fwd.min(t.elapsed().as_secs_f64() / (reps * lanes) as f64);
         }
         writeln!(
@@ -153,9 +156,8 @@ pub fn layer_split(lanes: Option<usize>) -> String {
             1.0 / fwd
         ).unwrap();
         // Each stage's best of five timed passes (a shared machine's noise only
-        // ever adds time).
-        // The forward pass is timed on its own too: one image runs it in wider
-        // vectors than the training pass's forward half.
+        // ever adds time); the forward pass's stages on their own too, as one
+        // image runs it in wider vectors than the training pass's forward half.
         let mut times = [f64::INFINITY; STAGES.len()];
         let mut fwd_times = [f64::INFINITY; STAGES.len()];
         for _ in 0..5 {
@@ -163,14 +165,7 @@ pub fn layer_split(lanes: Option<usize>) -> String {
             take();
             train_reps(&mut ws, &mut grad);
             let split = take();
-            for _ in 0..reps {
-                dispatch(Forward {
-                    lay: &lay,
-                    p: &p,
-                    ws: &mut ws,
-                    upper_t: upper_t.as_deref(),
-                });
-            }
+            fwd_reps(&mut ws);
             enable(false);
             for ((t, f), (u, v)) in times
                 .iter_mut()

@@ -120,38 +120,42 @@ pub(crate) fn backward_chunk<S: Math, const NI: usize, const SQ: bool>(
             gin[i * w_ + l] = xt[l * NI + i];
         }
     }
-    // The last `NI - full` inputs lane-interleaved straight away, up to eight
-    // at a time.
-    for i0 in (full..NI).step_by(8) {
-        grad_x_cols::<S, NI>(s, dpre, w, gin, i0, (NI - i0).min(8), no);
+    // The last `NI - full` inputs lane-interleaved straight away, eight at a
+    // time, then one.
+    let mut i = full;
+    while i < NI {
+        i += match NI - i {
+            8.. => grad_x_cols::<S, NI, 8>(s, dpre, w, gin, i, no),
+            _ => grad_x_cols::<S, NI, 1>(s, dpre, w, gin, i, no),
+        };
     }
     if let Some(act) = in_act {
         apply_slope::<S, SQ>(s, act, &mut gin[..NI * w_], &inp[..NI * w_]);
     }
 }
 
-/// `gin[i] = sum_o w[o][i] dpre[o]` for the `n <= 8` inputs from `i0`, lane
-/// vectors, outputs summed in order from zero.
+/// `gin[i] = sum_o w[o][i] dpre[o]` for the `IB` inputs from `i0` (returns
+/// `IB`), lane vectors, outputs summed in order from zero.
 #[inline(always)]
-fn grad_x_cols<S: Simd, const NI: usize>(
+fn grad_x_cols<S: Simd, const NI: usize, const IB: usize>(
     s: S,
     dpre: &[f32],
     w: &[f32],
     gin: &mut [f32],
     i0: usize,
-    n: usize,
     no: usize,
-) {
-    let mut acc = [s.splat(0.0); 8];
+) -> usize {
+    let mut acc = [s.splat(0.0); IB];
     for o in 0..no {
         let d = s.load(&dpre[o * S::W..]);
-        for (a, wv) in acc.iter_mut().zip(&w[o * NI + i0..o * NI + i0 + n]) {
+        for (a, wv) in acc.iter_mut().zip(&w[o * NI + i0..o * NI + i0 + IB]) {
             *a = s.fma(d, s.splat(*wv), *a);
         }
     }
-    for (r, a) in acc.iter().enumerate().take(n) {
+    for (r, a) in acc.iter().enumerate() {
         s.store(*a, &mut gin[(i0 + r) * S::W..]);
     }
+    IB
 }
 
 /// [`Rank`] over `rows` rows of `dst`, `a` given as (values, row stride, k
@@ -212,23 +216,19 @@ impl Rank<'_> {
     #[inline(always)]
     fn rows<S: Simd, const OB: usize, const ACC: bool>(&self, s: S, r0: usize, dst: &mut [f32]) {
         let mut c = 0;
-        while c + 4 * S::W <= self.full {
-            self.tile::<S, OB, 4, ACC>(s, r0, c, dst);
-            c += 4 * S::W;
-        }
-        while c + 2 * S::W <= self.full {
-            self.tile::<S, OB, 2, ACC>(s, r0, c, dst);
-            c += 2 * S::W;
-        }
         while c < self.full {
-            self.tile::<S, OB, 1, ACC>(s, r0, c, dst);
-            c += S::W;
+            c += S::W
+                * match (self.full - c) / S::W {
+                    4.. => self.tile::<S, OB, 4, ACC>(s, r0, c, dst),
+                    2 | 3 => self.tile::<S, OB, 2, ACC>(s, r0, c, dst),
+                    _ => self.tile::<S, OB, 1, ACC>(s, r0, c, dst),
+                };
         }
     }
 
-    /// One tile of `OB` rows by `VB` vectors: each loaded vector feeds `OB`
-    /// independent accumulators and each broadcast value `VB`, so the
-    /// multiply-adds do not wait on one another.
+    /// One tile of `OB` rows by `VB` vectors (returns `VB`): each loaded vector
+    /// feeds `OB` independent accumulators and each broadcast value `VB`, so
+    /// the multiply-adds do not wait on one another.
     #[inline(always)]
     fn tile<S: Simd, const OB: usize, const VB: usize, const ACC: bool>(
         &self,
@@ -236,7 +236,7 @@ impl Rank<'_> {
         r0: usize,
         c: usize,
         dst: &mut [f32],
-    ) {
+    ) -> usize {
         let at = |r: usize, v: usize| (r0 + r) * self.n + c + v * S::W;
         let mut acc = [[s.splat(0.0); VB]; OB];
         if ACC {
@@ -263,6 +263,7 @@ impl Rank<'_> {
                 s.store(*a, &mut dst[at(r, v)..]);
             }
         }
+        VB
     }
 }
 

@@ -13,9 +13,9 @@ const LINE: usize = 16;
 
 /// A zeroed buffer of `len` floats starting on a cache line.
 pub struct Aligned {
+    /// `LINE - 1` floats longer than the buffer, which starts at `off`.
     buf: Vec<f32>,
     off: usize,
-    len: usize,
 }
 
 impl Aligned {
@@ -23,26 +23,33 @@ impl Aligned {
         let buf = vec![0.0f32; len + LINE - 1];
         // The heap block never moves while `buf` lives, so the offset holds.
         let off = buf.as_ptr().align_offset(LINE * 4).min(LINE - 1);
-        Aligned { buf, off, len }
+        Aligned { buf, off }
+    }
+}
+
+impl Aligned {
+    fn range(&self) -> std::ops::Range<usize> {
+        self.off..self.off + self.buf.len() + 1 - LINE
     }
 }
 
 impl Deref for Aligned {
     type Target = [f32];
     fn deref(&self) -> &[f32] {
-        &self.buf[self.off..self.off + self.len]
+        &self.buf[self.range()]
     }
 }
 
 impl DerefMut for Aligned {
     fn deref_mut(&mut self) -> &mut [f32] {
-        &mut self.buf[self.off..self.off + self.len]
+        let r = self.range();
+        &mut self.buf[r]
     }
 }
 
 impl Clone for Aligned {
     fn clone(&self) -> Self {
-        let mut c = Aligned::zeroed(self.len);
+        let mut c = Aligned::zeroed(self.len());
         c.copy_from_slice(self);
         c
     }

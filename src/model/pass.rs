@@ -175,10 +175,13 @@ fn forward_output<W: Width>(w: W, lay: &Layout, p: &[f32], ws: &mut Workspace) {
     profile::lap(8);
 }
 
+/// Floats of C5's part of [`upper_transposed`] (F6's follows).
+const C5_T: usize = (1 + C5_IN) * dense::padded(C5_UNITS);
+
 /// C5's and F6's weights and biases in [`dense::transpose`]'s layout, one
 /// after the other, for [`Forward::upper_t`].
 pub fn upper_transposed(lay: &Layout, p: &[f32]) -> Vec<f32> {
-    let c5 = (1 + C5_IN) * dense::padded(C5_UNITS);
+    let c5 = C5_T;
     let mut t = vec![0.0; c5 + (1 + C5_UNITS) * dense::padded(F6_UNITS)];
     let (c5w, c5b) = (&p[lay.c5_w..lay.c5_b], &p[lay.c5_b..lay.f6_w]);
     dense::transpose(c5w, c5b, C5_IN, &mut t[..c5]);
@@ -192,10 +195,9 @@ pub fn upper_transposed(lay: &Layout, p: &[f32]) -> Vec<f32> {
 #[inline(always)]
 fn forward_upper_t<M: Math>(m: M, lay: &Layout, p: &[f32], t: &[f32], ws: &mut Workspace) {
     let act = Some(lay.cfg.activation);
-    let c5 = (1 + C5_IN) * dense::padded(C5_UNITS);
-    dense::forward_one_t::<M, C5_IN>(m, &ws.a4, &mut ws.a5, &t[..c5], C5_UNITS, act);
+    dense::forward_one_t::<M, C5_IN>(m, &ws.a4, &mut ws.a5, &t[..C5_T], C5_UNITS, act);
     profile::lap(6);
-    dense::forward_one_t::<M, C5_UNITS>(m, &ws.a5, &mut ws.a6, &t[c5..], F6_UNITS, act);
+    dense::forward_one_t::<M, C5_UNITS>(m, &ws.a5, &mut ws.a6, &t[C5_T..], F6_UNITS, act);
     profile::lap(7);
     forward_output(One(m), lay, &p[lay.out_w..], ws);
 }
